@@ -1,0 +1,1 @@
+"""Customer interaction pipeline: Kafka events to exact per-customer profiles in ClickHouse."""
