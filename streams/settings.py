@@ -34,17 +34,17 @@ class Settings:
     # Kafka
     kafka_bootstrap_servers: str = _setting("127.0.0.1:19092", "Kafka bootstrap servers, host:port[,host:port]")
     topic_prefix: str = _setting("interactions", "prefix of every topic the pipeline reads or writes")
-    topic_partitions: int = _setting(4, "partitions of every input and internal topic (co-partitioned)", minimum=1)
+    topic_partitions: int = _setting(4, "partitions of every input and internal topic", minimum=1)
     topic_replication: int = _setting(1, "replication factor of created topics", minimum=1)
     input_retention_ms: int = _setting(7 * 86_400_000, "retention of input and dead-letter topics", minimum=-1)
-    schema_registry_url: str = _setting("", "Confluent Schema Registry URL; empty uses the embedded registry built from schemas/")
+    schema_registry_url: str = _setting("", "Schema Registry URL; empty: the embedded registry from schemas/")
     # Worker
     app_id: str = _setting("interaction-pipeline", "Faust application id (consumer group, changelog topic prefix)")
     state_dir: str = _setting(".state/worker", "directory for the worker's local table store")
     store: str = _setting("memory://", "Faust table store URL: memory:// or rocksdb://")
     batch_max_events: int = _setting(2000, "events processed as one batch", minimum=1)
     batch_max_wait_ms: int = _setting(200, "longest wait before a partial batch is processed", minimum=1)
-    broker_session_timeout_s: float = _setting(10.0, "consumer session timeout; a killed worker's partitions move after it", minimum=6.0)
+    broker_session_timeout_s: float = _setting(10.0, "consumer session timeout: how soon a dead worker's partitions move", minimum=6.0)
     commit_interval_s: float = _setting(1.0, "how often consumed offsets are committed", minimum=0.1)
     metrics_host: str = _setting("127.0.0.1", "address the /metrics endpoint binds to")
     metrics_port: int = _setting(19100, "port of the /metrics endpoint", minimum=1, maximum=65535)
@@ -52,7 +52,7 @@ class Settings:
     currency: str = _setting("EUR", "reporting currency; purchases in another currency are dead-lettered")
     allowed_lateness_ms: int = _setting(3_600_000, "events older than ingest time minus this are late", minimum=0)
     max_future_skew_ms: int = _setting(300_000, "events further ahead of ingest time are clamped to it", minimum=0)
-    attribution_window_ms: int = _setting(7 * 86_400_000, "longest share-to-touch time that earns a referral credit", minimum=0)
+    attribution_window_ms: int = _setting(7 * 86_400_000, "longest share-to-touch time that earns a credit", minimum=0)
     allow_self_referral: bool = _setting(False, "credit customers for touches on their own shares")
     pending_touch_ttl_ms: int = _setting(86_400_000, "how long a touch waits for its share (ingest time)", minimum=0)
     # ClickHouse
@@ -60,13 +60,13 @@ class Settings:
     clickhouse_port: int = _setting(19000, "ClickHouse native port", minimum=1, maximum=65535)
     clickhouse_database: str = _setting("interactions", "database holding the pipeline's tables and views")
     clickhouse_user: str = _setting("writer", "user the workers insert as")
-    clickhouse_password: Secret = _setting(Secret("writer-local"), "password of clickhouse_user")
+    clickhouse_password: Secret = _setting(Secret(""), "password of clickhouse_user (secret)")
     clickhouse_admin_user: str = _setting("admin", "user that applies migrations")
-    clickhouse_admin_password: Secret = _setting(Secret("admin-local"), "password of clickhouse_admin_user")
+    clickhouse_admin_password: Secret = _setting(Secret(""), "password of clickhouse_admin_user (secret)")
     clickhouse_timeout_s: float = _setting(10.0, "connect and query timeout", minimum=0.1)
     sink_max_rows: int = _setting(20_000, "rows buffered before a flush is forced", minimum=1)
     sink_max_wait_ms: int = _setting(500, "longest time a row waits in the buffer", minimum=1)
-    sink_max_retries: int = _setting(8, "insert retries before the worker stops consuming (then it keeps retrying)", minimum=0)
+    sink_max_retries: int = _setting(8, "insert retries before the sink reports failure (it keeps retrying)", minimum=0)
     sink_backoff_max_s: float = _setting(5.0, "cap of the exponential retry backoff", minimum=0.01)
 
     @property
@@ -136,7 +136,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if settings.store.split("://")[0] not in ("memory", "rocksdb"):
         raise SettingsError(f"{PREFIX}STORE={settings.store!r}: expected memory:// or rocksdb://")
     if len(settings.currency) != 3 or not settings.currency.isupper():
-        raise SettingsError(f"{PREFIX}CURRENCY={settings.currency!r}: expected an ISO 4217 code like EUR")
+        raise SettingsError(f"{PREFIX}CURRENCY={settings.currency!r}: expected an ISO 4217 code such as EUR")
     return settings
 
 

@@ -1,0 +1,316 @@
+"""Per-customer interaction profile and its fold. Pure: no Kafka, Faust or ClickHouse.
+
+``Profile.apply`` folds one accepted event into the profile in place. Every field is defined
+in docs/definitions.md as a function of the *set* of accepted events, and the fold keeps it
+so (min/max, sums, latest-by-(time, id)), so the result does not depend on the order in which
+the four input topics are delivered.
+
+Bounded size: per-customer buckets keep the newest ``HOURLY_KEPT``/``DAILY_KEPT`` (older
+ones are final in ClickHouse), tickets the newest ``TICKETS_KEPT``, referred customers and
+recent ids have caps too. Exactness holds while a customer stays within them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.events import Event, Purchase, Share, Support, TicketAction
+from streams.windows import DAY_MS, HOUR_MS, floor_to, keep_newest, trailing_days
+
+HOURLY_KEPT = 72
+DAILY_KEPT = 35
+TICKETS_KEPT = 100
+REFERRED_CUSTOMERS_KEPT = 10_000
+
+# Bucket counters: one list per bucket, indexed by these columns.
+EVENTS, CLICKS, SHARES, PURCHASES, SUPPORT, REVENUE = range(6)
+_TYPE_COLUMN = {"click": CLICKS, "share": SHARES, "purchase": PURCHASES, "support": SUPPORT}
+
+_OPEN_STATUSES = frozenset({TicketAction.OPENED, TicketAction.REPLIED, TicketAction.REOPENED})
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What the profile needs of one support ticket (times in ms; None until seen)."""
+
+    opened_at: int | None = None
+    any_at: int | None = None
+    first_reply_at: int | None = None
+    resolved_at: int | None = None
+    latest: tuple[int, str] = (-1, "")
+    status: str = ""
+
+    def apply(self, event: Support, occurred_at: int) -> None:
+        if self.any_at is None or occurred_at < self.any_at:
+            self.any_at = occurred_at
+        action = event.action
+        if action is TicketAction.OPENED and (self.opened_at is None or occurred_at < self.opened_at):
+            self.opened_at = occurred_at
+        elif action is TicketAction.REPLIED and (
+            self.first_reply_at is None or occurred_at < self.first_reply_at
+        ):
+            self.first_reply_at = occurred_at
+        elif action is TicketAction.RESOLVED and (
+            self.resolved_at is None or occurred_at > self.resolved_at
+        ):
+            self.resolved_at = occurred_at
+        key = (occurred_at, event.event_id)
+        if key > self.latest:
+            self.latest, self.status = key, action.value
+
+    @property
+    def start(self) -> int | None:
+        return self.opened_at if self.opened_at is not None else self.any_at
+
+
+@dataclass(slots=True)
+class Profile:
+    """A customer's state: lifetime values, recent buckets, tickets, and replay bookkeeping."""
+
+    customer_id: str
+    version: int = 0
+    first_seen_at: int | None = None
+    last_seen_at: int | None = None
+    counts: list[int] = field(default_factory=lambda: [0] * 6)
+    last_purchase_at: int | None = None
+    shares_by_network: dict[str, int] = field(default_factory=dict)
+    tickets: dict[str, Ticket] = field(default_factory=dict)
+    satisfaction_latest: tuple[int, str, int] | None = None
+    satisfaction_sum: int = 0
+    satisfaction_count: int = 0
+    hourly: dict[int, list[int]] = field(default_factory=dict)
+    daily: dict[int, list[int]] = field(default_factory=dict)
+    referred_clicks: int = 0
+    referred_purchases: int = 0
+    referred_revenue_cents: int = 0
+    referred_customers: set[str] = field(default_factory=set)
+    # Replay bookkeeping (see streams/replay.py): highest source offset applied per topic,
+    # and the most recent accepted ids with the topic/offset that first carried each.
+    offsets: dict[str, int] = field(default_factory=dict)
+    recent_ids: dict[str, str] = field(default_factory=dict)
+
+    # -- fold -------------------------------------------------------------------------------
+
+    def apply(self, event: Event, occurred_at: int, late: bool) -> None:
+        """Fold one accepted event (``occurred_at`` already clamped; late ones skip buckets)."""
+        self.version += 1
+        if self.first_seen_at is None or occurred_at < self.first_seen_at:
+            self.first_seen_at = occurred_at
+        if self.last_seen_at is None or occurred_at > self.last_seen_at:
+            self.last_seen_at = occurred_at
+        column = _TYPE_COLUMN[event.type.value]
+        revenue = 0
+        if isinstance(event, Purchase):
+            revenue = event.amount_cents
+            if self.last_purchase_at is None or occurred_at > self.last_purchase_at:
+                self.last_purchase_at = occurred_at
+        elif isinstance(event, Share):
+            self.shares_by_network[event.network] = self.shares_by_network.get(event.network, 0) + 1
+        elif isinstance(event, Support):
+            self._apply_support(event, occurred_at)
+        _bump(self.counts, column, revenue)
+        if not late:
+            _bump(self.hourly.setdefault(floor_to(occurred_at, HOUR_MS), [0] * 6), column, revenue)
+            _bump(self.daily.setdefault(floor_to(occurred_at, DAY_MS), [0] * 6), column, revenue)
+            keep_newest(self.hourly, HOURLY_KEPT)
+            keep_newest(self.daily, DAILY_KEPT)
+
+    def _apply_support(self, event: Support, occurred_at: int) -> None:
+        ticket = self.tickets.get(event.ticket_id)
+        if ticket is None:
+            ticket = self.tickets[event.ticket_id] = Ticket()
+            if len(self.tickets) > TICKETS_KEPT:
+                oldest = min(self.tickets, key=lambda t: self.tickets[t].start or 0)
+                del self.tickets[oldest]
+        ticket.apply(event, occurred_at)
+        if event.satisfaction is not None:
+            self.satisfaction_sum += event.satisfaction
+            self.satisfaction_count += 1
+            latest = (occurred_at, event.event_id, event.satisfaction)
+            if self.satisfaction_latest is None or latest[:2] > self.satisfaction_latest[:2]:
+                self.satisfaction_latest = latest
+
+    def apply_credit(self, touch_type: str, referred_customer_id: str, amount_cents: int) -> None:
+        """Count one referral credit earned by this customer's share."""
+        self.version += 1
+        if touch_type == "purchase":
+            self.referred_purchases += 1
+            self.referred_revenue_cents += amount_cents
+        else:
+            self.referred_clicks += 1
+        if len(self.referred_customers) < REFERRED_CUSTOMERS_KEPT:
+            self.referred_customers.add(referred_customer_id)
+
+    # -- derived values -----------------------------------------------------------------------
+
+    def support_summary(self) -> dict[str, int]:
+        opened = resolved = reply_total = reply_count = resolution_total = resolution_count = 0
+        for ticket in self.tickets.values():
+            start = ticket.start
+            if ticket.status in _OPEN_STATUSES:
+                opened += 1
+            elif ticket.status == TicketAction.RESOLVED:
+                resolved += 1
+                if start is not None and ticket.resolved_at is not None:
+                    resolution_total += ticket.resolved_at - start
+                    resolution_count += 1
+            if start is not None and ticket.first_reply_at is not None:
+                reply_total += ticket.first_reply_at - start
+                reply_count += 1
+        return {
+            "open_tickets": opened,
+            "tickets_resolved": resolved,
+            "first_reply_ms_total": reply_total,
+            "first_reply_count": reply_count,
+            "resolution_ms_total": resolution_total,
+            "resolution_count": resolution_count,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """The profile as one row of ``customer_profiles`` (absolute values plus version)."""
+        counts = self.counts
+        last_day = floor_to(self.last_seen_at or 0, DAY_MS)
+        purchases = counts[PURCHASES]
+        row: dict[str, Any] = {
+            "customer_id": self.customer_id,
+            "version": self.version,
+            "first_seen_at_ms": self.first_seen_at or 0,
+            "last_seen_at_ms": self.last_seen_at or 0,
+            "events": counts[EVENTS],
+            "clicks": counts[CLICKS],
+            "shares": counts[SHARES],
+            "purchases": purchases,
+            "support_events": counts[SUPPORT],
+            "revenue_cents": counts[REVENUE],
+            "avg_order_value_cents": counts[REVENUE] // purchases if purchases else 0,
+            "last_purchase_at_ms": self.last_purchase_at,
+            "share_networks": sorted(self.shares_by_network),
+            "share_network_counts": [self.shares_by_network[n] for n in sorted(self.shares_by_network)],
+            **self.support_summary(),
+            "latest_satisfaction": self.satisfaction_latest[2] if self.satisfaction_latest else None,
+            "satisfaction_sum": self.satisfaction_sum,
+            "satisfaction_count": self.satisfaction_count,
+            "activity_7d": trailing_days(self.daily, last_day, 7, EVENTS),
+            "spend_7d_cents": trailing_days(self.daily, last_day, 7, REVENUE),
+            "activity_30d": trailing_days(self.daily, last_day, 30, EVENTS),
+            "spend_30d_cents": trailing_days(self.daily, last_day, 30, REVENUE),
+            "clicks_30d": trailing_days(self.daily, last_day, 30, CLICKS),
+            "shares_30d": trailing_days(self.daily, last_day, 30, SHARES),
+            "purchases_30d": trailing_days(self.daily, last_day, 30, PURCHASES),
+            "referred_clicks": self.referred_clicks,
+            "referred_purchases": self.referred_purchases,
+            "referred_revenue_cents": self.referred_revenue_cents,
+            "referred_customers": len(self.referred_customers),
+        }
+        row.update(scores(row))
+        return row
+
+    def bucket_row(self, start_ms: int, daily: bool) -> dict[str, Any]:
+        """One row of ``customer_daily`` (``day``) or ``customer_hourly`` (``hour_start``)."""
+        counts = (self.daily if daily else self.hourly)[start_ms]
+        return {
+            "customer_id": self.customer_id,
+            ("day" if daily else "hour_start"): start_ms,
+            "events": counts[EVENTS],
+            "clicks": counts[CLICKS],
+            "shares": counts[SHARES],
+            "purchases": counts[PURCHASES],
+            "support_events": counts[SUPPORT],
+            "revenue_cents": counts[REVENUE],
+            # Counts only grow, so the event count orders a bucket's versions.
+            "version": counts[EVENTS],
+        }
+
+    # -- serialization (the changelog value) --------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "c": self.customer_id, "v": self.version, "f": self.first_seen_at,
+            "l": self.last_seen_at, "n": self.counts, "lp": self.last_purchase_at,
+            "sn": self.shares_by_network,
+            "t": {k: [t.opened_at, t.any_at, t.first_reply_at, t.resolved_at, list(t.latest), t.status]
+                  for k, t in self.tickets.items()},
+            "sl": list(self.satisfaction_latest) if self.satisfaction_latest else None,
+            "ss": self.satisfaction_sum, "sc": self.satisfaction_count,
+            "h": [[k, *v] for k, v in self.hourly.items()],
+            "d": [[k, *v] for k, v in self.daily.items()],
+            "rc": self.referred_clicks, "rp": self.referred_purchases,
+            "rr": self.referred_revenue_cents, "ru": sorted(self.referred_customers),
+            "o": self.offsets, "r": self.recent_ids,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Profile:
+        tickets = {
+            k: Ticket(t[0], t[1], t[2], t[3], (t[4][0], t[4][1]), t[5]) for k, t in data["t"].items()
+        }
+        latest = data["sl"]
+        return cls(
+            customer_id=data["c"], version=data["v"], first_seen_at=data["f"],
+            last_seen_at=data["l"], counts=data["n"], last_purchase_at=data["lp"],
+            shares_by_network=data["sn"], tickets=tickets,
+            satisfaction_latest=(latest[0], latest[1], latest[2]) if latest else None,
+            satisfaction_sum=data["ss"], satisfaction_count=data["sc"],
+            hourly={row[0]: row[1:] for row in data["h"]},
+            daily={row[0]: row[1:] for row in data["d"]},
+            referred_clicks=data["rc"], referred_purchases=data["rp"],
+            referred_revenue_cents=data["rr"], referred_customers=set(data["ru"]),
+            offsets=data["o"], recent_ids=data["r"],
+        )
+
+
+def _bump(counters: list[int], column: int, revenue: int) -> None:
+    counters[EVENTS] += 1
+    counters[column] += 1
+    counters[REVENUE] += revenue
+
+
+def _threshold_score(value: int, thresholds: tuple[int, int, int, int]) -> int:
+    """5 when value reaches thresholds[0], 4 for thresholds[1], ... else 1."""
+    for score, threshold in zip((5, 4, 3, 2), thresholds, strict=True):
+        if value >= threshold:
+            return score
+    return 1
+
+
+def recency_score(last_purchase_at: int | None, as_of: int) -> int:
+    if last_purchase_at is None:
+        return 1
+    days = (as_of - last_purchase_at) // DAY_MS
+    for score, limit in ((5, 6), (4, 13), (3, 29), (2, 89)):
+        if days <= limit:
+            return score
+    return 1
+
+
+def scores(row: dict[str, Any]) -> dict[str, Any]:
+    """R/F/M, engagement score and segment of a snapshot row (definitions in docs)."""
+    recency = recency_score(row["last_purchase_at_ms"], row["last_seen_at_ms"])
+    frequency = _threshold_score(row["purchases"], (10, 5, 3, 2))
+    monetary = _threshold_score(row["revenue_cents"], (100_000, 50_000, 20_000, 5_000))
+    engagement = (row["clicks_30d"] + 3 * row["shares_30d"] + 5 * row["purchases_30d"]
+                  + 10 * row["referred_purchases"])
+    latest_satisfaction = row["latest_satisfaction"]
+    if row["referred_customers"] >= 2:
+        segment = "advocate"
+    elif row["purchases"] >= 3 and recency >= 3:
+        segment = "loyal"
+    elif (latest_satisfaction is not None and latest_satisfaction <= 2) or (
+        row["purchases"] >= 1 and recency == 1
+    ):
+        segment = "at_risk"
+    elif row["last_seen_at_ms"] - row["first_seen_at_ms"] < 7 * DAY_MS and row["purchases"] == 0:
+        segment = "new"
+    elif row["activity_7d"] > 0:
+        segment = "active"
+    else:
+        segment = "dormant"
+    return {
+        "recency_score": recency,
+        "frequency_score": frequency,
+        "monetary_score": monetary,
+        "engagement_score": engagement,
+        "segment": segment,
+    }
+

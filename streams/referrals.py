@@ -1,0 +1,120 @@
+"""Referral attribution: pure rules and the share-index record of the join. No I/O.
+
+The join: shares and touches (clicks/purchases carrying ``referrer_share_id``) are re-keyed by
+share id into one topic, so a share and all its touches meet in one partition, in order. The
+record kept per share id holds the share and the touches that arrived before it; a credit
+goes to the sharer, re-keyed by the sharer's customer id. See docs/definitions.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+EARLY_TOUCHES_KEPT = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class SharePost:
+    share_id: str
+    sharer_customer_id: str
+    occurred_at_ms: int
+    network: str
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """A click or purchase that came through a shared link; ``credit_id`` is its event id."""
+
+    credit_id: str
+    customer_id: str
+    share_id: str
+    touch_type: str
+    occurred_at_ms: int
+    ingest_ms: int
+    amount_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    credit_id: str
+    sharer_customer_id: str
+    referred_customer_id: str
+    share_id: str
+    touch_type: str
+    touch_occurred_at_ms: int
+    amount_cents: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Credit:
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class AttributionRules:
+    window_ms: int
+    allow_self_referral: bool
+
+    def credit(self, share: SharePost, touch: Touch) -> Credit | None:
+        """The credit ``touch`` earns for ``share``'s author, or None when a rule says no."""
+        if touch.customer_id == share.sharer_customer_id and not self.allow_self_referral:
+            return None
+        if not 0 <= touch.occurred_at_ms - share.occurred_at_ms <= self.window_ms:
+            return None
+        return Credit(touch.credit_id, share.sharer_customer_id, touch.customer_id,
+                      share.share_id, touch.touch_type, touch.occurred_at_ms, touch.amount_cents)
+
+
+@dataclass(slots=True)
+class ShareIndex:
+    """State of one share id: the share once seen, and touches that came before it."""
+
+    share: SharePost | None = None
+    early: list[Touch] = field(default_factory=list)
+    offset: int = -1  # highest offset of the index topic absorbed (see streams/replay.py)
+
+    def on_share(self, share: SharePost, offset: int, rules: AttributionRules) -> list[Credit]:
+        """Record the share (the first one wins) and credit the touches that waited for it.
+
+        On a replay the credits are produced again: they may not have left before a crash,
+        and the sharer's profile drops a credit id it has already counted.
+        """
+        if offset > self.offset:
+            self.offset = offset
+            if self.share is None:
+                self.share = share
+        if self.share != share:
+            return []
+        return [c for t in self.early if (c := rules.credit(share, t)) is not None]
+
+    def on_touch(self, touch: Touch, offset: int, rules: AttributionRules) -> list[Credit]:
+        """Credit the touch if its share is known, otherwise keep it waiting (bounded)."""
+        is_new = offset > self.offset
+        self.offset = max(self.offset, offset)
+        if self.share is not None:
+            credit = rules.credit(self.share, touch)
+            return [credit] if credit is not None else []
+        if is_new and len(self.early) < EARLY_TOUCHES_KEPT:
+            self.early.append(touch)
+        return []
+
+    def expire(self, now_ingest_ms: int, ttl_ms: int) -> bool:
+        """Drop touches that waited longer than ``ttl_ms`` for a share; True if nothing is left."""
+        if self.share is None:
+            self.early = [t for t in self.early if t.ingest_ms >= now_ingest_ms - ttl_ms]
+        return self.share is None and not self.early
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "s": asdict(self.share) if self.share else None,
+            "e": [asdict(t) for t in self.early],
+            "o": self.offset,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ShareIndex:
+        share = SharePost(**data["s"]) if data["s"] else None
+        return cls(share, [Touch(**t) for t in data["e"]], data["o"])

@@ -1,0 +1,378 @@
+"""The two processing stages as plain code over a key-value state store. No Faust, no I/O.
+
+A stage takes a batch of source records and returns a :class:`BatchOutput`: state writes
+(changelog records), messages to send, ClickHouse rows and metric counts. ``streams.agents``
+runs the output through Faust and the sink; tests run it against a dict.
+
+- :class:`ProfileStage` (keyed by customer id; reads the four input topics and the credits
+  topic): decode and validate, dead-letter what fails, fold accepted events into profiles,
+  buckets and per-minute totals, and send shares and touches to the referral index.
+- :class:`ReferralStage` (keyed by share id; reads the referral index): the stream-table join
+  that turns touches into credits for the sharer.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from kafka.partitioner.default import murmur2
+
+from streams.errors import DecodeError, ValidationError
+from streams.events import Click, Event, EventType, Purchase, Share, Support
+from streams.profile import Profile
+from streams.referrals import AttributionRules, Credit, ShareIndex, SharePost, Touch
+from streams.replay import Admission, absorb, admit
+from streams.settings import Settings
+from streams.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to
+
+MINUTES_KEPT = 360  # per-minute totals held per partition: 6 h, well past the allowed lateness
+
+Decoder = Callable[[bytes, EventType], Event]
+Validator = Callable[[Event], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutMessage:
+    topic: str
+    partition: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(slots=True)
+class BatchOutput:
+    state_writes: list[tuple[int, str, bytes | None]] = field(default_factory=list)
+    messages: list[OutMessage] = field(default_factory=list)
+    rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    counts: Counter[tuple[str, ...]] = field(default_factory=Counter)
+
+
+class StateReader(Protocol):
+    def get(self, key: str) -> bytes | None: ...
+
+    def keys_with_prefix(self, prefix: str) -> Iterable[str]: ...
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2), as upstream producers use for customer ids."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+class ProfileStage:
+    """Fold input events into per-customer state; see the module docstring."""
+
+    def __init__(self, settings: Settings, decode: Decoder, validate: Validator,
+                 store: StateReader) -> None:
+        self.settings = settings
+        self.decode = decode
+        self.validate = validate
+        self.store = store
+        self.topic_types = {topic: EventType(t) for t, topic in settings.input_topics.items()}
+        self.credits_topic = settings.referral_credits_topic
+        self._minutes: dict[int, set[int]] = {}
+
+    def forget_partitions(self) -> None:
+        """Drop in-memory indexes after a rebalance: state may have moved."""
+        self._minutes.clear()
+
+    def process(self, records: Sequence[SourceRecord]) -> BatchOutput:
+        batch = _ProfileBatch(self)
+        for record in records:
+            if record.topic == self.credits_topic:
+                batch.on_credit(record)
+            else:
+                batch.on_input(record)
+        return batch.finish()
+
+    def minute_index(self, partition: int) -> set[int]:
+        index = self._minutes.get(partition)
+        if index is None:
+            prefix = f"m:{partition}:"
+            index = {int(k[len(prefix):]) for k in self.store.keys_with_prefix(prefix)}
+            self._minutes[partition] = index
+        return index
+
+
+class _ProfileBatch:
+    """State and output of one batch of :class:`ProfileStage`."""
+
+    def __init__(self, stage: ProfileStage) -> None:
+        self.stage = stage
+        self.settings = stage.settings
+        self.out = BatchOutput()
+        self.profiles: dict[str, tuple[int, Profile]] = {}
+        self.minutes: dict[tuple[int, int], dict[str, Any]] = {}
+        self.buckets: set[tuple[str, int, bool]] = set()
+
+    # -- loading state ------------------------------------------------------------------------
+
+    def profile(self, customer_id: str, partition: int) -> Profile:
+        loaded = self.profiles.get(customer_id)
+        if loaded is None:
+            raw = self.stage.store.get(f"c:{customer_id}")
+            profile = Profile.from_json(json.loads(raw)) if raw else Profile(customer_id)
+            self.profiles[customer_id] = loaded = (partition, profile)
+        return loaded[1]
+
+    def minute(self, partition: int, minute_ms: int) -> dict[str, Any]:
+        key = (partition, minute_ms)
+        record = self.minutes.get(key)
+        if record is None:
+            raw = self.stage.store.get(f"m:{partition}:{minute_ms}")
+            record = json.loads(raw) if raw else {"o": {}, "t": {}}
+            self.minutes[key] = record
+        return record
+
+    # -- records ------------------------------------------------------------------------------
+
+    def on_credit(self, record: SourceRecord) -> None:
+        credit = Credit.from_json(json.loads(record.value or b"{}"))
+        profile = self.profile(credit.sharer_customer_id, record.partition)
+        admission = admit(profile.offsets, profile.recent_ids, record.topic, record.offset,
+                          "credit:" + credit.credit_id)
+        if admission is Admission.NEW:
+            profile.apply_credit(credit.touch_type, credit.referred_customer_id,
+                                 credit.amount_cents)
+        self.out.counts[("credit", admission.value)] += 1
+
+    def on_input(self, record: SourceRecord) -> None:
+        topic_type = self.stage.topic_types[record.topic]
+        self.out.counts[("consumed", record.topic, topic_type.value)] += 1
+        try:
+            event = self.stage.decode(record.value or b"", topic_type)
+            self.stage.validate(event)
+            if record.key != event.customer_id.encode():
+                raise ValidationError("key", "record key differs from customer_id",
+                                      reason="key_mismatch")
+        except DecodeError as error:
+            self.dead_letter(record, error)
+            return
+        time = classify(event.occurred_at_ms, record.timestamp_ms,
+                        self.settings.allowed_lateness_ms, self.settings.max_future_skew_ms)
+        profile = self.profile(event.customer_id, record.partition)
+        admission = admit(profile.offsets, profile.recent_ids, record.topic, record.offset,
+                          event.event_id)
+        self.out.counts[("admission", record.topic, admission.value)] += 1
+        if admission is Admission.NEW:
+            profile.apply(event, time.occurred_at_ms, time.late)
+            self.out.counts[("processed", record.topic, topic_type.value)] += 1
+        if admission in (Admission.NEW, Admission.REPLAYED):
+            self.emit_accepted(record, event, time)
+
+    def emit_accepted(self, record: SourceRecord, event: Event, time: EventTime) -> None:
+        """Everything an accepted event produces; sent again when it is replayed."""
+        if not time.late:
+            self.buckets.add((event.customer_id, floor_to(time.occurred_at_ms, HOUR_MS), False))
+            self.buckets.add((event.customer_id, floor_to(time.occurred_at_ms, DAY_MS), True))
+            minute = self.minute(record.partition, floor_to(time.occurred_at_ms, MINUTE_MS))
+            if absorb(minute["o"], record.topic, record.offset):
+                totals = minute["t"].setdefault(f"{event.type.value}|{event.channel}", [0, 0])
+                totals[0] += 1
+                totals[1] += event.amount_cents if isinstance(event, Purchase) else 0
+        if time.late:
+            self.warning(record, event, "late_event",
+                         f"occurred {record.timestamp_ms - event.occurred_at_ms} ms before ingest")
+        if time.clamped:
+            self.warning(record, event, "clamped_timestamp",
+                         f"occurred {event.occurred_at_ms - record.timestamp_ms} ms after ingest")
+        self.out.rows.append(("events", event_row(record, event, time)))
+        self.send_to_referral_index(record, event, time)
+
+    def send_to_referral_index(self, record: SourceRecord, event: Event, time: EventTime) -> None:
+        message: dict[str, Any] | None = None
+        if isinstance(event, Share):
+            message = {"k": "share", **asdict(SharePost(event.share_id, event.customer_id,
+                                                        time.occurred_at_ms, event.network))}
+            share_id = event.share_id
+        elif isinstance(event, Click | Purchase) and event.referrer_share_id:
+            share_id = event.referrer_share_id
+            amount = event.amount_cents if isinstance(event, Purchase) else 0
+            message = {"k": "touch", **asdict(Touch(event.event_id, event.customer_id, share_id,
+                                                    event.type.value, time.occurred_at_ms,
+                                                    record.timestamp_ms, amount))}
+        if message is not None:
+            key = share_id.encode()
+            self.out.messages.append(OutMessage(
+                self.settings.referral_index_topic,
+                partition_for(key, self.settings.topic_partitions), key, _dumps(message)))
+
+    def dead_letter(self, record: SourceRecord, error: DecodeError) -> None:
+        stage = "validate" if isinstance(error, ValidationError) else "decode"
+        headers = (
+            ("reason", error.reason.encode()),
+            ("error_class", type(error).__name__.encode()),
+            ("error_message", error.message.encode()),
+            ("stage", stage.encode()),
+            ("origin_topic", record.topic.encode()),
+            ("origin_partition", str(record.partition).encode()),
+            ("origin_offset", str(record.offset).encode()),
+        )
+        self.out.messages.append(OutMessage(self.settings.dead_letter_topic, record.partition,
+                                            record.key, record.value, headers))
+        self.out.rows.append(("ingestion_errors", error_row(
+            record, "dead_letter", error.reason, type(error).__name__, error.message, None)))
+        self.out.counts[("dead_letter", record.topic, error.reason)] += 1
+
+    def warning(self, record: SourceRecord, event: Event, kind: str, message: str) -> None:
+        self.out.rows.append(("ingestion_errors",
+                              error_row(record, kind, kind, "", message, event)))
+        self.out.counts[(kind, record.topic)] += 1
+
+    # -- end of batch -------------------------------------------------------------------------
+
+    def finish(self) -> BatchOutput:
+        out = self.out
+        for customer_id, (partition, profile) in self.profiles.items():
+            out.state_writes.append((partition, f"c:{customer_id}", _dumps(profile.to_json())))
+            if profile.version:
+                out.rows.append(("customer_profiles", profile.snapshot()))
+        for customer_id, start, daily in self.buckets:
+            profile = self.profiles[customer_id][1]
+            if start in (profile.daily if daily else profile.hourly):
+                out.rows.append(("customer_daily" if daily else "customer_hourly",
+                                 profile.bucket_row(start, daily)))
+        for (partition, minute_ms), record in self.minutes.items():
+            out.state_writes.append((partition, f"m:{partition}:{minute_ms}", _dumps(record)))
+            for type_channel, (events, revenue) in record["t"].items():
+                event_type, channel = type_channel.split("|", 1)
+                out.rows.append(("minute_totals", {
+                    "minute_start": minute_ms, "event_type": event_type, "channel": channel,
+                    "source_partition": partition, "events": events, "revenue_cents": revenue,
+                    "version": events}))
+            self.evict_old_minutes(partition, minute_ms)
+        return out
+
+    def evict_old_minutes(self, partition: int, minute_ms: int) -> None:
+        index = self.stage.minute_index(partition)
+        index.add(minute_ms)
+        while len(index) > MINUTES_KEPT:
+            oldest = min(index)
+            index.discard(oldest)
+            self.out.state_writes.append((partition, f"m:{partition}:{oldest}", None))
+
+
+def event_row(record: SourceRecord, event: Event, time: EventTime) -> dict[str, Any]:
+    """One row of the raw ``events`` table."""
+    row: dict[str, Any] = {
+        "event_id": event.event_id, "event_type": event.type.value,
+        "customer_id": event.customer_id, "occurred_at_ms": time.occurred_at_ms,
+        "ingest_ms": record.timestamp_ms, "channel": event.channel,
+        "session_id": event.session_id, "product_id": None, "referrer_share_id": None,
+        "share_id": None, "network": None, "promotion_id": None, "order_id": None,
+        "amount_cents": None, "currency": None, "ticket_id": None, "action": None,
+        "support_channel": None, "satisfaction": None, "page": None,
+        "is_late": int(time.late), "is_clamped": int(time.clamped),
+        "source_topic": record.topic, "source_partition": record.partition,
+        "source_offset": record.offset,
+    }
+    if isinstance(event, Click):
+        row.update(page=event.page, product_id=event.product_id,
+                   referrer_share_id=event.referrer_share_id)
+    elif isinstance(event, Share):
+        row.update(share_id=event.share_id, network=event.network,
+                   product_id=event.product_id, promotion_id=event.promotion_id)
+    elif isinstance(event, Purchase):
+        row.update(order_id=event.order_id, amount_cents=event.amount_cents,
+                   currency=event.currency, product_id=event.product_id,
+                   referrer_share_id=event.referrer_share_id)
+    elif isinstance(event, Support):
+        row.update(ticket_id=event.ticket_id, action=event.action.value,
+                   support_channel=event.support_channel, satisfaction=event.satisfaction)
+    return row
+
+
+def error_row(record: SourceRecord, kind: str, reason: str, error_class: str, message: str,
+              event: Event | None) -> dict[str, Any]:
+    """One row of ``ingestion_errors``; the payload is kept base64-encoded."""
+    return {
+        "kind": kind, "reason": reason, "error_class": error_class, "message": message,
+        "source_topic": record.topic, "source_partition": record.partition,
+        "source_offset": record.offset,
+        "record_key": (record.key or b"").decode("utf-8", "replace"),
+        "event_id": event.event_id if event else "",
+        "ingest_ms": record.timestamp_ms,
+        "occurred_at_ms": event.occurred_at_ms if event else None,
+        "payload": base64.b64encode(record.value or b"").decode(),
+    }
+
+
+class ReferralStage:
+    """The share-index side of the referral join; see the module docstring."""
+
+    def __init__(self, settings: Settings, store: StateReader) -> None:
+        self.settings = settings
+        self.store = store
+        self.rules = AttributionRules(settings.attribution_window_ms, settings.allow_self_referral)
+
+    def load(self, share_id: str) -> ShareIndex:
+        raw = self.store.get(f"s:{share_id}")
+        return ShareIndex.from_json(json.loads(raw)) if raw else ShareIndex()
+
+    def process(self, records: Sequence[SourceRecord]) -> BatchOutput:
+        out = BatchOutput()
+        loaded: dict[str, tuple[int, ShareIndex]] = {}
+        for record in records:
+            message = json.loads(record.value or b"{}")
+            kind = message.pop("k")
+            share_id = message["share_id"]
+            if share_id not in loaded:
+                loaded[share_id] = (record.partition, self.load(share_id))
+            index = loaded[share_id][1]
+            if kind == "share":
+                credits = index.on_share(SharePost(**message), record.offset, self.rules)
+            else:
+                credits = index.on_touch(Touch(**message), record.offset, self.rules)
+            out.counts[("referral", kind)] += 1
+            for credit in credits:
+                self.emit_credit(credit, out)
+        for share_id, (partition, index) in loaded.items():
+            out.state_writes.append((partition, f"s:{share_id}", _dumps(index.to_json())))
+        return out
+
+    def emit_credit(self, credit: Credit, out: BatchOutput) -> None:
+        key = credit.sharer_customer_id.encode()
+        out.messages.append(OutMessage(
+            self.settings.referral_credits_topic,
+            partition_for(key, self.settings.topic_partitions), key, _dumps(credit.to_json())))
+        out.rows.append(("referral_credits", credit.to_json()))
+        out.counts[("credit_emitted", credit.touch_type)] += 1
+
+    def expire(self, now_ingest_ms: int) -> tuple[BatchOutput, int]:
+        """Drop touches that waited too long for their share; returns writes and touches still waiting."""
+        out = BatchOutput()
+        waiting = 0
+        for key in list(self.store.keys_with_prefix("s:")):
+            raw = self.store.get(key)
+            if raw is None:
+                continue
+            index = ShareIndex.from_json(json.loads(raw))
+            before = len(index.early)
+            # Index messages were partitioned by share id, so the key tells its partition.
+            partition = partition_for(key[2:].encode(), self.settings.topic_partitions)
+            if index.expire(now_ingest_ms, self.settings.pending_touch_ttl_ms):
+                out.state_writes.append((partition, key, None))
+            elif len(index.early) != before:
+                out.state_writes.append((partition, key, _dumps(index.to_json())))
+            if index.share is None:
+                waiting += len(index.early)
+        return out, waiting
