@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.events import Event, Purchase, Share, Support, TicketAction
+from streams.replay import ReplayBook
 from streams.windows import DAY_MS, HOUR_MS, floor_to, keep_newest, trailing_days
 
 HOURLY_KEPT = 72
@@ -85,10 +86,7 @@ class Profile:
     referred_purchases: int = 0
     referred_revenue_cents: int = 0
     referred_customers: set[str] = field(default_factory=set)
-    # Replay bookkeeping (see streams/replay.py): highest source offset applied per topic,
-    # and the most recent accepted ids with the topic/offset that first carried each.
-    offsets: dict[str, int] = field(default_factory=dict)
-    recent_ids: dict[str, str] = field(default_factory=dict)
+    book: ReplayBook = field(default_factory=ReplayBook)  # replays and duplicates: streams/replay.py
 
     # -- fold -------------------------------------------------------------------------------
 
@@ -237,7 +235,7 @@ class Profile:
             "d": [[k, *v] for k, v in self.daily.items()],
             "rc": self.referred_clicks, "rp": self.referred_purchases,
             "rr": self.referred_revenue_cents, "ru": sorted(self.referred_customers),
-            "o": self.offsets, "r": self.recent_ids,
+            "b": self.book.to_json(),
         }
 
     @classmethod
@@ -256,7 +254,7 @@ class Profile:
             daily={row[0]: row[1:] for row in data["d"]},
             referred_clicks=data["rc"], referred_purchases=data["rp"],
             referred_revenue_cents=data["rr"], referred_customers=set(data["ru"]),
-            offsets=data["o"], recent_ids=data["r"],
+            book=ReplayBook.from_json(data["b"]),
         )
 
 

@@ -26,7 +26,7 @@ from streams.errors import DecodeError, ValidationError
 from streams.events import Click, Event, EventType, Purchase, Share, Support
 from streams.profile import Profile
 from streams.referrals import AttributionRules, Credit, ShareIndex, SharePost, Touch
-from streams.replay import Admission, absorb, admit
+from streams.replay import Admission, absorb
 from streams.settings import Settings
 from streams.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to
 
@@ -148,8 +148,7 @@ class _ProfileBatch:
     def on_credit(self, record: SourceRecord) -> None:
         credit = Credit.from_json(json.loads(record.value or b"{}"))
         profile = self.profile(credit.sharer_customer_id, record.partition)
-        admission = admit(profile.offsets, profile.recent_ids, record.topic, record.offset,
-                          "credit:" + credit.credit_id)
+        admission = profile.book.admit(record.topic, record.offset, credit.credit_id)
         if admission is Admission.NEW:
             profile.apply_credit(credit.touch_type, credit.referred_customer_id,
                                  credit.amount_cents)
@@ -170,8 +169,7 @@ class _ProfileBatch:
         time = classify(event.occurred_at_ms, record.timestamp_ms,
                         self.settings.allowed_lateness_ms, self.settings.max_future_skew_ms)
         profile = self.profile(event.customer_id, record.partition)
-        admission = admit(profile.offsets, profile.recent_ids, record.topic, record.offset,
-                          event.event_id)
+        admission = profile.book.admit(record.topic, record.offset, event.event_id)
         self.out.counts[("admission", record.topic, admission.value)] += 1
         if admission is Admission.NEW:
             profile.apply(event, time.occurred_at_ms, time.late)

@@ -1,0 +1,60 @@
+"""Builds the Faust application, its topics and tables from settings. No business rules here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+from faust.types import TableT, TopicT
+
+from streams.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """The Faust objects a worker runs: the app, its input channels and its state tables."""
+
+    app: faust.App
+    profile_inputs: TopicT
+    referral_index: TopicT
+    profiles: TableT
+    share_index: TableT
+
+
+def _raw_topic(app: faust.App, *names: str) -> TopicT:
+    # Values stay bytes: the project's codec decodes them, so a bad record is ours to handle.
+    return app.topic(*names, key_type=bytes, value_type=bytes,
+                     key_serializer="raw", value_serializer="raw")
+
+
+def _state_table(app: faust.App, name: str, settings: Settings) -> TableT:
+    # key_type=str with the json key serializer: keys decode back to the same str on recovery.
+    return app.Table(name, key_type=str, value_type=bytes, value_serializer="raw",
+                     partitions=settings.topic_partitions, default=None)
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
+        store=settings.store,
+        datadir=settings.state_dir,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.broker_session_timeout_s / 3),
+        broker_commit_interval=settings.commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=False,
+        autodiscover=False,
+    )
+    profile_inputs = _raw_topic(app, *settings.input_topics.values(), settings.referral_credits_topic)
+    referral_index = _raw_topic(app, settings.referral_index_topic)
+    return Pipeline(
+        app=app,
+        profile_inputs=profile_inputs,
+        referral_index=referral_index,
+        profiles=_state_table(app, "profiles", settings),
+        share_index=_state_table(app, "share-index", settings),
+    )

@@ -1,0 +1,139 @@
+"""The ``streams`` command: worker, migrate, topics, publish, simulate, demo, settings.
+
+Logging is configured here, once. Every setting is an environment variable (``streams
+settings`` lists them); invalid values stop the command with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from streams.errors import SettingsError, StreamsError
+from streams.settings import Settings, describe, load_settings
+
+log = logging.getLogger("streams")
+
+
+def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    run_worker(settings)
+    return 0
+
+
+def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.clickhouse.migrate import migrate
+
+    applied = migrate(settings, dry_run=args.dry_run)
+    verb = "would apply" if args.dry_run else "applied"
+    print(f"{verb} {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+def _cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.topics import ensure_topics
+
+    report = ensure_topics(settings)
+    print(f"created: {', '.join(report.created) or 'none'}")
+    print(f"existing: {', '.join(report.existing) or 'none'}")
+    for drift in report.drift:
+        print(f"DRIFT {drift}")
+    return 1 if report.drift and args.strict else 0
+
+
+def _cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.publisher import Publisher, publish_lines
+
+    if args.event:
+        lines: Sequence[str] = [args.event]
+    elif args.file == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        with open(args.file, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    with Publisher(settings) as publisher:
+        report = publish_lines(publisher, lines)
+    for error in report.errors:
+        print(f"line {error.line}: {error.message}", file=sys.stderr)
+    print(f"sent {report.sent}, failed {report.failed}")
+    return 1 if report.failed else 0
+
+
+def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.simulate import SimulationConfig, generate, publish, write_jsonl
+
+    records = generate(SimulationConfig(seed=args.seed, customers=args.customers, events=args.events))
+    if args.out:
+        print(f"wrote {write_jsonl(records, args.out)} records to {args.out}")
+    else:
+        from streams.publisher import Publisher
+        from streams.topics import ensure_topics
+
+        ensure_topics(settings)
+        with Publisher(settings) as publisher:
+            sent = publish(records, publisher, settings)
+        print(f"published {sum(sent.values())} records: " + ", ".join(f"{t}={n}" for t, n in sent.items()))
+    return 0
+
+
+def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(settings, customers=args.customers, events=args.events)
+
+
+def _cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
+    for name, default, doc in describe():
+        print(f"{name:40} {default:28} {doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streams", description=__doc__,
+        epilog="Settings come from STREAMS_* environment variables; `streams settings` lists them.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help="run a pipeline worker").set_defaults(run=_cmd_worker)
+    migrate = sub.add_parser("migrate", help="apply ClickHouse migrations (--dry-run prints them)")
+    migrate.add_argument("--dry-run", action="store_true", help="print the SQL, apply nothing")
+    migrate.set_defaults(run=_cmd_migrate)
+    topics = sub.add_parser("topics", help="create missing topics, report drift")
+    topics.add_argument("--strict", action="store_true", help="exit 1 when a topic drifted")
+    topics.set_defaults(run=_cmd_topics)
+    publish = sub.add_parser("publish", help="publish events given as JSON")
+    source = publish.add_mutually_exclusive_group(required=True)
+    source.add_argument("--event", help="one event as a JSON object")
+    source.add_argument("--file", help="JSON lines file, or - for stdin")
+    publish.set_defaults(run=_cmd_publish)
+    simulate = sub.add_parser("simulate", help="generate seeded traffic (to Kafka, or --out FILE)")
+    for name, default in (("seed", 1), ("customers", 1_000), ("events", 20_000)):
+        simulate.add_argument(f"--{name}", type=int, default=default)
+    simulate.add_argument("--out", help="write JSON lines here instead of publishing")
+    simulate.set_defaults(run=_cmd_simulate)
+    demo = sub.add_parser("demo", help="topics, migrations, a worker, traffic, and what landed")
+    demo.add_argument("--customers", type=int, default=500)
+    demo.add_argument("--events", type=int, default=10_000)
+    demo.set_defaults(run=_cmd_demo)
+    sub.add_parser("settings", help="list every setting").set_defaults(run=_cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+        return int(args.run(settings, args))
+    except SettingsError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    except StreamsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

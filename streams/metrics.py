@@ -1,0 +1,101 @@
+"""Every Prometheus metric of a worker, built against a passed-in registry.
+
+Names carry the ``streams_`` prefix and base units; labels are bounded (topic, event type,
+table, reason, partition), never a customer id. The operator's reading of each metric is in
+docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.process_collector import ProcessCollector
+
+FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The worker's metrics; one instance per process, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        ProcessCollector(registry=registry)  # process_resident_memory_bytes, process_cpu_seconds_total
+        r = registry
+        self.consumed = Counter("streams_events_consumed_total", "Input records read, by topic and event type",
+                                ["topic", "event_type"], registry=r)
+        self.processed = Counter("streams_events_processed_total",
+                                 "Events accepted into profiles (after dedup and replay checks)",
+                                 ["topic", "event_type"], registry=r)
+        self.dead_letters = Counter("streams_dead_letters_total", "Records sent to the dead-letter topic",
+                                    ["topic", "reason"], registry=r)
+        self.late = Counter("streams_late_events_total", "Events later than the allowed lateness",
+                            ["topic"], registry=r)
+        self.clamped = Counter("streams_clamped_events_total", "Far-future events clamped to ingest time",
+                               ["topic"], registry=r)
+        self.duplicates = Counter("streams_duplicate_events_total", "Events dropped as producer duplicates",
+                                  ["topic"], registry=r)
+        self.replayed = Counter("streams_replayed_records_total",
+                                "Records seen again after a restart or rebalance and not re-applied",
+                                ["topic"], registry=r)
+        self.credits = Counter("streams_referral_credits_total", "Referral credits emitted by the join",
+                               ["touch_type"], registry=r)
+        self.lag = Gauge("streams_consumer_lag_records", "Records between the committed offset and the log end",
+                         ["topic", "partition"], registry=r)
+        self.last_processed = Gauge("streams_last_processed_timestamp_seconds",
+                                    "Wall-clock time the last batch was processed", registry=r)
+        self.freshness = Histogram("streams_event_freshness_seconds",
+                                   "From an event's ingest (Kafka timestamp) to its rows being in ClickHouse",
+                                   buckets=FRESHNESS_BUCKETS, registry=r)
+        self.batch_seconds = Histogram("streams_batch_processing_seconds", "Time to fold one batch",
+                                       ["stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.sink_rows = Counter("streams_sink_rows_total", "Rows written to ClickHouse", ["table"], registry=r)
+        self.sink_batches = Counter("streams_sink_batches_total", "Inserts into ClickHouse", ["table"], registry=r)
+        self.sink_latency = Histogram("streams_sink_insert_seconds", "Duration of one ClickHouse insert",
+                                      ["table"], buckets=LATENCY_BUCKETS, registry=r)
+        self.sink_retries = Counter("streams_sink_retries_total", "Inserts retried after an error",
+                                    ["table"], registry=r)
+        self.sink_failures = Counter("streams_sink_failures_total", "Insert attempts that failed",
+                                     ["table"], registry=r)
+        self.sink_buffered = Gauge("streams_sink_buffered_rows", "Rows waiting in the sink buffer",
+                                   ["stage"], registry=r)
+        self.profiles = Gauge("streams_profiles", "Customer profiles held by this worker", registry=r)
+        self.touches_waiting = Gauge("streams_referral_touches_waiting", "Touches waiting for their share",
+                                     registry=r)
+        self.rebalances = Counter("streams_rebalances_total", "Partition assignments received", registry=r)
+
+    def count_batch(self, counts: Mapping[tuple[str, ...], int]) -> None:
+        """Turn a stage's batch counts (see streams.stages) into metric increments."""
+        for key, n in counts.items():
+            kind = key[0]
+            if kind == "consumed":
+                self.consumed.labels(key[1], key[2]).inc(n)
+            elif kind == "processed":
+                self.processed.labels(key[1], key[2]).inc(n)
+            elif kind == "dead_letter":
+                self.dead_letters.labels(key[1], key[2]).inc(n)
+            elif kind == "late_event":
+                self.late.labels(key[1]).inc(n)
+            elif kind == "clamped_timestamp":
+                self.clamped.labels(key[1]).inc(n)
+            elif kind == "admission" and key[2] == "duplicate":
+                self.duplicates.labels(key[1]).inc(n)
+            elif kind == "admission" and key[2].startswith("replayed"):
+                self.replayed.labels(key[1]).inc(n)
+            elif kind == "credit_emitted":
+                self.credits.labels(key[1]).inc(n)
+        self.last_processed.set(time.time())
+
+    # The sink's metrics hooks (streams.sink.SinkMetrics).
+    def on_insert(self, table: str, rows: int, seconds: float) -> None:
+        self.sink_rows.labels(table).inc(rows)
+        self.sink_batches.labels(table).inc()
+        self.sink_latency.labels(table).observe(seconds)
+
+    def on_retry(self, table: str) -> None:
+        self.sink_retries.labels(table).inc()
+
+    def on_failure(self, table: str) -> None:
+        self.sink_failures.labels(table).inc()

@@ -1,0 +1,113 @@
+"""Wires a worker process: pipeline, stages, sinks, agents, timers and the /metrics endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import faust
+from faust.types import TP, StreamT
+from prometheus_client import CollectorRegistry, start_http_server
+
+from streams.agents import BatchRunner, TableState
+from streams.app import Pipeline, build_pipeline
+from streams.clickhouse.client import connect
+from streams.codec import Codec, validate
+from streams.events import Event
+from streams.metrics import Metrics
+from streams.registry import registry_from_settings
+from streams.settings import Settings
+from streams.sink import ClickHouseSink
+from streams.stages import OutMessage, ProfileStage, ReferralStage
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_S = 30.0
+LAG_INTERVAL_S = 2.0
+
+
+def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
+    """Register agents and timers on a new pipeline; nothing runs until the app starts."""
+    pipeline = build_pipeline(settings)
+    app = pipeline.app
+    metrics = Metrics(registry)
+    codec = Codec(registry_from_settings(settings))
+
+    def validate_event(event: Event) -> None:
+        validate(event, settings.currency)
+
+    profiles = TableState(pipeline.profiles)
+    shares = TableState(pipeline.share_index)
+    profile_stage = ProfileStage(settings, codec.decode, validate_event, profiles)
+    referral_stage = ReferralStage(settings, shares)
+
+    def send(message: OutMessage) -> asyncio.Future:
+        return asyncio.ensure_future(app.producer.send(
+            message.topic, message.key, message.value, message.partition, None,
+            list(message.headers) or None))
+
+    def runner(name: str, stage_process, state: TableState) -> BatchRunner:  # type: ignore[no-untyped-def]
+        sink = ClickHouseSink(settings, lambda: connect(settings), metrics)
+        return BatchRunner(name, stage_process, state, sink, metrics, send,
+                           settings.batch_max_events, settings.batch_max_wait_ms / 1000,
+                           settings.sink_max_wait_ms / 1000)
+
+    profile_runner = runner("profile", profile_stage.process, profiles)
+    referral_runner = runner("referral", referral_stage.process, shares)
+
+    @app.agent(pipeline.profile_inputs, name="profiles")
+    async def profile_agent(stream: StreamT) -> None:
+        manual = stream.noack()
+        async for event in manual.events():
+            await profile_runner.add(manual, event)
+
+    @app.agent(pipeline.referral_index, name="referrals")
+    async def referral_agent(stream: StreamT) -> None:
+        manual = stream.noack()
+        async for event in manual.events():
+            await referral_runner.add(manual, event)
+
+    @app.timer(min(settings.batch_max_wait_ms, settings.sink_max_wait_ms) / 1000)
+    async def flush_partial_batches() -> None:
+        await profile_runner.tick()
+        await referral_runner.tick()
+        metrics.profiles.set(len(profiles))
+
+    @app.timer(SWEEP_INTERVAL_S)
+    async def expire_waiting_touches() -> None:
+        async with referral_runner.lock:
+            out, waiting = referral_stage.expire(int(time.time() * 1000))
+            shares.apply(out.state_writes)
+        metrics.touches_waiting.set(waiting)
+
+    @app.timer(LAG_INTERVAL_S)
+    async def report_lag() -> None:
+        consumer = app.consumer
+        assigned = consumer.assignment()
+        if not assigned:
+            return
+        ends = await consumer.highwaters(*assigned)
+        # Faust keeps the offsets it committed; there is no public accessor.
+        committed: dict[TP, int] = getattr(consumer, "_committed_offset", {})
+        for tp, end in ends.items():
+            metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - (committed.get(tp) or 0)))
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalance(sender: object, **kwargs: object) -> None:
+        metrics.rebalances.inc()
+        profile_stage.forget_partitions()
+
+    return pipeline
+
+
+def run_worker(settings: Settings) -> None:
+    """Start the metrics endpoint and run a worker until it is stopped."""
+    import uvloop
+
+    uvloop.install()
+    registry = CollectorRegistry()
+    start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+    pipeline = build_worker(settings, registry)
+    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    faust.Worker(pipeline.app, loglevel="INFO", quiet=True).execute_from_commandline()

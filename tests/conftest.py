@@ -1,0 +1,81 @@
+"""Session fixtures: the real local services (started here when not already up) and settings.
+
+Unit tests (tests/unit) run with the network blocked; integration tests (marked
+``integration``) get Kafka, ClickHouse and Prometheus from ``deploy/local/stack``. Services
+that this session started are stopped at its end; ones already running are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+STACK = REPO / "deploy" / "local" / "stack"
+LOCAL_ENV = REPO / "deploy" / "local" / "local.env"
+
+
+def local_environ() -> dict[str, str]:
+    """The process environment plus the local stack's development credentials."""
+    env = dict(os.environ)
+    for line in LOCAL_ENV.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            env.setdefault(name, value)
+    return env
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[None]:
+    """Start the local services unless they are up; stop at the end only what we started."""
+    already_up = subprocess.run([str(STACK), "status", "--quiet"], capture_output=True).returncode == 0
+    if not already_up:
+        subprocess.run([str(STACK), "up"], check=True)
+    yield
+    if not already_up:
+        subprocess.run([str(STACK), "down"], check=True)
+
+
+@pytest.fixture(scope="session")
+def base_settings(stack: None) -> Settings:
+    return load_settings(local_environ())
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(base_settings: Settings) -> str:
+    return base_settings.kafka_bootstrap_servers
+
+
+@pytest.fixture()
+def settings(base_settings: Settings) -> Settings:
+    """Settings with a test-unique topic prefix, consumer group and database."""
+    name = unique("t")
+    return load_settings(local_environ(), topic_prefix=name, app_id=name, clickhouse_database=name)
+
+
+@pytest.fixture()
+def clickhouse_settings(settings: Settings) -> Iterator[Settings]:
+    """Settings pointing at a fresh, test-unique ClickHouse database, dropped afterwards."""
+    from streams.clickhouse.client import connect
+
+    yield settings
+    admin = connect(settings, admin=True)
+    admin.execute(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")
+    admin.disconnect()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.path) or "tests\\integration" in str(item.path):
+            item.add_marker(pytest.mark.integration)
