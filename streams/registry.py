@@ -38,6 +38,7 @@ TYPE_SLOTS: dict[EventType, int] = {
 MAX_VERSION = 99
 _VERSION_FILE = re.compile(r"v([1-9][0-9]*)\.avsc")
 _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+_SCHEMA_NOT_FOUND = 40403  # Confluent error code
 
 Schema = dict[str, Any]
 
@@ -185,9 +186,11 @@ class ConfluentRegistry:
             with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
-            if exc.code == 404 and body is None:
-                raise UnknownSchemaError(f"registry has no {path}") from None
             detail = exc.read().decode(errors="replace")[:500]
+            # Only the registry's own "schema not found" blames the record; a bare 404 from a
+            # wrong URL must not dead-letter every record.
+            if exc.code == 404 and f'"error_code":{_SCHEMA_NOT_FOUND}' in detail.replace(" ", ""):
+                raise UnknownSchemaError(f"registry has no {path}") from None
             raise RegistryError(f"{request.method} {path}: HTTP {exc.code} {detail}") from None
         except (OSError, ValueError) as exc:  # URLError, timeouts, refused, bad JSON
             raise RegistryError(f"{request.method} {self._url}{path}: {exc}") from exc
@@ -197,12 +200,13 @@ class ConfluentRegistry:
         cached = self._schemas.get(schema_id)
         if cached is None:
             payload = self._request(f"/schemas/ids/{schema_id}")
-            if payload.get("schemaType", "AVRO") != "AVRO":
-                raise UnknownSchemaError(f"schema {schema_id} is {payload['schemaType']}, not AVRO")
             try:
+                schema_type = payload.get("schemaType", "AVRO")
                 cached = json.loads(payload["schema"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise RegistryError(f"schema {schema_id}: unexpected payload") from exc
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                raise RegistryError(f"schema {schema_id}: unexpected payload {payload!r:.200}") from exc
+            if schema_type != "AVRO":
+                raise UnknownSchemaError(f"schema {schema_id} is {schema_type}, not AVRO")
             self._schemas[schema_id] = cached
         return cached
 
