@@ -1,0 +1,136 @@
+"""Topic provisioning: the planned topics (pure) and an idempotent ``ensure_topics``.
+
+Every topic the pipeline owns has ``settings.topic_partitions`` partitions: the internal
+referral topics must be co-partitioned with the inputs so that a key lands on the same
+partition number everywhere. Existing topics are never altered; differences from the plan
+are reported as drift for an operator to fix on purpose. Faust creates its own changelog
+topics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka.errors import TopicAlreadyExistsError, for_code
+
+from streams.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic as the pipeline needs it."""
+
+    name: str
+    partitions: int
+    replication: int
+    configs: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicDrift:
+    """One way an existing topic differs from its plan."""
+
+    topic: str
+    setting: str  # "partitions", "replication" or a topic config name
+    planned: str
+    actual: str
+
+    def __str__(self) -> str:
+        return f"{self.topic}: {self.setting} is {self.actual}, planned {self.planned}"
+
+
+@dataclass(slots=True)
+class TopicsReport:
+    """Outcome of :func:`ensure_topics`."""
+
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    drift: list[TopicDrift] = field(default_factory=list)
+
+
+def plan_topics(settings: Settings) -> list[TopicSpec]:
+    """The four input topics, the dead-letter topic and the two internal referral topics."""
+    configs = {"retention.ms": str(settings.input_retention_ms), "cleanup.policy": "delete"}
+    names = [
+        *settings.input_topics.values(),
+        settings.dead_letter_topic,
+        settings.referral_index_topic,
+        settings.referral_credits_topic,
+    ]
+    return [TopicSpec(name, settings.topic_partitions, settings.topic_replication, configs) for name in names]
+
+
+def _create(admin: KafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
+    """Create ``specs``; returns the names this call created (a concurrent creator may win)."""
+    if not specs:
+        return []
+    request = {
+        spec.name: {
+            "num_partitions": spec.partitions,
+            "replication_factor": spec.replication,
+            "configs": dict(spec.configs),
+        }
+        for spec in specs
+    }
+    response = admin.create_topics(request, raise_errors=False)
+    created = []
+    for topic in response["topics"]:
+        error = for_code(topic["error_code"])
+        if error is TopicAlreadyExistsError:
+            continue
+        if topic["error_code"] != 0:
+            raise error(f"creating topic {topic['name']}: {topic.get('error_message')}")
+        created.append(topic["name"])
+    admin.wait_for_topics(created)
+    return created
+
+
+def _actual_configs(admin: KafkaAdminClient, specs: list[TopicSpec]) -> dict[str, dict[str, str]]:
+    resources = [ConfigResource(ConfigResourceType.TOPIC, spec.name, list(spec.configs)) for spec in specs]
+    described = admin.describe_configs(resources, config_filter="all")["topic"]
+    return {name: {key: str(entry["value"]) for key, entry in entries.items()} for name, entries in described.items()}
+
+
+def _drift(spec: TopicSpec, metadata: Mapping[str, Any], configs: Mapping[str, str]) -> list[TopicDrift]:
+    partitions = metadata["partitions"]
+    actual = {
+        "partitions": str(len(partitions)),
+        "replication": str(min(len(p["replica_nodes"]) for p in partitions)),
+        **configs,
+    }
+    planned = {"partitions": str(spec.partitions), "replication": str(spec.replication), **spec.configs}
+    return [
+        TopicDrift(spec.name, setting, value, actual.get(setting, "<unset>"))
+        for setting, value in planned.items()
+        if actual.get(setting) != value
+    ]
+
+
+def ensure_topics(settings: Settings, **admin_config: Any) -> TopicsReport:
+    """Create the planned topics that are missing; report drift of those that exist.
+
+    Idempotent: a second call creates nothing and reports the same drift.
+    ``admin_config`` overrides KafkaAdminClient settings.
+    """
+    specs = plan_topics(settings)
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=f"{settings.app_id}-topics",
+        **admin_config,
+    )
+    try:
+        present = set(admin.list_topics())
+        report = TopicsReport(created=_create(admin, [s for s in specs if s.name not in present]))
+        existing = [s for s in specs if s.name not in report.created]
+        if existing:
+            metadata = {t["name"]: t for t in admin.describe_topics([s.name for s in existing])}
+            configs = _actual_configs(admin, existing)
+            for spec in existing:
+                report.existing.append(spec.name)
+                report.drift.extend(_drift(spec, metadata[spec.name], configs[spec.name]))
+        return report
+    finally:
+        admin.close()

@@ -1,0 +1,51 @@
+"""The topic plan (pure): what ensure_topics creates."""
+
+from __future__ import annotations
+
+from streams.settings import load_settings
+from streams.topics import TopicDrift, plan_topics
+
+
+def test_plan_has_inputs_dead_letters_and_internal_topics() -> None:
+    names = [spec.name for spec in plan_topics(load_settings({}))]
+    assert names == [
+        "interactions.clicks",
+        "interactions.shares",
+        "interactions.purchases",
+        "interactions.support",
+        "interactions.dlq",
+        "interactions.referral-index",
+        "interactions.referral-credits",
+    ]
+
+
+def test_plan_follows_settings_and_co_partitions_every_topic() -> None:
+    settings = load_settings(
+        {},
+        topic_prefix="it-42",
+        topic_partitions=6,
+        topic_replication=3,
+        input_retention_ms=86_400_000,
+    )
+    specs = plan_topics(settings)
+    assert all(spec.name.startswith("it-42.") for spec in specs)
+    assert {spec.partitions for spec in specs} == {6}
+    assert {spec.replication for spec in specs} == {3}
+    for spec in specs:
+        assert spec.configs == {"retention.ms": "86400000", "cleanup.policy": "delete"}
+
+
+def test_plan_covers_every_topic_the_settings_name() -> None:
+    settings = load_settings({})
+    named = {
+        *settings.input_topics.values(),
+        settings.dead_letter_topic,
+        settings.referral_index_topic,
+        settings.referral_credits_topic,
+    }
+    assert {spec.name for spec in plan_topics(settings)} == named
+
+
+def test_drift_reads_as_a_sentence() -> None:
+    drift = TopicDrift("interactions.clicks", "partitions", "4", "2")
+    assert str(drift) == "interactions.clicks: partitions is 2, planned 4"
