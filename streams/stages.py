@@ -53,6 +53,7 @@ class OutMessage:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None  # None: the broker's time of sending
 
 
 @dataclass(slots=True)
@@ -210,9 +211,11 @@ class _ProfileBatch:
                                                     record.timestamp_ms, amount))}
         if message is not None:
             key = share_id.encode()
+            # The index keeps the source's ingest time: it is the join's clock for expiry.
             self.out.messages.append(OutMessage(
                 self.settings.referral_index_topic,
-                partition_for(key, self.settings.topic_partitions), key, _dumps(message)))
+                partition_for(key, self.settings.topic_partitions), key, _dumps(message),
+                timestamp_ms=record.timestamp_ms))
 
     def dead_letter(self, record: SourceRecord, error: DecodeError) -> None:
         stage = "validate" if isinstance(error, ValidationError) else "decode"
@@ -321,6 +324,7 @@ class ReferralStage:
         self.settings = settings
         self.store = store
         self.rules = AttributionRules(settings.attribution_window_ms, settings.allow_self_referral)
+        self.ingest_clock_ms = 0  # newest ingest time seen on the index: the clock of expiry
 
     def load(self, share_id: str) -> ShareIndex:
         raw = self.store.get(f"s:{share_id}")
@@ -330,6 +334,7 @@ class ReferralStage:
         out = BatchOutput()
         loaded: dict[str, tuple[int, ShareIndex]] = {}
         for record in records:
+            self.ingest_clock_ms = max(self.ingest_clock_ms, record.timestamp_ms)
             message = json.loads(record.value or b"{}")
             kind = message.pop("k")
             share_id = message["share_id"]
@@ -355,7 +360,7 @@ class ReferralStage:
         out.rows.append(("referral_credits", credit.to_json()))
         out.counts[("credit_emitted", credit.touch_type)] += 1
 
-    def expire(self, now_ingest_ms: int) -> tuple[BatchOutput, int]:
+    def expire(self) -> tuple[BatchOutput, int]:
         """Drop touches that waited too long for their share; returns writes and touches still waiting."""
         out = BatchOutput()
         waiting = 0
@@ -367,7 +372,7 @@ class ReferralStage:
             before = len(index.early)
             # Index messages were partitioned by share id, so the key tells its partition.
             partition = partition_for(key[2:].encode(), self.settings.topic_partitions)
-            if index.expire(now_ingest_ms, self.settings.pending_touch_ttl_ms):
+            if index.expire(self.ingest_clock_ms, self.settings.pending_touch_ttl_ms):
                 out.state_writes.append((partition, key, None))
             elif len(index.early) != before:
                 out.state_writes.append((partition, key, _dumps(index.to_json())))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import faust
 from faust.types import TP, StreamT
@@ -44,7 +43,8 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
 
     def send(message: OutMessage) -> asyncio.Future:
         return asyncio.ensure_future(app.producer.send(
-            message.topic, message.key, message.value, message.partition, None,
+            message.topic, message.key, message.value, message.partition,
+            message.timestamp_ms / 1000 if message.timestamp_ms else None,
             list(message.headers) or None))
 
     def runner(name: str, stage_process, state: TableState) -> BatchRunner:  # type: ignore[no-untyped-def]
@@ -77,7 +77,7 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
     @app.timer(SWEEP_INTERVAL_S)
     async def expire_waiting_touches() -> None:
         async with referral_runner.lock:
-            out, waiting = referral_stage.expire(int(time.time() * 1000))
+            out, waiting = referral_stage.expire()
             shares.apply(out.state_writes)
         metrics.touches_waiting.set(waiting)
 

@@ -39,7 +39,7 @@ def unique(prefix: str) -> str:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[None]:
     """Start the local services unless they are up; stop at the end only what we started."""
-    already_up = subprocess.run([str(STACK), "status", "--quiet"], capture_output=True).returncode == 0
+    already_up = subprocess.run([str(STACK), "status"], capture_output=True).returncode == 0
     if not already_up:
         subprocess.run([str(STACK), "up"], check=True)
     yield

@@ -89,7 +89,7 @@ class InMemoryPipeline:
             if m.topic == self.settings.dead_letter_topic:
                 self.dead_letters.append(m)
             else:
-                self.logs[m.topic].append(m.topic, m.partition, m.key, m.value, 0)
+                self.logs[m.topic].append(m.topic, m.partition, m.key, m.value, m.timestamp_ms or 0)
 
     def _unread(self, topics: Iterable[str]) -> list[list[SourceRecord]]:
         return [part[self.read[(t, p)]:] for t in topics for p, part in self.logs[t].records.items()]
