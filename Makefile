@@ -1,0 +1,44 @@
+# Developer entry points. The native services (Kafka, ClickHouse, Prometheus) are managed by
+# deploy/local/stack; see `deploy/local/stack help`.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+STACK := deploy/local/stack
+VENV  := .venv/bin
+
+.PHONY: help install up down status demo lint test bench
+
+help:
+	@echo "make install   apt packages, Kafka jars, .venv (idempotent)"
+	@echo "make up        start Kafka, ClickHouse and Prometheus on loopback"
+	@echo "make down      stop them"
+	@echo "make demo      install, up, then run the demo against the local stack"
+	@echo "make lint      ruff and mypy"
+	@echo "make test      lint, then pytest (integration tests start the stack themselves)"
+	@echo "make bench     install, up, then the benchmarks"
+
+install:
+	$(STACK) install
+
+up: install
+	$(STACK) up
+
+down:
+	$(STACK) down
+
+status:
+	$(STACK) status
+
+# The demo talks to the local stack whatever ports it was started on.
+demo: install up
+	eval "$$($(STACK) env)" && $(VENV)/streams demo
+
+lint: install
+	$(VENV)/ruff check streams tests
+	$(VENV)/mypy
+
+test: lint
+	$(VENV)/pytest
+
+bench: install up
+	eval "$$($(STACK) env)" && $(VENV)/python -m tests.bench
