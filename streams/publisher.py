@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,11 @@ SAFE_PRODUCER_CONFIG: dict[str, Any] = {
     "linger_ms": 5,
 }
 """Producer defaults; ``Publisher(**producer_config)`` overrides any of them."""
+
+MAX_TIMESTAMP_AHEAD_MS = 3_600_000
+"""Kafka's default ``log.message.timestamp.after.max.ms`` (4.x): later record timestamps are
+refused, and kafka-python 3.0.12's idempotent producer treats that refusal as fatal (every
+later record fails too), so such timestamps are refused here, before sending."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -91,7 +97,8 @@ class Publisher:
         """Validate, encode and send ``event`` to its type's topic, keyed by ``customer_id``.
 
         Raises ValidationError (naming the field) before anything is sent. The record
-        timestamp is ``timestamp_ms`` or now (it is the event's ingest time).
+        timestamp is ``timestamp_ms`` or now (it is the event's ingest time; see
+        :meth:`publish_raw` for its limit).
         """
         validate(event, self.settings.currency)
         value = self._codec.encode(event)
@@ -101,7 +108,13 @@ class Publisher:
     def publish_raw(
         self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None = None
     ) -> FutureRecordMetadata:
-        """Send ``value`` as-is (no validation or encoding), e.g. deliberately bad records."""
+        """Send ``value`` as-is (no validation or encoding), e.g. deliberately bad records.
+
+        Only ``timestamp_ms`` is checked: more than :data:`MAX_TIMESTAMP_AHEAD_MS` ahead of
+        the clock raises ValidationError (the broker would refuse it and break the producer).
+        """
+        if timestamp_ms is not None and timestamp_ms > time.time() * 1000 + MAX_TIMESTAMP_AHEAD_MS:
+            raise ValidationError("timestamp_ms", f"{timestamp_ms} is more than 1 h in the future")
         future = self._producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms)
         future.add_callback(self._on_sent)
         future.add_errback(self._on_failed)
