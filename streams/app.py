@@ -38,7 +38,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
         store=settings.store,
-        datadir=settings.state_dir,
+        datadir=settings.table_dir,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         broker_session_timeout=settings.broker_session_timeout_s,

@@ -36,7 +36,7 @@ class Worker:
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.env = local_environ()
-        for name in ("topic_prefix", "app_id", "clickhouse_database", "metrics_port", "state_dir",
+        for name in ("topic_prefix", "app_id", "clickhouse_database", "metrics_port", "table_dir",
                      "broker_session_timeout_s"):
             self.env[PREFIX + name.upper()] = str(getattr(settings, name))
         self.log_path = log_path
@@ -70,7 +70,7 @@ class Worker:
 def prepared(clickhouse_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Expected, Worker]]:
     import dataclasses
 
-    settings = dataclasses.replace(clickhouse_settings, metrics_port=19150, state_dir=str(tmp_path / "state"),
+    settings = dataclasses.replace(clickhouse_settings, metrics_port=19150, table_dir=str(tmp_path / "state"),
                                    broker_session_timeout_s=6.0)
     ensure_topics(settings)
     migrate(settings)
