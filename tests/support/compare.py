@@ -6,17 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from streams.clickhouse.tables import TABLES
 from streams.oracle import Expected
 
-TABLE_KEYS: dict[str, tuple[str, ...]] = {
-    "events": ("event_type", "customer_id", "event_id"),
-    "customer_profiles": ("customer_id",),
-    "customer_hourly": ("customer_id", "hour_start"),
-    "customer_daily": ("customer_id", "day"),
-    "minute_totals": ("minute_start", "event_type", "channel", "source_partition"),
-    "referral_credits": ("sharer_customer_id", "credit_id"),
-    "ingestion_errors": ("source_topic", "source_partition", "source_offset", "kind"),
-}
+TABLE_KEYS: dict[str, tuple[str, ...]] = {name: table.key for name, table in TABLES.items()}
 CREDIT_FIELDS = ("credit_id", "sharer_customer_id", "referred_customer_id", "share_id", "touch_type",
                  "amount_cents")
 BUCKET_FIELDS = ("events", "clicks", "shares", "purchases", "support_events", "revenue_cents")
