@@ -1,0 +1,274 @@
+"""Batching, coalescing, retrying ClickHouse writer. No Faust import.
+
+The caller (``streams.agents``) adds rows as it folds a batch, checks :attr:`ClickHouseSink.full`
+to stop taking input (backpressure), and awaits :meth:`ClickHouseSink.flush` before it
+acknowledges the batch's Kafka offsets. So ``flush`` never returns without having written every
+buffered row: a failing insert is retried, with capped exponential backoff and full jitter,
+for as long as it takes. After ``settings.sink_max_retries`` failed attempts in a row the sink
+logs at ERROR and reports itself unhealthy (:attr:`ClickHouseSink.healthy`) but keeps trying.
+Cancelling ``flush`` (shutdown, rebalance) is the only way out early; rows not yet written stay
+buffered.
+
+Rows are absolute values keyed like their table's ReplacingMergeTree (see
+``streams.clickhouse.tables``), so the buffer keeps one row per key: the newest, or for
+versioned tables the one with the highest version (a tie goes to the newer row). Writing
+coalesced rows is exactly what ClickHouse would keep after a merge, so it is safe, and it makes
+inserts smaller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+from streams.clickhouse.tables import TABLES, Table
+from streams.errors import SinkError
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: First retry waits up to this long; each further one doubles it, up to sink_backoff_max_s.
+BACKOFF_BASE_S = 0.1
+
+_EPOCH = dt.date(1970, 1, 1)
+_DAY_MS = 86_400_000
+
+Row = dict[str, Any]
+
+
+class SinkMetrics(Protocol):
+    """Hooks the sink calls; ``streams.metrics.Metrics`` implements them with prometheus_client."""
+
+    def on_insert(self, table: str, rows: int, seconds: float) -> None:
+        """An insert of ``rows`` rows into ``table`` succeeded after ``seconds`` (this attempt)."""
+
+    def on_retry(self, table: str) -> None:
+        """An insert into ``table`` is being attempted again, after a failure and a backoff."""
+
+    def on_failure(self, table: str) -> None:
+        """An insert attempt into ``table`` failed (it will be retried)."""
+
+
+class InsertClient(Protocol):
+    """The part of ``clickhouse_driver.Client`` the sink uses."""
+
+    def execute(self, query: str, params: Any = None, *, columnar: bool = False) -> Any: ...
+
+    def disconnect(self) -> None: ...
+
+
+class _Uniform(Protocol):
+    def uniform(self, a: float, b: float) -> float: ...
+
+
+def _datetime_from_ms(value: Any) -> Any:
+    """Epoch ms -> epoch seconds, which clickhouse-driver writes to DateTime as is."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value // 1000
+    if isinstance(value, dt.datetime):
+        return value
+    raise TypeError("expected epoch milliseconds (int) or a datetime")
+
+
+def _date_from_ms(value: Any) -> Any:
+    """Epoch ms -> ``date`` (its UTC day); a ``date`` passes through."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _EPOCH + dt.timedelta(days=value // _DAY_MS)
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    raise TypeError("expected epoch milliseconds (int) or a date")
+
+
+def _converters(table: Table) -> dict[str, Callable[[Any], Any]]:
+    out: dict[str, Callable[[Any], Any]] = {}
+    for column in table.columns:
+        if column.type.startswith("DateTime"):
+            out[column.name] = _datetime_from_ms
+        elif column.type == "Date":
+            out[column.name] = _date_from_ms
+    return out
+
+
+class ClickHouseSink:
+    """Buffers rows per table, coalesced by key, and writes them with one insert per table.
+
+    ``client_factory`` builds a client (``lambda: connect(settings)``); the sink keeps one and
+    replaces it after an error. ``sleep`` and ``rng`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        client_factory: Callable[[], InsertClient],
+        metrics: SinkMetrics | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        *,
+        rng: _Uniform | None = None,
+        backoff_base_s: float = BACKOFF_BASE_S,
+    ) -> None:
+        self._settings = settings
+        self._client_factory = client_factory
+        self._client: InsertClient | None = None
+        self._metrics = metrics
+        self._sleep = sleep
+        self._rng: _Uniform = rng or random.Random()
+        self._backoff_base_s = min(backoff_base_s, settings.sink_backoff_max_s)
+        self._buffers: dict[str, dict[tuple[Any, ...], Row]] = {name: {} for name in TABLES}
+        self._columns = {name: frozenset(t.column_names) for name, t in TABLES.items()}
+        self._convert = {name: _converters(t) for name, t in TABLES.items()}
+        self._insert_sql = {
+            name: f"INSERT INTO {name} ({', '.join(t.column_names)}) VALUES" for name, t in TABLES.items()
+        }
+        self._rows = 0
+        self._lock = asyncio.Lock()
+        self._healthy = True
+        #: Insert attempts repeated after a failure, since start.
+        self.retries = 0
+        #: Rows replaced in the buffer by a newer row (or dropped as an older version) of the same key.
+        self.coalesced = 0
+
+    # -- buffer ---------------------------------------------------------------------------------
+
+    def add(self, table: str, row: Mapping[str, Any]) -> None:
+        """Buffer ``row`` for ``table``, replacing a buffered row of the same key unless that
+        one has a higher version. The row must carry exactly the table's columns (times in epoch
+        ms); anything else raises :class:`SinkError` here rather than failing the insert later.
+        The sink keeps a reference: do not mutate ``row`` afterwards."""
+        spec = TABLES.get(table)
+        if spec is None:
+            raise SinkError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+        if row.keys() != self._columns[table]:
+            missing = sorted(self._columns[table] - row.keys())
+            extra = sorted(row.keys() - self._columns[table])
+            raise SinkError(f"{table} row: missing columns {missing}, unknown columns {extra}")
+        converters = self._convert[table]
+        stored: Row = dict(row)
+        for name, convert in converters.items():
+            try:
+                stored[name] = convert(stored[name])
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise SinkError(f"{table}.{name}: cannot convert {stored[name]!r}: {exc}") from None
+        key = tuple(stored[name] for name in spec.key)
+        buffer = self._buffers[table]
+        existing = buffer.get(key)
+        if existing is None:
+            self._rows += 1
+        else:
+            self.coalesced += 1
+            if spec.version is not None and existing[spec.version] > stored[spec.version]:
+                return  # an older version arrived late: the buffered row stays
+        buffer[key] = stored
+
+    @property
+    def buffered_rows(self) -> int:
+        """Rows waiting to be written, over all tables (after coalescing)."""
+        return self._rows
+
+    @property
+    def full(self) -> bool:
+        """True when at least ``settings.sink_max_rows`` rows wait: stop taking input and flush."""
+        return self._rows >= self._settings.sink_max_rows
+
+    @property
+    def healthy(self) -> bool:
+        """False while an insert has failed more than ``settings.sink_max_retries`` times in a row."""
+        return self._healthy
+
+    def buffered(self, table: str) -> list[Row]:
+        """A copy of the rows waiting for ``table`` (times already converted for the driver)."""
+        return list(self._buffers[table].values())
+
+    # -- writing --------------------------------------------------------------------------------
+
+    async def flush(self) -> int:
+        """Write every buffered row, one columnar insert per table; return the rows written.
+
+        Returns only once all of them are written (see the module docstring). Rows added while
+        a flush runs are kept for the next one. Concurrent calls run one after the other.
+        """
+        async with self._lock:
+            written = 0
+            for name, buffer in self._buffers.items():
+                if not buffer:
+                    continue
+                batch = list(buffer.items())
+                await self._write(TABLES[name], [row for _, row in batch])
+                for key, row in batch:
+                    # A row replaced during the insert is newer than what was written: keep it.
+                    if buffer.get(key) is row:
+                        del buffer[key]
+                        self._rows -= 1
+                written += len(batch)
+            return written
+
+    def close(self) -> None:
+        """Disconnect the client, if any (buffered rows are kept)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.disconnect()
+
+    async def _write(self, table: Table, rows: list[Row]) -> None:
+        failures = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(self._insert, table, rows)
+            except asyncio.CancelledError:
+                # The thread may still be using the client: never hand it to another insert.
+                self._client = None
+                raise
+            except Exception as exc:  # any error: rows are never dropped, see module docstring
+                failures += 1
+                self._on_failure(table, len(rows), failures, exc)
+                await self._sleep(self.backoff_delay(failures))
+                self.retries += 1
+                if self._metrics is not None:
+                    self._metrics.on_retry(table.name)
+                continue
+            if self._metrics is not None:
+                self._metrics.on_insert(table.name, len(rows), time.perf_counter() - started)
+            if not self._healthy:
+                log.warning("ClickHouse insert into %s succeeded again after %d failures", table.name, failures)
+                self._healthy = True
+            return
+
+    def backoff_delay(self, failures: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2 ** (failures - 1))]."""
+        ceiling = min(self._settings.sink_backoff_max_s, self._backoff_base_s * 2 ** min(failures - 1, 62))
+        return self._rng.uniform(0.0, ceiling)
+
+    def _on_failure(self, table: Table, rows: int, failures: int, exc: Exception) -> None:
+        if self._metrics is not None:
+            self._metrics.on_failure(table.name)
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if failures > self._settings.sink_max_retries:
+            self._healthy = False
+            log.error(
+                "ClickHouse insert of %d rows into %s failed %d times in a row, still retrying "
+                "(rows stay buffered, offsets unacknowledged): %s", rows, table.name, failures, error,
+            )
+        else:
+            log.warning("ClickHouse insert of %d rows into %s failed (attempt %d), retrying: %s",
+                        rows, table.name, failures, error)
+
+    def _insert(self, table: Table, rows: list[Row]) -> None:
+        """Runs in a worker thread: build the columns and send one insert."""
+        columns = [[row[name] for row in rows] for name in table.column_names]
+        client = self._client
+        if client is None:
+            client = self._client = self._client_factory()
+        try:
+            client.execute(self._insert_sql[table.name], columns, columnar=True)
+        except Exception:
+            # The connection may be mid-protocol: start the next attempt from a fresh client.
+            self._client = None
+            try:
+                client.disconnect()
+            except Exception:  # best effort; the insert's own error is what matters
+                log.debug("disconnect after a failed insert failed too", exc_info=True)
+            raise
