@@ -53,7 +53,7 @@ def _logical_types_decoder(registry: EmbeddedRegistry) -> Callable[[bytes], Even
             parsed[schema_id] = fastavro.parse_schema(registry.schema(schema_id))
         body = io.BytesIO(value)
         body.seek(5)
-        record = fastavro.schemaless_reader(body, parsed[schema_id], None)
+        record: Any = fastavro.schemaless_reader(body, parsed[schema_id], None)
         record["occurred_at"] = (record["occurred_at"] - _EPOCH) // _MS
         if "amount" in record:
             record["amount"] = int(record["amount"].scaleb(2))

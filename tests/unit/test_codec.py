@@ -30,7 +30,7 @@ CLICK = Click("e-1", "c-1", T0, "web", "s-1", "/product/42", "p-42", "shr-9")
 SHARE = Share("e-2", "c-1", T0 + 1, "ios", None, "shr-9", "whatsapp", None, "promo-1")
 PURCHASE = Purchase("e-3", "c-2", T0 + 2, "web", None, "o-1", 1234, "EUR", "p-42", "shr-9")
 SUPPORT = Support("e-4", "c-3", T0 + 3, "email", None, "t-1", TicketAction.REOPENED, "chat", 5)
-ONE_OF_EACH = [CLICK, SHARE, PURCHASE, SUPPORT]
+ONE_OF_EACH: list[Event] = [CLICK, SHARE, PURCHASE, SUPPORT]
 
 
 def _body_with(event_type: EventType, version: int, record: dict[str, Any]) -> bytes:
@@ -86,7 +86,7 @@ def test_decimal_amounts_are_exact_cents(text: str, cents: int) -> None:
     # Written by us, read by the reference implementation (avro package, logical types on).
     ours = CODEC.encode(dataclasses.replace(PURCHASE, amount_cents=cents))
     schema = avro.schema.parse(json.dumps(EmbeddedRegistry().schema(301)))
-    datum = avro.io.DatumReader(schema).read(avro.io.BinaryDecoder(io.BytesIO(ours[5:])))
+    datum: Any = avro.io.DatumReader(schema).read(avro.io.BinaryDecoder(io.BytesIO(ours[5:])))
     assert datum["amount"] == Decimal(text)
     assert int(datum["occurred_at"].timestamp() * 1000) == PURCHASE.occurred_at_ms
 
