@@ -491,3 +491,45 @@ def test_a_replayed_batch_changes_no_view(client: ChdbClient) -> None:
     for batch in batches()[:2]:
         write(client, batch)
     assert views(client) == before
+
+
+# -- the data dictionary ----------------------------------------------------------------------
+
+DICTIONARY = Path(__file__).resolve().parents[2] / "docs" / "data-dictionary.md"
+
+
+def documented_columns() -> dict[str, list[str]]:
+    """Section name -> the columns its table lists (``### a / b`` documents both a and b)."""
+    out: dict[str, list[str]] = {}
+    names: list[str] = []
+    for line in DICTIONARY.read_text().splitlines():
+        if line.startswith("### "):
+            names = [n.strip() for n in line[4:].split("/")]
+            for name in names:
+                out[name] = []
+        elif names and (match := re.match(r"^\| `(\w+)` \|", line)):
+            for name in names:
+                out[name].append(match.group(1))
+    return out
+
+
+def test_data_dictionary_documents_every_column(migrated: dict[str, ChdbClient]) -> None:
+    client = migrated["modern"]
+    documented = documented_columns()
+    for name in [*TABLES, *VIEWS]:
+        columns = [c for (c,) in client.execute(
+            f"SELECT name FROM system.columns WHERE database = currentDatabase() AND table = '{name}'")]
+        missing = set(columns) - set(documented.get(name, []))
+        assert not missing, f"docs/data-dictionary.md: {name} lacks {sorted(missing)}"
+        stale = set(documented.get(name, [])) - set(columns)
+        if name not in ("customer_hourly", "customer_daily"):  # one section documents both
+            assert not stale, f"docs/data-dictionary.md: {name} documents unknown {sorted(stale)}"
+
+
+def test_data_dictionary_examples_run(loaded: dict[str, ChdbClient]) -> None:
+    text = DICTIONARY.read_text().split("## Example queries", 1)[1]
+    block = text.split("```sql", 1)[1].split("```", 1)[0]
+    statements = split_statements(block)
+    assert len(statements) >= 8
+    for statement in statements:
+        loaded["modern"].execute(statement.replace(" FORMAT Vertical", ""))
