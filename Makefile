@@ -31,6 +31,8 @@ status:
 
 # The demo talks to the local stack whatever ports it was started on.
 demo: install up
+	eval "$$($(STACK) env)" && $(VENV)/streams topics && $(VENV)/streams migrate
+	$(STACK) up worker
 	eval "$$($(STACK) env)" && $(VENV)/streams demo
 
 lint: install

@@ -115,6 +115,7 @@ class BatchRunner:
             self.sink.add(table, row)
         self.unacked.extend(events)
         self.ingest_times.extend(r.timestamp_ms for r in records)
+        self.metrics.sink_buffered.labels(self.name).set(self.sink.buffered_rows)
         self.metrics.count_batch(out.counts)
         self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)
 
@@ -129,6 +130,7 @@ class BatchRunner:
         self.unacked.clear()
         self.ingest_times.clear()
         self.last_flush = time.monotonic()
+        self.metrics.sink_buffered.labels(self.name).set(self.sink.buffered_rows)
 
 
 def _source_record(event: EventT) -> SourceRecord:

@@ -28,9 +28,10 @@ def _raw_topic(app: faust.App, *names: str) -> TopicT:
 
 
 def _state_table(app: faust.App, name: str, settings: Settings) -> TableT:
-    # key_type=str with the json key serializer: keys decode back to the same str on recovery.
-    return app.Table(name, key_type=str, value_type=bytes, value_serializer="raw",
-                     partitions=settings.topic_partitions, default=None)
+    # str keys with the json serializer decode back to the same str on recovery; values are
+    # the stages' own bytes.
+    schema = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
+    return app.Table(name, schema=schema, partitions=settings.topic_partitions, default=None)
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
