@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from streams.clickhouse.client import connect, parse_version, server_version
 from streams.clickhouse.migrate import (
     MIGRATIONS_DIR,
     MigrationError,
@@ -106,6 +107,30 @@ def migrated(session: Any) -> dict[str, ChdbClient]:
     for client in clients.values():
         assert apply_migrations(client, echo=lambda _: None) == [m.name for m in load_migrations()]
     return clients
+
+
+# -- the client -------------------------------------------------------------------------------
+
+
+def test_connect_takes_user_database_and_timeouts_from_settings() -> None:
+    environ = {"STREAMS_CLICKHOUSE_PASSWORD": "w-secret", "STREAMS_CLICKHOUSE_ADMIN_PASSWORD": "a-secret"}
+    settings = load_settings(environ, clickhouse_timeout_s=3.5, clickhouse_database="analytics")
+    worker, admin = connect(settings), connect(settings, admin=True)  # lazy: no connection yet
+    assert (worker.connection.user, worker.connection.password, worker.connection.database) == (
+        "writer", "w-secret", "analytics")
+    assert (admin.connection.user, admin.connection.password, admin.connection.database) == (
+        "admin", "a-secret", "default")
+    for client in (worker, admin):
+        assert client.connection.connect_timeout == 3.5
+        assert client.connection.send_receive_timeout == 3.5
+        assert client.connection.sync_request_timeout == 3.5
+    assert "w-secret" not in repr(settings) and "a-secret" not in repr(settings)
+
+
+def test_server_version(migrated: dict[str, ChdbClient]) -> None:
+    assert server_version(migrated["modern"]) >= (19, 6)
+    assert server_version(migrated["portable"]) == (18, 16, 1)
+    assert parse_version("21.8.15.7-lts") == (21, 8, 15, 7)
 
 
 # -- the runner -------------------------------------------------------------------------------
