@@ -28,10 +28,9 @@ def _raw_topic(app: faust.App, *names: str) -> TopicT:
 
 
 def _state_table(app: faust.App, name: str, settings: Settings) -> TableT:
-    # str keys with the json serializer decode back to the same str on recovery; values are
-    # the stages' own bytes.
-    schema = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
-    return app.Table(name, schema=schema, partitions=settings.topic_partitions, default=None)
+    # Faust derives the changelog serializers from these types: str keys go through json and
+    # decode back to the same str on recovery; bytes values (the stages' own) stay raw.
+    return app.Table(name, key_type=str, value_type=bytes, partitions=settings.topic_partitions, default=None)
 
 
 def build_pipeline(settings: Settings) -> Pipeline:

@@ -4,14 +4,14 @@ records, and /metrics agrees; then the same after SIGKILLs mid-stream."""
 
 from __future__ import annotations
 
-import os
+import random
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -119,9 +119,20 @@ def test_simulated_traffic_lands_exactly(prepared: tuple[Settings, Expected, Wor
 
 def test_exact_after_two_sigkills_mid_stream(prepared: tuple[Settings, Expected, Worker]) -> None:
     settings, truth, worker = prepared
-    for delay in (4.0, 7.0):
+    client = connect(settings)
+    for _ in range(2):
         worker.start()
-        time.sleep(delay + os.getpid() % 3)
+        # Kill at a random point once the worker is writing, before it has finished.
+        wait_until(lambda: client.execute("SELECT count() FROM events")[0][0] > 0)
+        time.sleep(random.uniform(0.0, 1.0))
         worker.kill()
+        assert compare_all(truth, read_final_rows(client)), "the worker finished before it was killed"
     worker.start()
     assert wait_for_exact(settings, truth, timeout_s=300) == {}
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
