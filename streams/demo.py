@@ -11,6 +11,8 @@ import time
 import urllib.parse
 import urllib.request
 
+from clickhouse_driver import Client
+
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
 from streams.publisher import Publisher
@@ -22,7 +24,7 @@ from streams.windows import DAY_MS
 PROMETHEUS_URL = "http://127.0.0.1:19090"
 
 
-def _print_query(client, title: str, sql: str) -> None:  # type: ignore[no-untyped-def]
+def _print_query(client: Client, title: str, sql: str) -> None:
     rows, columns = client.execute(sql, with_column_types=True)
     print(f"\n== {title}\n   {sql}")
     names = [name for name, _ in columns]

@@ -44,7 +44,7 @@ class Settings:
     store: str = _setting("memory://", "Faust table store URL: memory:// or rocksdb://")
     batch_max_events: int = _setting(2000, "events processed as one batch", minimum=1)
     batch_max_wait_ms: int = _setting(200, "longest wait before a partial batch is processed", minimum=1)
-    broker_session_timeout_s: float = _setting(10.0, "session timeout: how soon a dead worker's partitions move", minimum=6.0)
+    broker_session_timeout_s: float = _setting(10.0, "how soon a dead worker's partitions move", minimum=6.0)
     commit_interval_s: float = _setting(1.0, "how often consumed offsets are committed", minimum=0.1)
     metrics_host: str = _setting("127.0.0.1", "address the /metrics endpoint binds to")
     metrics_port: int = _setting(19100, "port of the /metrics endpoint", minimum=1, maximum=65535)

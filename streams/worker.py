@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import faust
 from faust.types import TP, StreamT
+from mode.types.signals import BaseSignalT
 from prometheus_client import CollectorRegistry, start_http_server
 
 from streams.agents import BatchRunner, TableState
@@ -18,7 +21,7 @@ from streams.metrics import Metrics
 from streams.registry import registry_from_settings
 from streams.settings import Settings
 from streams.sink import ClickHouseSink
-from streams.stages import OutMessage, ProfileStage, ReferralStage
+from streams.stages import BatchOutput, OutMessage, ProfileStage, ReferralStage, SourceRecord
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,8 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
             message.timestamp_ms / 1000 if message.timestamp_ms else None,
             list(message.headers) or None))
 
-    def runner(name: str, stage_process, state: TableState) -> BatchRunner:  # type: ignore[no-untyped-def]
+    def runner(name: str, stage_process: Callable[[Sequence[SourceRecord]], BatchOutput],
+               state: TableState) -> BatchRunner:
         sink = ClickHouseSink(settings, lambda: connect(settings), metrics)
         return BatchRunner(name, stage_process, state, sink, metrics, send,
                            settings.batch_max_events, settings.batch_max_wait_ms / 1000,
@@ -58,13 +62,13 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
 
     @app.agent(pipeline.profile_inputs, name="profiles")
     async def profile_agent(stream: StreamT) -> None:
-        manual = stream.noack()
+        manual = _manual_acks(stream)
         async for event in manual.events():
             await profile_runner.add(manual, event)
 
     @app.agent(pipeline.referral_index, name="referrals")
     async def referral_agent(stream: StreamT) -> None:
-        manual = stream.noack()
+        manual = _manual_acks(stream)
         async for event in manual.events():
             await referral_runner.add(manual, event)
 
@@ -94,11 +98,16 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
             metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - (committed.get(tp) or 0)))
 
     @app.on_rebalance_complete.connect
-    async def on_rebalance(sender: object, **kwargs: object) -> None:
+    def on_rebalance(sender: Any, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
         metrics.rebalances.inc()
         profile_stage.forget_partitions()
 
     return pipeline
+
+
+def _manual_acks(stream: StreamT) -> StreamT:
+    """The agent's stream with acks left to us (the BatchRunner acks after the sink wrote)."""
+    return cast(faust.Stream, stream).noack()
 
 
 def run_worker(settings: Settings) -> None:
