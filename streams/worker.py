@@ -98,7 +98,7 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
             metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - (committed.get(tp) or 0)))
 
     @app.on_rebalance_complete.connect
-    def on_rebalance(sender: Any, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
+    def on_rebalance(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
         metrics.rebalances.inc()
         profile_stage.forget_partitions()
 
