@@ -91,3 +91,16 @@ def test_recording_rules_follow_the_naming_convention() -> None:
     for rule in rules():
         if "record" in rule:
             assert re.fullmatch(r"streams:[a-z0-9_]+:[a-z0-9_]+", rule["record"]), rule["record"]
+
+
+def test_recorded_series_are_recorded_before_use_in_the_same_group() -> None:
+    """Groups are evaluated independently: an alert reading another group's recording may see
+    the previous evaluation's value. Within a group rules run in order."""
+    for path in RULES_DIR.glob("*.yml"):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            recorded: set[str] = set()
+            for rule in group["rules"]:
+                used = set(re.findall(r"\bstreams:[a-z0-9_]+:[a-z0-9_]+", rule["expr"]))
+                assert used <= recorded, f"{rule.get('alert') or rule.get('record')} reads {used - recorded}"
+                if "record" in rule:
+                    recorded.add(rule["record"])
