@@ -42,5 +42,6 @@ lint: install
 test: lint
 	$(VENV)/pytest
 
+# End-to-end benchmark (docs/benchmarks.md); e.g. make bench BENCH_ARGS="--quick --profile".
 bench: install up
-	eval "$$($(STACK) env)" && $(VENV)/python -m tests.bench
+	eval "$$($(STACK) env)" && $(VENV)/python -m tests.bench $(BENCH_ARGS)

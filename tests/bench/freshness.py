@@ -1,0 +1,144 @@
+"""Freshness: publish at a steady rate to a caught-up worker and time each event from publish
+to its row being visible in ClickHouse's ``events`` table.
+
+The publisher stamps each record with the wall time of its send (the Kafka timestamp, which
+the worker stores as ``ingest_ms``). A poller asks ClickHouse every ``poll_s`` how many rows
+there are per ``ingest_ms`` millisecond; rows new since the last poll were first visible at
+that poll's start, so an event's latency is that start minus its publish millisecond (an
+overestimate of at most one poll interval). Only milliseconds still missing rows are queried.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from clickhouse_driver import Client
+
+from streams.codec import Codec
+from streams.publisher import Publisher
+from streams.registry import registry_from_settings
+from streams.settings import Settings
+from streams.simulate import SimulationConfig, generate
+
+Message = tuple[str, bytes, bytes]  # topic, key, value
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    target_rate: float
+    achieved_rate: float
+    published: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    missing: int
+
+
+def clean_messages(settings: Settings, seed: int, customers: int, count: int) -> list[Message]:
+    """``count`` well-formed, distinct events (no anomalies: every one must land), encoded."""
+    now_ms = int(time.time() * 1000)
+    config = SimulationConfig.for_settings(
+        settings, seed=seed, customers=customers, events=count, start_ms=now_ms - 60_000, span_ms=60_000,
+        out_of_order=0.0, late=0.0, duplicates=0.0, far_future=0.0, malformed=0.0)
+    codec = Codec(registry_from_settings(settings))
+    return [(settings.input_topics[r.topic_type], r.key, codec.encode(r.event))
+            for r in generate(config) if r.event is not None]
+
+
+class PacedPublisher(threading.Thread):
+    """Sends ``messages`` at ``rate`` per second; ``sent_ms`` gets each one's publish millisecond."""
+
+    def __init__(self, settings: Settings, messages: Sequence[Message], rate: float) -> None:
+        super().__init__(name="paced-publisher", daemon=True)
+        self.settings, self.messages, self.rate = settings, messages, rate
+        self.sent_ms: list[int] = []  # appended by this thread only; list.append is atomic
+        self.seconds = 0.0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with Publisher(self.settings) as publisher:
+                started = time.perf_counter()
+                for i, (topic, key, value) in enumerate(self.messages):
+                    ahead = started + i / self.rate - time.perf_counter()
+                    if ahead > 0.001:  # sleeping for less is mostly overhead
+                        time.sleep(ahead)
+                    sent_ms = int(time.time() * 1000)
+                    publisher.publish_raw(topic, key, value, timestamp_ms=sent_ms)
+                    self.sent_ms.append(sent_ms)
+                self.seconds = time.perf_counter() - started
+                publisher.flush()
+        except BaseException as exc:  # reported by measure_freshness
+            self.error = exc
+
+
+class LandingTracker:
+    """Matches rows seen per ``ingest_ms`` against events published in that millisecond."""
+
+    def __init__(self, since_ms: int) -> None:
+        self.since_ms = since_ms
+        self.outstanding: Counter[int] = Counter()  # publish ms -> events not seen yet
+        self.latencies_ms: list[int] = []
+        self._seen: Counter[int] = Counter()
+        self._published: Counter[int] = Counter()
+        self._absorbed = 0
+        self._after_last_ms = since_ms
+
+    def absorb(self, sent_ms: Sequence[int]) -> None:
+        for ms in sent_ms[self._absorbed:]:
+            self._published[ms] += 1
+            self.outstanding[ms] += 1
+            self._after_last_ms = max(self._after_last_ms, ms + 1)
+        self._absorbed = len(sent_ms)
+
+    @property
+    def low_watermark_ms(self) -> int:
+        """No event published before this has a row still missing."""
+        return min(self.outstanding, default=self._after_last_ms)
+
+    def record(self, poll_start_ms: int, counts: Sequence[tuple[int, int]]) -> None:
+        for ms, rows in counts:
+            new = min(rows, self._published[ms]) - self._seen[ms]  # replayed rows count once
+            if new > 0:
+                self._seen[ms] += new
+                self.latencies_ms.extend([poll_start_ms - ms] * new)
+                self.outstanding[ms] -= new
+                if not self.outstanding[ms]:
+                    del self.outstanding[ms]
+
+
+def measure_freshness(settings: Settings, client: Client, messages: Sequence[Message], rate: float,
+                      poll_s: float = 0.1, drain_s: float = 30.0) -> Freshness:
+    """Publish ``messages`` at ``rate``/s while polling; wait up to ``drain_s`` after the last."""
+    tracker = LandingTracker(int(time.time() * 1000))
+    publisher = PacedPublisher(settings, messages, rate)
+    publisher.start()
+    deadline = float("inf")
+    while True:
+        poll_start_ms = int(time.time() * 1000)
+        counts = client.execute(
+            "SELECT ingest_ms, count() FROM events WHERE ingest_ms >= %(low)s GROUP BY ingest_ms",
+            {"low": tracker.low_watermark_ms})
+        tracker.absorb(publisher.sent_ms)  # after the query: every row it saw is absorbed
+        tracker.record(poll_start_ms, counts)
+        if not publisher.is_alive():
+            if publisher.error is not None:
+                raise publisher.error
+            deadline = min(deadline, time.monotonic() + drain_s)
+            if not tracker.outstanding or time.monotonic() > deadline:
+                break
+        time.sleep(poll_s)
+    return _summary(tracker, publisher, rate)
+
+
+def _summary(tracker: LandingTracker, publisher: PacedPublisher, rate: float) -> Freshness:
+    latencies = tracker.latencies_ms or [0]
+    p99 = statistics.quantiles(latencies, n=100, method="inclusive")[98] if len(latencies) > 1 else latencies[0]
+    return Freshness(target_rate=rate, achieved_rate=len(publisher.sent_ms) / max(publisher.seconds, 1e-9),
+                     published=len(publisher.sent_ms), p50_ms=statistics.median(latencies), p99_ms=p99,
+                     max_ms=max(latencies), missing=sum(tracker.outstanding.values()))

@@ -1,0 +1,81 @@
+"""A ``streams worker`` subprocess, configured only through ``STREAMS_*`` variables, and what
+/proc tells about it (CPU time, peak RSS). The worker is a black box here."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from streams.settings import PREFIX, Settings
+from tests.conftest import local_environ
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def settings_environ(settings: Settings) -> dict[str, str]:
+    """The environment that makes ``load_settings()`` in the child return ``settings``."""
+    env = local_environ()
+    for field in dataclasses.fields(Settings):
+        env[PREFIX + field.name.upper()] = str(getattr(settings, field.name))
+    return env
+
+
+class WorkerProcess:
+    """One worker process; ``started_at`` is the ``time.monotonic()`` of its launch."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.env = settings_environ(settings)
+        self.log_path = log_path
+        self.started_at = 0.0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "not started"
+        return self._process.pid
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.started_at = time.monotonic()
+        self._process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=self.env,
+                                         stdout=self._log, stderr=subprocess.STDOUT)
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process (all its threads) so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # After the command name: state is field 3, utime 14 and stime 15 (1-based, man 5 proc).
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+    def peak_rss_bytes(self) -> int:
+        """VmHWM: the resident set's high-water mark."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmHWM in /proc status")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 30 s."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
