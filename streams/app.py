@@ -36,7 +36,8 @@ def _state_table(app: faust.App, name: str, settings: Settings) -> TableT:
 def build_pipeline(settings: Settings) -> Pipeline:
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
+        # The exact:// transport is aiokafka's with safe offset bookkeeping (streams.transport).
+        broker=[f"exact://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
         store=settings.store,
         datadir=settings.table_dir,
         topic_partitions=settings.topic_partitions,
