@@ -145,7 +145,7 @@ def _wait(worker: WorkerProcess, timeout_s: float, condition: Callable[[], bool]
         if condition():
             return now - worker.started_at
         if not worker.alive():
-            raise PipelineFailed(f"the worker exited; its log ends with:\n{worker.log_tail()}")
+            raise PipelineFailed(f"the worker exited ({worker.returncode}); its log ends with:\n{worker.log_tail()}")
         if now - worker.started_at > timeout_s:
             raise PipelineFailed(f"not landed within {timeout_s:.0f} s; worker log ends with:\n{worker.log_tail()}")
         time.sleep(poll_s)

@@ -51,6 +51,11 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """None while running; negative: killed by that signal."""
+        return None if self._process is None else self._process.poll()
+
     def cpu_seconds(self) -> float:
         """User + system CPU time of the process (all its threads) so far."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()

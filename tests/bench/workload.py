@@ -70,6 +70,9 @@ def run_settings(name: str, partitions: int, state_dir: Path) -> Settings:
     return load_settings(
         local_environ(), topic_prefix=name, app_id=name, clickhouse_database=check_identifier(name),
         topic_partitions=partitions, table_dir=str(state_dir / name), metrics_port=free_port(),
+        # The simulator's old shares are stamped 8-10 days back: Kafka rolls them into a segment
+        # of their own, which a 7-day retention deletes at its next check, mid-run.
+        input_retention_ms=-1,
     )
 
 
