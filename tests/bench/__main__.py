@@ -3,6 +3,9 @@
 The codec micro-benchmark stays separate: ``python -m tests.bench.codec_bench``.
 """
 
+import sys
+
 from tests.bench.pipeline_bench import main
 
+sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress shows under make and pipes
 raise SystemExit(main())

@@ -9,8 +9,9 @@ tests (``tests.support``), once they match.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from clickhouse_driver import Client
 
@@ -106,7 +107,9 @@ def wait_until_landed(client: Client, truth: Expected, worker: WorkerProcess, ti
 def exactness_problems(client: Client, truth: Expected) -> dict[str, list[str]]:
     """The integration tests' comparison of every derived table, plus the raw ``events`` table
     holding exactly the accepted events (which those tests do not look at)."""
-    problems = compare_all(truth, read_final_rows(client))
+    # Rebuilt as the Mapping lists compare_all is typed for (read_final_rows returns dict lists).
+    final: dict[str, list[Mapping[str, Any]]] = {table: list(rows) for table, rows in read_final_rows(client).items()}
+    problems = compare_all(truth, final)
     landed = set(client.execute("SELECT DISTINCT customer_id, event_id FROM events"))
     accepted = {(a.event.customer_id, a.event.event_id) for a in truth.accepted}
     if landed != accepted:
@@ -132,7 +135,7 @@ class _FingerprintWatch:
     def matched_or_settled(self) -> bool:
         rows = event_rows(self.client)
         # Below the accepted count only the (cheap) count is watched, so a stall shows too.
-        current = fingerprint(self.client) if rows >= self.needed else {"events": (rows,)}
+        current: Fingerprint = fingerprint(self.client) if rows >= self.needed else {"events": (rows,)}
         if current != self.last:
             self.last, self.changed_at = current, time.monotonic()
         return self.matched or time.monotonic() - self.changed_at > self.settle_s
