@@ -18,7 +18,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from kafka.partitioner.default import murmur2
 
@@ -30,8 +30,11 @@ from streams.replay import Admission, absorb
 from streams.settings import Settings
 from streams.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to
 
-MINUTES_KEPT = 360  # per-minute totals held per partition: 6 h, well past the allowed lateness
+# Per-minute totals are held until no on-time event can reach them any more (see
+# evict_old_minutes); this cap only guards memory when an input topic stays idle.
+MINUTES_KEPT = 20_000
 
+T = TypeVar("T")
 Decoder = Callable[[bytes, EventType], Event]
 Validator = Callable[[Event], None]
 
@@ -79,6 +82,32 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+class DecodedCache(Generic[T]):
+    """Decoded state records, so a hot key is not parsed again every batch.
+
+    Values mirror what the stage last wrote to the store; the store stays the truth, and the
+    cache is dropped whenever partitions move (a rebalance restores the store from Kafka).
+    Bounded: the oldest entries go first.
+    """
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.limit = limit
+        self.items: dict[str, T] = {}
+
+    def get(self, key: str) -> T | None:
+        return self.items.get(key)
+
+    def put(self, key: str, value: T) -> None:
+        items = self.items
+        items.pop(key, None)
+        items[key] = value
+        if len(items) > self.limit:
+            del items[next(iter(items))]
+
+    def clear(self) -> None:
+        self.items.clear()
+
+
 class ProfileStage:
     """Fold input events into per-customer state; see the module docstring."""
 
@@ -91,10 +120,26 @@ class ProfileStage:
         self.topic_types = {topic: EventType(t) for t, topic in settings.input_topics.items()}
         self.credits_topic = settings.referral_credits_topic
         self._minutes: dict[int, set[int]] = {}
+        self.profiles: DecodedCache[Profile] = DecodedCache()
+        self.ingest_progress: dict[int, dict[str, int]] = {}  # partition -> topic -> newest ingest
 
     def forget_partitions(self) -> None:
         """Drop in-memory indexes after a rebalance: state may have moved."""
         self._minutes.clear()
+        self.profiles.clear()
+        self.ingest_progress.clear()
+
+    def settled_before(self, partition: int) -> int:
+        """Minutes starting before this can get no more on-time events in ``partition``.
+
+        An event is on time only if it occurred within the allowed lateness of its ingest
+        time, and every input topic of the partition has reached the ingest time below (topics
+        are read at different speeds, so the slowest one decides).
+        """
+        progress = self.ingest_progress.get(partition, {})
+        if len(progress) < len(self.topic_types):
+            return -1  # some topic not seen yet: nothing is settled
+        return min(progress.values()) - self.settings.allowed_lateness_ms - MINUTE_MS
 
     def process(self, records: Sequence[SourceRecord]) -> BatchOutput:
         batch = _ProfileBatch(self)
@@ -130,8 +175,10 @@ class _ProfileBatch:
     def profile(self, customer_id: str, partition: int) -> Profile:
         loaded = self.profiles.get(customer_id)
         if loaded is None:
-            raw = self.stage.store.get(f"c:{customer_id}")
-            profile = Profile.from_json(json.loads(raw)) if raw else Profile(customer_id)
+            profile = self.stage.profiles.get(customer_id)
+            if profile is None:
+                raw = self.stage.store.get(f"c:{customer_id}")
+                profile = Profile.from_json(json.loads(raw)) if raw else Profile(customer_id)
             self.profiles[customer_id] = loaded = (partition, profile)
         return loaded[1]
 
@@ -158,6 +205,8 @@ class _ProfileBatch:
     def on_input(self, record: SourceRecord) -> None:
         topic_type = self.stage.topic_types[record.topic]
         self.out.counts[("consumed", record.topic, topic_type.value)] += 1
+        progress = self.stage.ingest_progress.setdefault(record.partition, {})
+        progress[record.topic] = max(progress.get(record.topic, 0), record.timestamp_ms)
         try:
             event = self.stage.decode(record.value or b"", topic_type)
             self.stage.validate(event)
@@ -245,6 +294,7 @@ class _ProfileBatch:
         out = self.out
         for customer_id, (partition, profile) in self.profiles.items():
             out.state_writes.append((partition, f"c:{customer_id}", _dumps(profile.to_json())))
+            self.stage.profiles.put(customer_id, profile)
             if profile.version:
                 out.rows.append(("customer_profiles", profile.snapshot()))
         for customer_id, start, daily in self.buckets:
@@ -264,10 +314,13 @@ class _ProfileBatch:
         return out
 
     def evict_old_minutes(self, partition: int, minute_ms: int) -> None:
+        """Forget per-minute totals that are final (their rows are in ClickHouse)."""
         index = self.stage.minute_index(partition)
         index.add(minute_ms)
-        while len(index) > MINUTES_KEPT:
-            oldest = min(index)
+        settled = self.stage.settled_before(partition)
+        for oldest in sorted(index):
+            if oldest >= settled and len(index) <= MINUTES_KEPT:
+                break
             index.discard(oldest)
             self.out.state_writes.append((partition, f"m:{partition}:{oldest}", None))
 

@@ -2,17 +2,17 @@
 offset bookkeeping made safe for exactly-counted state.
 
 Registered as the ``exact`` transport (entry point ``faust.transports``; broker URLs
-``exact://host:port``). Two changes, both to ``faust.transport.consumer.Consumer``:
+``exact://host:port``). Two changes to ``faust.transport.consumer.Consumer``:
 
-- ``perform_seek`` runs when changelog recovery completes, but Faust resumes the source
-  partitions *before* it, so records may already have been delivered to agents. Faust then
-  moves the read offset back to the committed offset; the next record looks like a hole,
-  and ``_add_gap`` marks a range as acknowledged that includes records still being
-  processed (a crash then loses them) and offsets acked again later (duplicates stop
-  ``consecutive_numbers``, and commits crawl one offset at a time). Here the read offset never
-  moves back past a record already delivered: aiokafka re-fetches those records from the
-  committed offset, and the drain loop drops them as already read.
-- ``_new_offset`` drops duplicate acked offsets before looking for the committable run.
+- No offset gaps. When a record arrives further than one offset past the last one read,
+  Faust marks the range in between as acknowledged, for compacted or transactional topics.
+  Our input topics are neither, and a "gap" appears only after Faust moved the read offset
+  back (the seek at the end of changelog recovery, after partitions were already resumed):
+  the range then holds records still being processed, so marking them acknowledged lets a
+  commit pass records that a crash would lose, and their real acks become duplicates. Here
+  a commit only ever covers offsets that were acknowledged one by one.
+- ``_new_offset`` drops duplicate acknowledged offsets before looking for the committable
+  run (duplicates stop Faust's ``consecutive_numbers``, and commits then crawl).
 """
 
 from __future__ import annotations
@@ -22,13 +22,8 @@ from faust.types import TP
 
 
 class Consumer(aiokafka.Consumer):
-    async def perform_seek(self) -> None:
-        delivered = {tp: offset for tp, offset in self._read_offset.items() if offset is not None}
-        await super().perform_seek()
-        for tp, offset in delivered.items():
-            current = self._read_offset.get(tp)
-            if current is None or current < offset:
-                self._read_offset[tp] = offset
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        return None
 
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]

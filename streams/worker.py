@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import faust
+from aiokafka import AIOKafkaProducer
 from faust.types import TP, StreamT
 from mode.types.signals import BaseSignalT
 from prometheus_client import CollectorRegistry, start_http_server
 
-from streams.agents import BatchRunner, TableState
+from streams.agents import BatchRunner, BatchSender, TableState
 from streams.app import Pipeline, build_pipeline
 from streams.clickhouse.client import connect
 from streams.codec import Codec, validate
@@ -21,7 +21,7 @@ from streams.metrics import Metrics
 from streams.registry import registry_from_settings
 from streams.settings import Settings
 from streams.sink import ClickHouseSink
-from streams.stages import BatchOutput, OutMessage, ProfileStage, ReferralStage, SourceRecord
+from streams.stages import BatchOutput, ProfileStage, ReferralStage, SourceRecord
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +44,22 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
     profile_stage = ProfileStage(settings, codec.decode, validate_event, profiles)
     referral_stage = ReferralStage(settings, shares)
 
-    def send(message: OutMessage) -> asyncio.Future:
-        return asyncio.ensure_future(app.producer.send(
-            message.topic, message.key, message.value, message.partition,
-            message.timestamp_ms / 1000 if message.timestamp_ms else None,
-            list(message.headers) or None))
+    def aiokafka_producer() -> AIOKafkaProducer:
+        # Faust's producer wraps an aiokafka one; batches go to it directly (streams.agents).
+        return cast(Any, app.producer)._ensure_producer()
 
     def runner(name: str, stage_process: Callable[[Sequence[SourceRecord]], BatchOutput],
-               state: TableState) -> BatchRunner:
+               state: TableState, on_new_generation: Callable[[], None]) -> BatchRunner:
         sink = ClickHouseSink(settings, lambda: connect(settings), metrics)
-        return BatchRunner(name, stage_process, state, sink, metrics, send,
+        return BatchRunner(name, stage_process, state, sink, metrics, BatchSender(aiokafka_producer),
                            settings.batch_max_events, settings.batch_max_wait_ms / 1000,
-                           settings.sink_max_wait_ms / 1000)
+                           settings.sink_max_wait_ms / 1000,
+                           in_recovery=lambda: bool(app.in_recovery),
+                           generation=lambda: app.rebalancing_count,
+                           on_new_generation=on_new_generation)
 
-    profile_runner = runner("profile", profile_stage.process, profiles)
-    referral_runner = runner("referral", referral_stage.process, shares)
+    profile_runner = runner("profile", profile_stage.process, profiles, profile_stage.forget_partitions)
+    referral_runner = runner("referral", referral_stage.process, shares, lambda: None)
 
     @app.agent(pipeline.profile_inputs, name="profiles")
     async def profile_agent(stream: StreamT) -> None:
@@ -82,7 +83,7 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
     async def expire_waiting_touches() -> None:
         async with referral_runner.lock:
             out, waiting = referral_stage.expire()
-            shares.apply(out.state_writes)
+            await referral_runner.sender.send(shares.apply(out.state_writes))
         metrics.touches_waiting.set(waiting)
 
     @app.timer(LAG_INTERVAL_S)
@@ -100,7 +101,6 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
     @app.on_rebalance_complete.connect
     def on_rebalance(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
         metrics.rebalances.inc()
-        profile_stage.forget_partitions()
 
     return pipeline
 
