@@ -134,7 +134,7 @@ def test_exact_after_two_sigkills_mid_stream(prepared: tuple[Settings, Expected,
         worker.kill()
         assert compare_all(truth, read_final_rows(client)), "the worker finished before it was killed"
     worker.start()
-    assert wait_for_exact(settings, truth, timeout_s=300) == {}
+    assert wait_for_exact(settings, truth, timeout_s=120) == {}
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 120) -> None:
