@@ -68,7 +68,7 @@ def run_demo(settings: Settings, customers: int, events: int) -> int:
     _print_query(client, "support KPIs", "SELECT * FROM support_kpis")
     _print_query(client, "ingestion errors", "SELECT * FROM ingestion_errors_by_reason")
     print(f"\nhealth: processed {_prometheus('sum(streams_events_processed_total)')} events, "
-          f"lag {_prometheus('sum(streams_consumer_lag_records)')} records, freshness p99 "
+          f"lag {_prometheus('sum(streams_consumer_lag_records{topic!~".*-changelog"})')} records, freshness p99 "
           f"{_prometheus('histogram_quantile(0.99, sum(rate(streams_event_freshness_seconds_bucket[5m])) by (le))')} s")
     print(f"\nwhere to look next:\n  worker metrics  http://{settings.metrics_host}:{settings.metrics_port}/metrics"
           f"\n  Prometheus      {PROMETHEUS_URL}\n  ClickHouse      clickhouse-client --port {settings.clickhouse_port}"
