@@ -67,9 +67,11 @@ def run_demo(settings: Settings, customers: int, events: int) -> int:
     _print_query(client, "one customer 360 row", "SELECT * FROM customer_360 ORDER BY events DESC LIMIT 1")
     _print_query(client, "support KPIs", "SELECT * FROM support_kpis")
     _print_query(client, "ingestion errors", "SELECT * FROM ingestion_errors_by_reason")
-    print(f"\nhealth: processed {_prometheus('sum(streams_events_processed_total)')} events, "
-          f"lag {_prometheus('sum(streams_consumer_lag_records{topic!~".*-changelog"})')} records, freshness p99 "
-          f"{_prometheus('histogram_quantile(0.99, sum(rate(streams_event_freshness_seconds_bucket[5m])) by (le))')} s")
+    processed = _prometheus("sum(streams_events_processed_total)")
+    lag = _prometheus('sum(streams_consumer_lag_records{topic!~".*-changelog"})')
+    freshness = _prometheus("histogram_quantile(0.99, sum(rate(streams_event_freshness_seconds_bucket[5m])) by (le))")
+    print(f"\nhealth: processed {processed} events, lag {lag} records, freshness p99 {freshness} s"
+          " (freshness counts from the simulated ingest time)")
     print(f"\nwhere to look next:\n  worker metrics  http://{settings.metrics_host}:{settings.metrics_port}/metrics"
           f"\n  Prometheus      {PROMETHEUS_URL}\n  ClickHouse      clickhouse-client --port {settings.clickhouse_port}"
           " --user analyst --password analyst-local -d interactions\n  data dictionary docs/data-dictionary.md"
