@@ -124,6 +124,7 @@ class BatchRunner:
         self.stream: StreamT | None = None
         self.pending: list[EventT] = []
         self.unacked: list[EventT] = []
+        self.deletes_after_flush: list[tuple[int, str]] = []
         self.ingest_times: list[int] = []
         self.pending_since = 0.0
         self.last_flush = time.monotonic()
@@ -169,6 +170,7 @@ class BatchRunner:
         for table, row in out.rows:
             self.sink.add(table, row)
         self.unacked.extend(events)
+        self.deletes_after_flush.extend(out.deletes_after_flush)
         self.ingest_times.extend(r.timestamp_ms for r in records)
         self.metrics.sink_buffered.labels(self.name).set(self.sink.buffered_rows)
         self.metrics.count_batch(out.counts)
@@ -178,6 +180,10 @@ class BatchRunner:
         # Acks only once state, messages and rows are all out: then a commit loses nothing.
         await self.sender.wait_delivered()
         await self.sink.flush()  # retries until written; never returns without writing
+        deletes, self.deletes_after_flush = self.deletes_after_flush, []
+        if deletes:
+            await self.sender.send(self.state.apply((partition, key, None) for partition, key in deletes))
+            await self.sender.wait_delivered()
         now_ms = time.time() * 1000
         for ingest_ms in self.ingest_times:
             self.metrics.freshness.observe(max(0.0, (now_ms - ingest_ms) / 1000))

@@ -65,6 +65,9 @@ class BatchOutput:
     messages: list[OutMessage] = field(default_factory=list)
     rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     counts: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    # State to delete only once this batch's rows are in ClickHouse: a record whose final
+    # row is lost in a crash must still be there when its events are replayed.
+    deletes_after_flush: list[tuple[int, str]] = field(default_factory=list)
 
 
 class StateReader(Protocol):
@@ -322,7 +325,7 @@ class _ProfileBatch:
             if oldest >= settled and len(index) <= MINUTES_KEPT:
                 break
             index.discard(oldest)
-            self.out.state_writes.append((partition, f"m:{partition}:{oldest}", None))
+            self.out.deletes_after_flush.append((partition, f"m:{partition}:{oldest}"))
 
 
 def event_row(record: SourceRecord, event: Event, time: EventTime) -> dict[str, Any]:

@@ -123,7 +123,10 @@ def traffic(seed: int = 7, customers: int = 300) -> list[tuple[str, dict[str, An
             rows.append(("customer_profiles", _row(
                 "customer_profiles", customer_id=customer, version=version, first_seen_at_ms=now - 40 * DAY,
                 last_seen_at_ms=now - version, events=version * 10, clicks=version * 5, purchases=purchases,
-                revenue_cents=revenue, last_purchase_at_ms=now - rng.randint(0, 120) * DAY if purchases else None,
+                # Half a day off whole days from now: customer_rfm counts days up to now(), and
+                # must not tick over between the two reads this test compares.
+                revenue_cents=revenue,
+                last_purchase_at_ms=now - rng.randint(0, 120) * DAY - DAY // 2 if purchases else None,
                 open_tickets=rng.randint(0, 2), tickets_resolved=rng.randint(0, 3),
                 first_reply_ms_total=rng.randint(0, 10**7), first_reply_count=rng.randint(1, 3),
                 satisfaction_sum=version * 4, satisfaction_count=version, segment="active")))

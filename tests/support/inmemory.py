@@ -83,6 +83,8 @@ class InMemoryPipeline:
 
     def _route(self, out: BatchOutput, state: DictState) -> None:
         state.apply(out.state_writes)
+        # Rows land at once here, so deletes that wait for a flush can follow right away.
+        state.apply((partition, key, None) for partition, key in out.deletes_after_flush)
         for table, row in out.rows:
             self.rows.add(table, row)
         for m in out.messages:
