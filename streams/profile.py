@@ -21,7 +21,7 @@ from streams.windows import DAY_MS, HOUR_MS, floor_to, keep_newest, trailing_day
 
 HOURLY_KEPT = 72
 DAILY_KEPT = 35
-TICKETS_KEPT = 100
+TICKETS_KEPT = 2_000
 REFERRED_CUSTOMERS_KEPT = 10_000
 
 # Bucket counters: one list per bucket, indexed by these columns.
