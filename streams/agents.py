@@ -46,9 +46,6 @@ class TableState:
     def keys_with_prefix(self, prefix: str) -> Iterable[str]:
         return [key for key in self.table.data if key.startswith(prefix)]
 
-    def __len__(self) -> int:
-        return len(self.table.data)
-
     def apply(self, writes: Iterable[tuple[int, str, bytes | None]]) -> list[OutMessage]:
         """Write to the local store; return the changelog records to send (None: a tombstone)."""
         data = self.table.data

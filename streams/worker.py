@@ -77,7 +77,6 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
     async def flush_partial_batches() -> None:
         await profile_runner.tick()
         await referral_runner.tick()
-        metrics.profiles.set(len(profiles))
 
     @app.timer(SWEEP_INTERVAL_S)
     async def expire_waiting_touches() -> None:
@@ -88,6 +87,7 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
 
     @app.timer(LAG_INTERVAL_S)
     async def report_lag() -> None:
+        metrics.profiles.set(sum(1 for _ in profiles.keys_with_prefix("c:")))
         consumer = app.consumer
         assigned = consumer.assignment()
         if not assigned:
