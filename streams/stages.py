@@ -313,13 +313,14 @@ class _ProfileBatch:
                     "minute_start": minute_ms, "event_type": event_type, "channel": channel,
                     "source_partition": partition, "events": events, "revenue_cents": revenue,
                     "version": events}))
-            self.evict_old_minutes(partition, minute_ms)
+            self.stage.minute_index(partition).add(minute_ms)
+        for partition in {partition for partition, _ in self.minutes}:
+            self.evict_old_minutes(partition)
         return out
 
-    def evict_old_minutes(self, partition: int, minute_ms: int) -> None:
-        """Forget per-minute totals that are final (their rows are in ClickHouse)."""
+    def evict_old_minutes(self, partition: int) -> None:
+        """Forget per-minute totals that are final (deleted once their rows are in ClickHouse)."""
         index = self.stage.minute_index(partition)
-        index.add(minute_ms)
         settled = self.stage.settled_before(partition)
         for oldest in sorted(index):
             if oldest >= settled and len(index) <= MINUTES_KEPT:
