@@ -85,18 +85,26 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
             await referral_runner.sender.send(shares.apply(out.state_writes))
         metrics.touches_waiting.set(waiting)
 
+    lag_reported: set[tuple[str, str]] = set()
+
     @app.timer(LAG_INTERVAL_S)
     async def report_lag() -> None:
         metrics.profiles.set(sum(1 for _ in profiles.keys_with_prefix("c:")))
         consumer = app.consumer
         assigned = consumer.assignment()
-        if not assigned:
-            return
-        ends = await consumer.highwaters(*assigned)
+        ends = await consumer.highwaters(*assigned) if assigned else {}
         # Faust keeps the offsets it committed; there is no public accessor.
         committed: dict[TP, int] = getattr(consumer, "_committed_offset", {})
+        reported = set()
         for tp, end in ends.items():
-            metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - (committed.get(tp) or 0)))
+            labels = (tp.topic, str(tp.partition))
+            metrics.lag.labels(*labels).set(max(0, end - (committed.get(tp) or 0)))
+            reported.add(labels)
+        # A partition that moved to another worker is that worker's to report.
+        for labels in lag_reported - reported:
+            metrics.lag.remove(*labels)
+        lag_reported.clear()
+        lag_reported.update(reported)
 
     @app.on_rebalance_complete.connect
     def on_rebalance(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
