@@ -23,6 +23,7 @@ from streams.clickhouse.migrate import load_migrations, migrate
 from streams.clickhouse.tables import TABLES, VIEWS
 from streams.settings import Secret, Settings
 from streams.sink import ClickHouseSink
+from tests.support.rows import row as full_row
 
 pytestmark = pytest.mark.integration
 
@@ -94,21 +95,6 @@ def test_dry_run_prints_and_applies_nothing(clickhouse_settings: Settings) -> No
 # -- the sink ---------------------------------------------------------------------------------
 
 
-def _row(table: str, **values: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for column in TABLES[table].columns:
-        if column.type.startswith("Nullable"):
-            out[column.name] = None
-        elif column.type.startswith("Array"):
-            out[column.name] = []
-        elif column.type == "String":
-            out[column.name] = ""
-        else:
-            out[column.name] = 0
-    out.update(values)
-    return out
-
-
 def traffic(seed: int = 7, customers: int = 300) -> list[tuple[str, dict[str, Any]]]:
     """Rows for every table, with several versions per key (as a worker would write them)."""
     rng = random.Random(seed)
@@ -120,7 +106,7 @@ def traffic(seed: int = 7, customers: int = 300) -> list[tuple[str, dict[str, An
         purchases = rng.randint(0, 12)
         revenue = purchases * rng.randint(500, 20_000)
         for version in range(1, rng.randint(2, 4)):
-            rows.append(("customer_profiles", _row(
+            rows.append(("customer_profiles", full_row(
                 "customer_profiles", customer_id=customer, version=version, first_seen_at_ms=now - 40 * DAY,
                 last_seen_at_ms=now - version, events=version * 10, clicks=version * 5, purchases=purchases,
                 # Half a day off whole days from now: customer_rfm counts days up to now(), and
@@ -134,30 +120,30 @@ def traffic(seed: int = 7, customers: int = 300) -> list[tuple[str, dict[str, An
             clicks = rng.randint(0, 4)
             bought = rng.randint(0, 1)
             for version in (1, 2):
-                rows.append(("customer_daily", _row(
+                rows.append(("customer_daily", full_row(
                     "customer_daily", customer_id=customer, day=today - day_back * DAY,
                     events=clicks + bought + version, clicks=clicks, purchases=bought,
                     revenue_cents=bought * 1000, version=version)))
-                rows.append(("customer_hourly", _row(
+                rows.append(("customer_hourly", full_row(
                     "customer_hourly", customer_id=customer, hour_start=today - day_back * DAY + 3_600_000,
                     events=clicks + version, clicks=clicks, version=version)))
         if i % 3 == 0:
-            rows.append(("referral_credits", _row(
+            rows.append(("referral_credits", full_row(
                 "referral_credits", credit_id=f"t{i}", sharer_customer_id=f"c{i % 17:04d}",
                 referred_customer_id=customer, share_id=f"s{i % 5}", touch_type="purchase" if i % 2 else "click",
                 touch_occurred_at_ms=now - DAY, amount_cents=1500 if i % 2 else 0)))
-        rows.append(("events", _row(
+        rows.append(("events", full_row(
             "events", event_id=f"e{i}", event_type="click", customer_id=customer, occurred_at_ms=now - DAY,
             ingest_ms=now - DAY, channel="web", page="/", source_topic="interactions.clicks",
             source_partition=i % 4, source_offset=i)))
         if i % 10 == 0:
-            rows.append(("ingestion_errors", _row(
+            rows.append(("ingestion_errors", full_row(
                 "ingestion_errors", kind="dead_letter", reason="bad_magic", error_class="DecodeError",
                 source_topic="interactions.clicks", source_partition=i % 4, source_offset=10_000 + i,
                 ingest_ms=now - DAY, payload="AA==")))
     for partition in range(4):
         for version in (1, 2, 3):
-            rows.append(("minute_totals", _row(
+            rows.append(("minute_totals", full_row(
                 "minute_totals", minute_start=today - 60_000, event_type="click", channel="web",
                 source_partition=partition, events=version * (partition + 1), version=version)))
     return rows
@@ -270,7 +256,7 @@ def test_sink_throughput_200k_profiles(clickhouse_settings: Settings, admin: Cli
     """200k profile rows in batches of 20k through the sink; prints rows/s."""
     total, batch = 200_000, 20_000
     settings = dataclasses.replace(clickhouse_settings, sink_max_rows=batch)
-    template = _row("customer_profiles", version=1, first_seen_at_ms=1, last_seen_at_ms=2, events=7, clicks=3,
+    template = full_row("customer_profiles", version=1, first_seen_at_ms=1, last_seen_at_ms=2, events=7, clicks=3,
                     purchases=2, revenue_cents=12_345, share_networks=["x"], share_network_counts=[1],
                     segment="active")
     sink = ClickHouseSink(settings, lambda: connect(settings))

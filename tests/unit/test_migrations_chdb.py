@@ -29,6 +29,7 @@ from streams.clickhouse.migrate import (
 from streams.clickhouse.tables import TABLES, VIEWS
 from streams.settings import load_settings
 from streams.sink import ClickHouseSink
+from tests.support.rows import row
 
 chdb_session = pytest.importorskip("chdb.session")
 
@@ -289,24 +290,6 @@ def text(ms: int, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
 
 
 DAY1, DAY2 = text(D1, "%Y-%m-%d"), text(D2, "%Y-%m-%d")
-
-
-def row(table: str, **values: Any) -> dict[str, Any]:
-    """A full row of ``table``: zero/empty defaults, then ``values``."""
-    out: dict[str, Any] = {}
-    for column in TABLES[table].columns:
-        if column.type.startswith("Nullable"):
-            out[column.name] = None
-        elif column.type.startswith("Array"):
-            out[column.name] = []
-        elif column.type == "String":
-            out[column.name] = ""
-        else:
-            out[column.name] = 0
-    unknown = values.keys() - out.keys()
-    assert not unknown, unknown
-    out.update(values)
-    return out
 
 
 def batches() -> list[list[tuple[str, dict[str, Any]]]]:
