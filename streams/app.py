@@ -8,13 +8,21 @@ import faust
 from faust.types import TableT, TopicT
 
 from streams.settings import Settings
+from streams.transport import BatchConsumer
+
+
+class PipelineApp(faust.App):
+    """A Faust app whose consumer hands the topics named here to a batch consumer
+    (``streams.transport``) instead of its streams."""
+
+    batch_consumers: dict[str, BatchConsumer]
 
 
 @dataclass(frozen=True, slots=True)
 class Pipeline:
     """The Faust objects a worker runs: the app, its input channels and its state tables."""
 
-    app: faust.App
+    app: PipelineApp
     profile_inputs: TopicT
     referral_index: TopicT
     profiles: TableT
@@ -34,7 +42,7 @@ def _state_table(app: faust.App, name: str, settings: Settings) -> TableT:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    app = faust.App(
+    app = PipelineApp(
         settings.app_id,
         # The exact:// transport is aiokafka's with safe offset bookkeeping (streams.transport).
         broker=[f"exact://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
@@ -50,6 +58,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         web_enabled=False,
         autodiscover=False,
     )
+    app.batch_consumers = {}
     profile_inputs = _raw_topic(app, *settings.input_topics.values(), settings.referral_credits_topic)
     referral_index = _raw_topic(app, settings.referral_index_topic)
     return Pipeline(

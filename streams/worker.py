@@ -1,4 +1,4 @@
-"""Wires a worker process: pipeline, stages, sinks, agents, timers and the /metrics endpoint."""
+"""Wires a worker process: pipeline, stages, sinks, runners, timers and the /metrics endpoint."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaProducer
-from faust.types import TP, StreamT
+from faust.types import TP
 from mode.types.signals import BaseSignalT
 from prometheus_client import CollectorRegistry, start_http_server
 
-from streams.agents import BatchRunner, BatchSender, TableState
 from streams.app import Pipeline, build_pipeline
 from streams.clickhouse.client import connect
 from streams.codec import Codec, validate
 from streams.events import Event
 from streams.metrics import Metrics
 from streams.registry import registry_from_settings
+from streams.runner import BatchRunner, BatchSender, TableState
 from streams.settings import Settings
 from streams.sink import ClickHouseSink
 from streams.stages import BatchOutput, ProfileStage, ReferralStage, SourceRecord
@@ -30,7 +30,7 @@ LAG_INTERVAL_S = 2.0
 
 
 def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
-    """Register agents and timers on a new pipeline; nothing runs until the app starts."""
+    """Register runners, tasks and timers on a new pipeline; nothing runs until the app starts."""
     pipeline = build_pipeline(settings)
     app = pipeline.app
     metrics = Metrics(registry)
@@ -45,41 +45,42 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
     referral_stage = ReferralStage(settings, shares)
 
     def aiokafka_producer() -> AIOKafkaProducer:
-        # Faust's producer wraps an aiokafka one; batches go to it directly (streams.agents).
+        # Faust's producer wraps an aiokafka one; batches go to it directly (streams.runner).
         return cast(Any, app.producer)._ensure_producer()
 
     def runner(name: str, stage_process: Callable[[Sequence[SourceRecord]], BatchOutput],
                state: TableState, on_new_generation: Callable[[], None]) -> BatchRunner:
         sink = ClickHouseSink(settings, lambda: connect(settings), metrics)
         return BatchRunner(name, stage_process, state, sink, metrics, BatchSender(aiokafka_producer),
-                           settings.batch_max_events, settings.batch_max_wait_ms / 1000,
-                           settings.sink_max_wait_ms / 1000,
-                           in_recovery=lambda: bool(app.in_recovery),
-                           generation=lambda: app.rebalancing_count,
+                           consumer=lambda: app.consumer,
+                           max_events=settings.batch_max_events,
+                           max_wait_s=settings.batch_max_wait_ms / 1000,
+                           flush_wait_s=settings.sink_max_wait_ms / 1000,
+                           paused=lambda: bool(app.in_recovery) or not app.flow_control.is_active(),
+                           generation=lambda: app.consumer_generation_id,
                            on_new_generation=on_new_generation)
 
     profile_runner = runner("profile", profile_stage.process, profiles, profile_stage.forget_partitions)
     referral_runner = runner("referral", referral_stage.process, shares, lambda: None)
+    # The consumer hands these topics' records to the runners in batches (streams.transport).
+    app.batch_consumers.update(
+        {topic: profile_runner for topic in pipeline.profile_inputs.topics}
+        | {topic: referral_runner for topic in pipeline.referral_index.topics})
+    for topic in (pipeline.profile_inputs, pipeline.referral_index):
+        app.topics.add(topic)  # subscribe
 
-    @app.agent(pipeline.profile_inputs, name="profiles")
-    async def profile_agent(stream: StreamT) -> None:
-        manual = _manual_acks(stream)
-        async for event in manual.events():
-            await profile_runner.add(manual, event)
+    @app.task
+    async def run_profiles() -> None:
+        await profile_runner.run()
 
-    @app.agent(pipeline.referral_index, name="referrals")
-    async def referral_agent(stream: StreamT) -> None:
-        manual = _manual_acks(stream)
-        async for event in manual.events():
-            await referral_runner.add(manual, event)
-
-    @app.timer(min(settings.batch_max_wait_ms, settings.sink_max_wait_ms) / 1000)
-    async def flush_partial_batches() -> None:
-        await profile_runner.tick()
-        await referral_runner.tick()
+    @app.task
+    async def run_referrals() -> None:
+        await referral_runner.run()
 
     @app.timer(SWEEP_INTERVAL_S)
     async def expire_waiting_touches() -> None:
+        if referral_runner.paused():
+            return
         async with referral_runner.lock:
             out, waiting = referral_stage.expire()
             await referral_runner.sender.send(shares.apply(out.state_writes))
@@ -111,11 +112,6 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
         metrics.rebalances.inc()
 
     return pipeline
-
-
-def _manual_acks(stream: StreamT) -> StreamT:
-    """The agent's stream with acks left to us (the BatchRunner acks after the sink wrote)."""
-    return cast(faust.Stream, stream).noack()
 
 
 def run_worker(settings: Settings) -> None:

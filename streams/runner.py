@@ -1,15 +1,17 @@
-"""Thin Faust agents: records in, a stage's pure processing, state/messages/rows out.
+"""Runs a stage's pure processing over batches of records: state, messages and rows out.
 
-Acknowledgement is ours, not Faust's: agents iterate a ``noack`` stream, hand records to a
-:class:`BatchRunner`, and it acks them only after the rows they produced are in ClickHouse
-(``take()`` would ack in a ``finally`` even when the insert failed). While ClickHouse is down
-the runner blocks in ``flush``, the agent stops pulling records and Faust pauses fetching:
+The consumer hands each partition's fetched records to a :class:`BatchRunner` in one call
+(``streams.transport``), not one by one through Faust's streams, whose per-record machinery
+costs more than the processing itself. Acknowledgement is ours: records are acked only after
+the rows they produced are in ClickHouse. While ClickHouse is down the runner blocks in
+``flush``, its buffer of records fills, the consumer stops handing over and stops fetching:
 memory stays bounded and nothing is acked that is not written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -18,7 +20,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
-from faust.types import EventT, StreamT, TableT
+from faust.types import ConsumerT, Message, TableT
 
 from streams.metrics import Metrics
 from streams.sink import ClickHouseSink
@@ -93,80 +95,109 @@ class BatchSender:
 
 
 class BatchRunner:
-    """Batches an agent's events through a stage; acks them after their rows are written.
+    """Runs a stage over batches of records; acks them after their rows are written.
 
-    Nothing is processed while Faust restores tables from their changelogs (``in_recovery``):
-    a batch read from a half-restored store would write stale state back. When the
-    assignment changes (``generation``), the stage drops what it cached from the old one.
+    The consumer hands records over (``streams.transport.BatchConsumer``) and :meth:`run`, an
+    app task, processes them. Nothing is processed while flow is paused: during a rebalance
+    (records read under the old assignment are dropped, the consumer reads them again from
+    the committed offsets) and while Faust restores tables from their changelogs, when a
+    batch read from a half-restored store would write stale state back. When the assignment
+    changes, the stage drops what it cached from the old one.
     """
 
     def __init__(self, name: str, process: Callable[[Sequence[SourceRecord]], BatchOutput],
                  state: TableState, sink: ClickHouseSink, metrics: Metrics, sender: BatchSender,
-                 max_events: int, max_wait_s: float, flush_wait_s: float,
-                 in_recovery: Callable[[], bool], generation: Callable[[], int],
+                 consumer: Callable[[], ConsumerT], max_events: int, max_wait_s: float,
+                 flush_wait_s: float, paused: Callable[[], bool], generation: Callable[[], int],
                  on_new_generation: Callable[[], None]) -> None:
         self.name = name
         self.process = process
-        self.in_recovery = in_recovery
-        self.generation = generation
-        self.on_new_generation = on_new_generation
-        self.seen_generation = generation()
         self.state = state
         self.sink = sink
         self.metrics = metrics
         self.sender = sender
+        self.consumer = consumer
         self.max_events = max_events
         self.max_wait_s = max_wait_s
         self.flush_wait_s = flush_wait_s
-        self.stream: StreamT | None = None
-        self.pending: list[EventT] = []
-        self.unacked: list[EventT] = []
+        self.paused = paused
+        self.generation = generation
+        self.on_new_generation = on_new_generation
+        self.seen_generation = generation()
+        self.pending: list[Message] = []
+        self.unacked: list[Message] = []
         self.deletes_after_flush: list[tuple[int, str]] = []
         self.ingest_times: list[int] = []
         self.pending_since = 0.0
         self.last_flush = time.monotonic()
         self.lock = asyncio.Lock()
+        self.batch_ready = asyncio.Event()
+        self.room = asyncio.Event()
+        self.room.set()
 
-    async def add(self, stream: StreamT, event: EventT) -> None:
-        self.stream = stream
+    # -- records in (called by the consumer) --------------------------------------------------
+
+    async def wait_for_room(self) -> None:
+        # Two batches' worth: one being processed, the next one filling.
+        while len(self.pending) >= 2 * self.max_events:
+            self.room.clear()
+            await self.room.wait()
+
+    def accept(self, messages: Sequence[Message]) -> None:
         if not self.pending:
             self.pending_since = time.monotonic()
-        self.pending.append(event)
-        while len(self.pending) >= self.max_events:
-            await self.run()
-            if self.pending:  # tables are being restored: wait, the stream stays paused
-                await asyncio.sleep(0.05)
+        self.pending.extend(messages)
+        if len(self.pending) >= self.max_events:
+            self.batch_ready.set()
 
-    async def tick(self) -> None:
-        """Called by a timer: process a partial batch and flush rows that waited long enough."""
-        now = time.monotonic()
-        if self.pending and now - self.pending_since >= self.max_wait_s:
-            await self.run()
-        elif self.unacked and now - self.last_flush >= self.flush_wait_s:
-            async with self.lock:
-                await self._flush()
+    # -- processing (an app task) -------------------------------------------------------------
 
     async def run(self) -> None:
+        """Process batches and flush rows until the worker stops."""
+        tick_s = min(self.max_wait_s, self.flush_wait_s)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.batch_ready.wait(), tick_s)
+            if self.paused():
+                await asyncio.sleep(tick_s)
+                continue
+            await self.step()
+
+    async def step(self) -> None:
+        """Process the pending records if a batch is due; flush if rows waited long enough."""
         async with self.lock:
-            if self.in_recovery():
-                return
-            if self.generation() != self.seen_generation:
-                self.seen_generation = self.generation()
-                self.on_new_generation()
-            events, self.pending = self.pending, []
-            if events:
-                await self._process(events)
-            if self.sink.full or time.monotonic() - self.last_flush >= self.flush_wait_s:
+            now = time.monotonic()
+            if self.pending and (len(self.pending) >= self.max_events
+                                 or now - self.pending_since >= self.max_wait_s):
+                self.batch_ready.clear()
+                messages, self.pending = self._current(self.pending), []
+                self.room.set()
+                if messages:
+                    await self._process(messages)
+            if self.unacked and (self.sink.full or now - self.last_flush >= self.flush_wait_s):
                 await self._flush()
 
-    async def _process(self, events: list[EventT]) -> None:
+    def _current(self, messages: list[Message]) -> list[Message]:
+        """The records read under the current assignment (older ones are read again)."""
+        generation = self.generation()
+        if generation != self.seen_generation:
+            self.seen_generation = generation
+            self.on_new_generation()
+        if messages[0].generation_id == generation and messages[-1].generation_id == generation:
+            return messages
+        return [message for message in messages if message.generation_id == generation]
+
+    async def _process(self, messages: list[Message]) -> None:
         started = time.perf_counter()
-        records = [_source_record(event) for event in events]
+        consumer = self.consumer()
+        for message in messages:
+            consumer.track_message(message)  # a rebalance waits for these to be acked
+        records = [_source_record(message) for message in messages]
         out = self.process(records)
         await self.sender.send([*self.state.apply(out.state_writes), *out.messages])
         for table, row in out.rows:
             self.sink.add(table, row)
-        self.unacked.extend(events)
+        self.unacked.extend(messages)
         self.deletes_after_flush.extend(out.deletes_after_flush)
         self.ingest_times.extend(r.timestamp_ms for r in records)
         self.metrics.sink_buffered.labels(self.name).set(self.sink.buffered_rows)
@@ -184,16 +215,15 @@ class BatchRunner:
         now_ms = time.time() * 1000
         for ingest_ms in self.ingest_times:
             self.metrics.freshness.observe(max(0.0, (now_ms - ingest_ms) / 1000))
-        assert self.stream is not None or not self.unacked
-        for event in self.unacked:
-            await self.stream.ack(event)  # type: ignore[union-attr]
+        ack = self.consumer().ack
+        for message in self.unacked:
+            ack(message)
         self.unacked.clear()
         self.ingest_times.clear()
         self.last_flush = time.monotonic()
         self.metrics.sink_buffered.labels(self.name).set(self.sink.buffered_rows)
 
 
-def _source_record(event: EventT) -> SourceRecord:
-    message = event.message
+def _source_record(message: Message) -> SourceRecord:
     return SourceRecord(message.topic, message.partition, message.offset, message.key,
                         message.value, round(message.timestamp * 1000))
