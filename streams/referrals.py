@@ -8,7 +8,7 @@ goes to the sharer, re-keyed by the sharer's customer id. See docs/definitions.m
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 EARLY_TOUCHES_KEPT = 1_000
@@ -20,6 +20,10 @@ class SharePost:
     sharer_customer_id: str
     occurred_at_ms: int
     network: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"share_id": self.share_id, "sharer_customer_id": self.sharer_customer_id,
+                "occurred_at_ms": self.occurred_at_ms, "network": self.network}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,11 @@ class Touch:
     ingest_ms: int
     amount_cents: int
 
+    def to_json(self) -> dict[str, Any]:
+        return {"credit_id": self.credit_id, "customer_id": self.customer_id, "share_id": self.share_id,
+                "touch_type": self.touch_type, "occurred_at_ms": self.occurred_at_ms,
+                "ingest_ms": self.ingest_ms, "amount_cents": self.amount_cents}
+
 
 @dataclass(frozen=True, slots=True)
 class Credit:
@@ -46,7 +55,10 @@ class Credit:
     amount_cents: int
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"credit_id": self.credit_id, "sharer_customer_id": self.sharer_customer_id,
+                "referred_customer_id": self.referred_customer_id, "share_id": self.share_id,
+                "touch_type": self.touch_type, "touch_occurred_at_ms": self.touch_occurred_at_ms,
+                "amount_cents": self.amount_cents}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Credit:
@@ -109,8 +121,8 @@ class ShareIndex:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "s": asdict(self.share) if self.share else None,
-            "e": [asdict(t) for t in self.early],
+            "s": self.share.to_json() if self.share else None,
+            "e": [t.to_json() for t in self.early],
             "o": self.offset,
         }
 

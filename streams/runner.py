@@ -15,16 +15,18 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.producer.message_accumulator import BatchBuilder
-from faust.types import ConsumerT, Message, TableT
+from faust.types import TP, TableT
 
 from streams.metrics import Metrics
 from streams.sink import ClickHouseSink
 from streams.stages import BatchOutput, OutMessage, SourceRecord
+from streams.transport import Consumer, InFlight
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +42,27 @@ class TableState:
     def __init__(self, table: TableT) -> None:
         self.table = table
         self.changelog_topic = table.changelog_topic.get_topic_name()
+        self._local: MutableMapping[str, bytes] | None = None
+
+    @property
+    def local(self) -> MutableMapping[str, bytes]:
+        """The table's store; for the memory store its dict itself (the store's own mapping
+        methods cost several calls per lookup, and this runs for every key of every batch)."""
+        if self._local is None:
+            store = self.table.data
+            inner = getattr(store, "data", None)
+            self._local = inner if isinstance(inner, dict) else cast(MutableMapping[str, bytes], store)
+        return self._local
 
     def get(self, key: str) -> bytes | None:
-        value: bytes | None = self.table.data.get(key)
-        return value
+        return self.local.get(key)
 
     def keys_with_prefix(self, prefix: str) -> Iterable[str]:
-        return [key for key in self.table.data if key.startswith(prefix)]
+        return [key for key in self.local if key.startswith(prefix)]
 
     def apply(self, writes: Iterable[tuple[int, str, bytes | None]]) -> list[OutMessage]:
         """Write to the local store; return the changelog records to send (None: a tombstone)."""
-        data = self.table.data
+        data = self.local
         changelog = []
         for partition, key, value in writes:
             if value is None:
@@ -65,33 +77,30 @@ class TableState:
 class BatchSender:
     """Produces records as one aiokafka batch per topic partition, not one send per record.
 
-    Delivery is confirmed in :meth:`wait_delivered`, which runs before events are acked: a
-    failed delivery raises there, the worker stops, and the records are processed again.
+    :meth:`send` returns the batches' delivery futures; the caller awaits them before it acks
+    the events that produced the records: a failed delivery raises there, the worker stops,
+    and the events are processed again.
     """
 
     def __init__(self, producer: Callable[[], AIOKafkaProducer]) -> None:
         self.producer = producer
-        self.in_flight: list[asyncio.Future[Any]] = []
 
-    async def send(self, messages: Iterable[OutMessage]) -> None:
+    async def send(self, messages: Iterable[OutMessage]) -> list[asyncio.Future[Any]]:
         producer = self.producer()
+        in_flight = []
         batches: dict[tuple[str, int], BatchBuilder] = {}
         for m in messages:
             where = (m.topic, m.partition)
             batch = batches.get(where) or producer.create_batch()
             record = {"timestamp": m.timestamp_ms, "key": m.key, "value": m.value, "headers": list(m.headers)}
             if batch.append(**record) is None:  # full: send it, start another
-                self.in_flight.append(await producer.send_batch(batch, m.topic, partition=m.partition))
+                in_flight.append(await producer.send_batch(batch, m.topic, partition=m.partition))
                 batch = producer.create_batch()
                 batch.append(**record)
             batches[where] = batch
         for (topic, partition), batch in batches.items():
-            self.in_flight.append(await producer.send_batch(batch, topic, partition=partition))
-
-    async def wait_delivered(self) -> None:
-        in_flight, self.in_flight = self.in_flight, []
-        for future in in_flight:
-            await future
+            in_flight.append(await producer.send_batch(batch, topic, partition=partition))
+        return in_flight
 
 
 class BatchRunner:
@@ -107,7 +116,7 @@ class BatchRunner:
 
     def __init__(self, name: str, process: Callable[[Sequence[SourceRecord]], BatchOutput],
                  state: TableState, sink: ClickHouseSink, metrics: Metrics, sender: BatchSender,
-                 consumer: Callable[[], ConsumerT], max_events: int, max_wait_s: float,
+                 consumer: Callable[[], Consumer], max_events: int, max_wait_s: float,
                  flush_wait_s: float, paused: Callable[[], bool], generation: Callable[[], int],
                  on_new_generation: Callable[[], None]) -> None:
         self.name = name
@@ -124,10 +133,10 @@ class BatchRunner:
         self.generation = generation
         self.on_new_generation = on_new_generation
         self.seen_generation = generation()
-        self.pending: list[Message] = []
-        self.unacked: list[Message] = []
-        self.deletes_after_flush: list[tuple[int, str]] = []
-        self.ingest_times: list[int] = []
+        self.pending: list[tuple[TP, int, list[SourceRecord]]] = []  # (tp, generation, records)
+        self.pending_records = 0
+        self.unflushed = _Unflushed()
+        self.flushing: asyncio.Future[None] | None = None
         self.pending_since = 0.0
         self.last_flush = time.monotonic()
         self.lock = asyncio.Lock()
@@ -139,15 +148,17 @@ class BatchRunner:
 
     async def wait_for_room(self) -> None:
         # Two batches' worth: one being processed, the next one filling.
-        while len(self.pending) >= 2 * self.max_events:
+        while self.pending_records >= 2 * self.max_events:
             self.room.clear()
             await self.room.wait()
 
-    def accept(self, messages: Sequence[Message]) -> None:
+    def accept(self, tp: TP, records: Sequence[ConsumerRecord[bytes, bytes]], generation: int) -> None:
         if not self.pending:
             self.pending_since = time.monotonic()
-        self.pending.extend(messages)
-        if len(self.pending) >= self.max_events:
+        self.pending.append((tp, generation, [
+            SourceRecord(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in records]))
+        self.pending_records += len(records)
+        if self.pending_records >= self.max_events:
             self.batch_ready.set()
 
     # -- processing (an app task) -------------------------------------------------------------
@@ -164,66 +175,89 @@ class BatchRunner:
             await self.step()
 
     async def step(self) -> None:
-        """Process the pending records if a batch is due; flush if rows waited long enough."""
+        """Process the pending records if a batch is due; start a flush if rows waited long
+        enough. A flush runs beside the next batches (it acks only what came before it), one at
+        a time; a full sink waits for it."""
         async with self.lock:
+            if self.flushing is not None and self.flushing.done():
+                flushed, self.flushing = self.flushing, None
+                flushed.result()  # a failed delivery stops the worker here
             now = time.monotonic()
-            if self.pending and (len(self.pending) >= self.max_events
+            if self.pending and (self.pending_records >= self.max_events
                                  or now - self.pending_since >= self.max_wait_s):
                 self.batch_ready.clear()
-                messages, self.pending = self._current(self.pending), []
+                chunks, self.pending, self.pending_records = self._current(self.pending), [], 0
                 self.room.set()
-                if messages:
-                    await self._process(messages)
-            if self.unacked and (self.sink.full or now - self.last_flush >= self.flush_wait_s):
-                await self._flush()
+                if chunks:
+                    await self._process(chunks)
+            if self.flushing is None and self.unflushed.acks and (
+                    self.sink.full or now - self.last_flush >= self.flush_wait_s):
+                self.flushing = asyncio.ensure_future(self._flush(self.unflushed))
+                self.unflushed = _Unflushed()
+            if self.flushing is not None and self.sink.full:
+                await asyncio.wait([self.flushing])
 
-    def _current(self, messages: list[Message]) -> list[Message]:
+    async def write_state(self, writes: Iterable[tuple[int, str, bytes | None]]) -> None:
+        """Write state outside a batch (a timer's); delivered before the next flush acks."""
+        self.unflushed.deliveries.extend(await self.sender.send(self.state.apply(writes)))
+
+    def _current(self, chunks: list[tuple[TP, int, list[SourceRecord]]]) -> list[tuple[TP, list[SourceRecord]]]:
         """The records read under the current assignment (older ones are read again)."""
         generation = self.generation()
         if generation != self.seen_generation:
             self.seen_generation = generation
             self.on_new_generation()
-        if messages[0].generation_id == generation and messages[-1].generation_id == generation:
-            return messages
-        return [message for message in messages if message.generation_id == generation]
+        return [(tp, records) for tp, read_in, records in chunks if read_in == generation]
 
-    async def _process(self, messages: list[Message]) -> None:
+    async def _process(self, chunks: list[tuple[TP, list[SourceRecord]]]) -> None:
         started = time.perf_counter()
-        consumer = self.consumer()
-        for message in messages:
-            consumer.track_message(message)  # a rebalance waits for these to be acked
-        records = [_source_record(message) for message in messages]
+        in_flight = self.consumer().begin_batch()  # a rebalance waits for its ack
+        offsets: dict[TP, list[int]] = {}
+        records: list[SourceRecord] = []
+        for tp, chunk in chunks:
+            offsets.setdefault(tp, []).extend(r.offset for r in chunk)
+            records.extend(chunk)
         out = self.process(records)
-        await self.sender.send([*self.state.apply(out.state_writes), *out.messages])
+        unflushed = self.unflushed
+        unflushed.deliveries.extend(await self.sender.send([*self.state.apply(out.state_writes), *out.messages]))
         for table, row in out.rows:
             self.sink.add(table, row)
-        self.unacked.extend(messages)
-        self.deletes_after_flush.extend(out.deletes_after_flush)
-        self.ingest_times.extend(r.timestamp_ms for r in records)
+        unflushed.acks.append((in_flight, offsets))
+        unflushed.deletes.extend(out.deletes_after_flush)
+        unflushed.ingest_times.extend(r.timestamp_ms for r in records)
         self.metrics.sink_buffered.labels(self.name).set(self.sink.buffered_rows)
         self.metrics.count_batch(out.counts)
         self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)
 
-    async def _flush(self) -> None:
+    async def _flush(self, batches: _Unflushed) -> None:
         # Acks only once state, messages and rows are all out: then a commit loses nothing.
-        await self.sender.wait_delivered()
+        # The sink writes every row buffered when it starts, those of ``batches`` included.
+        await _delivered(batches.deliveries)
         await self.sink.flush()  # retries until written; never returns without writing
-        deletes, self.deletes_after_flush = self.deletes_after_flush, []
-        if deletes:
-            await self.sender.send(self.state.apply((partition, key, None) for partition, key in deletes))
-            await self.sender.wait_delivered()
+        if batches.deletes:
+            tombstones = self.state.apply((partition, key, None) for partition, key in batches.deletes)
+            await _delivered(await self.sender.send(tombstones))
         now_ms = time.time() * 1000
-        for ingest_ms in self.ingest_times:
+        for ingest_ms in batches.ingest_times:
             self.metrics.freshness.observe(max(0.0, (now_ms - ingest_ms) / 1000))
-        ack = self.consumer().ack
-        for message in self.unacked:
-            ack(message)
-        self.unacked.clear()
-        self.ingest_times.clear()
+        consumer = self.consumer()
+        for in_flight, offsets in batches.acks:
+            consumer.ack_batch(in_flight, offsets)
         self.last_flush = time.monotonic()
         self.metrics.sink_buffered.labels(self.name).set(self.sink.buffered_rows)
 
 
-def _source_record(message: Message) -> SourceRecord:
-    return SourceRecord(message.topic, message.partition, message.offset, message.key,
-                        message.value, round(message.timestamp * 1000))
+@dataclass(slots=True)
+class _Unflushed:
+    """What processed batches wait on until a flush: deliveries, then acks and deletes."""
+
+    deliveries: list[asyncio.Future[Any]] = field(default_factory=list)
+    acks: list[tuple[InFlight, dict[TP, list[int]]]] = field(default_factory=list)
+    deletes: list[tuple[int, str]] = field(default_factory=list)  # state settled once rows are in
+    ingest_times: list[int] = field(default_factory=list)
+
+
+async def _delivered(futures: Iterable[asyncio.Future[Any]]) -> None:
+    for future in futures:
+        await future
+

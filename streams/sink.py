@@ -1,6 +1,6 @@
 """Batching, coalescing, retrying ClickHouse writer. No Faust import.
 
-The caller (``streams.agents``) adds rows as it folds a batch, checks :attr:`ClickHouseSink.full`
+The caller (``streams.runner``) adds rows as it folds a batch, checks :attr:`ClickHouseSink.full`
 to stop taking input (backpressure), and awaits :meth:`ClickHouseSink.flush` before it
 acknowledges the batch's Kafka offsets. So ``flush`` never returns without having written every
 buffered row: a failing insert is retried, with capped exponential backoff and full jitter,
@@ -21,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import operator
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from streams.clickhouse.tables import TABLES, Table
@@ -38,7 +40,7 @@ BACKOFF_BASE_S = 0.1
 _EPOCH = dt.date(1970, 1, 1)
 _DAY_MS = 86_400_000
 
-Row = dict[str, Any]
+Row = Mapping[str, Any]
 
 
 class SinkMetrics(Protocol):
@@ -84,14 +86,29 @@ def _date_from_ms(value: Any) -> Any:
     raise TypeError("expected epoch milliseconds (int) or a date")
 
 
-def _converters(table: Table) -> dict[str, Callable[[Any], Any]]:
-    out: dict[str, Callable[[Any], Any]] = {}
+def _converters(table: Table) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    out: list[tuple[str, Callable[[Any], Any]]] = []
     for column in table.columns:
         if column.type.startswith("DateTime"):
-            out[column.name] = _datetime_from_ms
+            out.append((column.name, _datetime_from_ms))
         elif column.type == "Date":
-            out[column.name] = _date_from_ms
-    return out
+            out.append((column.name, _date_from_ms))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class _BufferSpec:
+    """What :meth:`ClickHouseSink.add` needs of a table, prepared once (it runs per row)."""
+
+    columns: frozenset[str]
+    converters: tuple[tuple[str, Callable[[Any], Any]], ...]
+    key: Callable[[Mapping[str, Any]], Any]  # the ORDER BY key's values: one buffered row per key
+    version: str | None
+
+    @classmethod
+    def of(cls, table: Table) -> _BufferSpec:
+        return cls(frozenset(table.column_names), _converters(table), operator.itemgetter(*table.key),
+                   table.version)
 
 
 class ClickHouseSink:
@@ -118,9 +135,8 @@ class ClickHouseSink:
         self._sleep = sleep
         self._rng: _Uniform = rng or random.Random()
         self._backoff_base_s = min(backoff_base_s, settings.sink_backoff_max_s)
-        self._buffers: dict[str, dict[tuple[Any, ...], Row]] = {name: {} for name in TABLES}
-        self._columns = {name: frozenset(t.column_names) for name, t in TABLES.items()}
-        self._convert = {name: _converters(t) for name, t in TABLES.items()}
+        self._buffers: dict[str, dict[Any, Row]] = {name: {} for name in TABLES}
+        self._specs = {name: _BufferSpec.of(t) for name, t in TABLES.items()}
         self._insert_sql = {
             name: f"INSERT INTO {name} ({', '.join(t.column_names)}) VALUES" for name, t in TABLES.items()
         }
@@ -139,21 +155,23 @@ class ClickHouseSink:
         one has a higher version. The row must carry exactly the table's columns (times in epoch
         ms); anything else raises :class:`SinkError` here rather than failing the insert later.
         The sink keeps a reference: do not mutate ``row`` afterwards."""
-        spec = TABLES.get(table)
+        spec = self._specs.get(table)
         if spec is None:
             raise SinkError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
-        if row.keys() != self._columns[table]:
-            missing = sorted(self._columns[table] - row.keys())
-            extra = sorted(row.keys() - self._columns[table])
+        if row.keys() != spec.columns:
+            missing = sorted(spec.columns - row.keys())
+            extra = sorted(row.keys() - spec.columns)
             raise SinkError(f"{table} row: missing columns {missing}, unknown columns {extra}")
-        converters = self._convert[table]
-        stored: Row = dict(row)
-        for name, convert in converters.items():
-            try:
-                stored[name] = convert(stored[name])
-            except (TypeError, ValueError, OverflowError) as exc:
-                raise SinkError(f"{table}.{name}: cannot convert {stored[name]!r}: {exc}") from None
-        key = tuple(stored[name] for name in spec.key)
+        stored = row
+        if spec.converters:
+            converted = dict(row)
+            for name, convert in spec.converters:
+                try:
+                    converted[name] = convert(row[name])
+                except (TypeError, ValueError, OverflowError) as exc:
+                    raise SinkError(f"{table}.{name}: cannot convert {row[name]!r}: {exc}") from None
+            stored = converted
+        key = spec.key(stored)
         buffer = self._buffers[table]
         existing = buffer.get(key)
         if existing is None:
@@ -193,18 +211,32 @@ class ClickHouseSink:
         """
         async with self._lock:
             written = 0
-            for name, buffer in self._buffers.items():
-                if not buffer:
+            for name in list(self._buffers):
+                batch = self._buffers[name]
+                if not batch:
                     continue
-                batch = list(buffer.items())
-                await self._write(TABLES[name], [row for _, row in batch])
-                for key, row in batch:
-                    # A row replaced during the insert is newer than what was written: keep it.
-                    if buffer.get(key) is row:
-                        del buffer[key]
-                        self._rows -= 1
+                self._buffers[name] = {}  # rows added during the insert wait for the next flush
+                try:
+                    await self._write(TABLES[name], list(batch.values()))
+                except BaseException:
+                    self._put_back(name, batch)  # cancelled: the rows stay buffered
+                    raise
+                self._rows -= len(batch)
                 written += len(batch)
             return written
+
+    def _put_back(self, table: str, batch: dict[Any, Row]) -> None:
+        """Merge rows that were not written with the ones buffered since (same rule as add)."""
+        version = self._specs[table].version
+        buffer = self._buffers[table]
+        for key, row in batch.items():
+            newer = buffer.get(key)
+            if newer is not None:
+                self._rows -= 1
+                self.coalesced += 1
+                if version is None or newer[version] >= row[version]:
+                    continue
+            buffer[key] = row
 
     def close(self) -> None:
         """Disconnect the client, if any (buffered rows are kept)."""

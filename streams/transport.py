@@ -4,14 +4,16 @@ offset bookkeeping made safe for exactly-counted state.
 Registered as the ``exact`` transport (entry point ``faust.transports``; broker URLs
 ``exact://host:port``). Three changes to ``faust.transport.consumer.Consumer``:
 
-- Batch delivery. Faust hands every record to its conductor on its own: an ``asyncio.wait``
-  on four futures (the record, flow suspension, stop, crash), a lock, a queue and the stream
-  machinery, which cost more than all of this pipeline's processing. Topics with a
-  :class:`BatchConsumer` (``app.batch_consumers``) instead get each partition's fetched
-  records as one list, with the same guarantees: nothing is delivered while flow is
-  suspended (a rebalance), delivery waits for room and is cancelled by a suspension, records
-  are tracked as unacknowledged (a rebalance waits for their acks) and the read offset
-  advances only past delivered records. Other topics (table changelogs) take Faust's path.
+- Batch delivery. Faust hands every record to its conductor on its own: a message object, an
+  ``asyncio.wait`` on four futures (the record, flow suspension, stop, crash), a lock, a
+  queue and the stream machinery, which cost more than all of this pipeline's processing.
+  Topics with a :class:`BatchConsumer` (``app.batch_consumers``) instead get each
+  partition's fetched records as one list, with the same guarantees: nothing is delivered
+  while flow is suspended (a rebalance), delivery waits for room and is cancelled by a
+  suspension, a batch being processed counts as unacknowledged (:meth:`Consumer.begin_batch`:
+  a rebalance waits for its acks), acks go through Faust's bookkeeping
+  (:meth:`Consumer.ack_batch`), and the read offset advances only past delivered records.
+  Other topics (table changelogs) take Faust's path.
 - No offset gaps. When a record arrives further than one offset past the last one read,
   Faust marks the range in between as acknowledged, for compacted or transactional topics.
   Our input topics are neither, and a "gap" appears only after Faust moved the read offset
@@ -29,11 +31,14 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, cast
 
+from aiokafka import ConsumerRecord
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka
 from faust.types import TP, Message
+from faust.types.tuples import ack_lock
 from mode import Service
 from mode.types import ServiceT
+from mode.utils.futures import notify
 
 
 class BatchConsumer(Protocol):
@@ -42,8 +47,20 @@ class BatchConsumer(Protocol):
     async def wait_for_room(self) -> None:
         """Return once :meth:`accept` may be called (back-pressure; may be cancelled)."""
 
-    def accept(self, messages: Sequence[Message]) -> None:
-        """Take the records; called right after :meth:`wait_for_room`, with no await between."""
+    def accept(self, tp: TP, records: Sequence[ConsumerRecord[bytes, bytes]], generation: int) -> None:
+        """Take aiokafka's records of ``tp``, fetched under assignment ``generation``; called
+        right after :meth:`wait_for_room`, with no await between."""
+
+
+class InFlight:
+    """A batch of records being processed, in the consumer's set of unacknowledged messages
+    (which holds Faust messages otherwise): a rebalance waits until it is acked."""
+
+    __slots__ = ("__weakref__", "acked", "refcount")  # what Faust reads of its messages
+
+    def __init__(self) -> None:
+        self.acked = False
+        self.refcount = 1
 
 
 def unread(records: Sequence[Any], read_offset: int | None) -> Sequence[Any]:
@@ -62,6 +79,30 @@ class Consumer(aiokafka.Consumer):
         if len(acked) != len(set(acked)):
             acked[:] = sorted(set(acked))
         return super()._new_offset(tp)
+
+    def begin_batch(self) -> InFlight:
+        """Mark a batch as being processed: a rebalance waits for its :meth:`ack_batch`."""
+        in_flight = InFlight()
+        self._unacked_messages.add(cast(Message, in_flight))
+        return in_flight
+
+    def ack_batch(self, in_flight: InFlight, offsets: Mapping[TP, Sequence[int]]) -> None:
+        """Acknowledge a batch's offsets: Faust's ``ack`` bookkeeping, once per partition."""
+        with ack_lock:
+            for tp, tp_offsets in offsets.items():
+                if not self.app.topics.acks_enabled_for(tp.topic):
+                    continue
+                committed = self._committed_offset[tp]
+                acked_index = self._acked_index[tp]
+                acked = self._acked[tp]
+                for offset in tp_offsets:
+                    if (committed is None or offset >= committed) and offset not in acked_index:
+                        acked_index.add(offset)
+                        acked.append(offset)
+                        self._n_acked += 1
+            in_flight.acked = True
+            self._unacked_messages.discard(cast(Message, in_flight))
+            notify(self._waiting_for_ack)
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:
         batch_consumers: Mapping[str, BatchConsumer] = getattr(self.app, "batch_consumers", {})
@@ -105,40 +146,35 @@ class Consumer(aiokafka.Consumer):
             if self._commit_every is not None and self._n_acked >= self._commit_every:
                 self._n_acked = 0
                 await self.commit()
-            messages: list[Message] = [self._to_message(tp, record) for record in new]
             batch_consumer = batch_consumers.get(tp.topic)
             if batch_consumer is None:
-                delivered = await self._deliver_one_by_one(messages)
+                delivered = await self._deliver_one_by_one([self._to_message(tp, record) for record in new])
             else:
-                delivered = await self._deliver_batch(batch_consumer, messages)
+                delivered = len(new) if await self._deliver_batch(batch_consumer, tp, new, generation) else 0
             if delivered:
-                self._read_offset[tp] = delivered[-1].offset
-            if len(delivered) < len(messages):
+                self._read_offset[tp] = new[delivered - 1].offset
+            if delivered < len(new):
                 return  # flow was suspended
 
-    async def _deliver_batch(self, batch_consumer: BatchConsumer,
-                             messages: list[Message]) -> list[Message]:
+    async def _deliver_batch(self, batch_consumer: BatchConsumer, tp: TP,
+                             records: Sequence[ConsumerRecord[bytes, bytes]], generation: int) -> bool:
         async def hand_over() -> None:
             await self.app.flow_control.acquire()
             await batch_consumer.wait_for_room()
-            # No await from here on: the records are tracked before anything can ack them.
-            for message in messages:
-                self.track_message(message)
-            batch_consumer.accept(messages)
+            batch_consumer.accept(tp, records, generation)
 
         handed_over = hand_over()
         result = await self.wait_first(handed_over, self.suspend_flow.wait())
-        return messages if handed_over in result.done else []
+        return handed_over in result.done
 
-    async def _deliver_one_by_one(self, messages: list[Message]) -> list[Message]:
-        delivered = []
-        for message in messages:
+    async def _deliver_one_by_one(self, messages: list[Message]) -> int:
+        """Faust's own path, for topics without a batch consumer; returns how many were delivered."""
+        for delivered, message in enumerate(messages):
             handed_over = self.callback(message)
             result = await self.wait_first(handed_over, self.suspend_flow.wait())
             if handed_over not in result.done:
-                break
-            delivered.append(message)
-        return delivered
+                return delivered
+        return len(messages)
 
 
 class Transport(aiokafka.Transport):

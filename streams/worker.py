@@ -22,6 +22,7 @@ from streams.runner import BatchRunner, BatchSender, TableState
 from streams.settings import Settings
 from streams.sink import ClickHouseSink
 from streams.stages import BatchOutput, ProfileStage, ReferralStage, SourceRecord
+from streams.transport import Consumer
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
                state: TableState, on_new_generation: Callable[[], None]) -> BatchRunner:
         sink = ClickHouseSink(settings, lambda: connect(settings), metrics)
         return BatchRunner(name, stage_process, state, sink, metrics, BatchSender(aiokafka_producer),
-                           consumer=lambda: app.consumer,
+                           consumer=lambda: cast(Consumer, app.consumer),
                            max_events=settings.batch_max_events,
                            max_wait_s=settings.batch_max_wait_ms / 1000,
                            flush_wait_s=settings.sink_max_wait_ms / 1000,
@@ -83,7 +84,7 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
             return
         async with referral_runner.lock:
             out, waiting = referral_stage.expire()
-            await referral_runner.sender.send(shares.apply(out.state_writes))
+            await referral_runner.write_state(out.state_writes)
         metrics.touches_waiting.set(waiting)
 
     lag_reported: set[tuple[str, str]] = set()

@@ -308,3 +308,30 @@ def test_rows_added_during_a_flush_are_kept_for_the_next() -> None:
     assert sorted((r["customer_id"], r["version"]) for r in sink.buffered("customer_profiles")) == [
         ("c1", 2), ("c2", 1)]
     assert sink.buffered_rows == 2
+
+
+def test_a_cancelled_flush_merges_its_rows_with_those_added_meanwhile_by_version() -> None:
+    client = FakeClient(fail_times=10**9)
+    recorder = Recorder()
+    sink = make_sink(client, recorder, sink_max_rows=100)
+    sink.add("customer_profiles", profile("c1", 5))
+    sink.add("customer_profiles", profile("c2", 1))
+    sink.add("customer_profiles", profile("c3", 1))
+
+    async def scenario() -> None:
+        task = asyncio.create_task(sink.flush())
+        while not recorder.sleeps:
+            await asyncio.sleep(0.001)
+        # While the insert fails: an older c1, a newer c2, a new c4.
+        sink.add("customer_profiles", profile("c1", 4))
+        sink.add("customer_profiles", profile("c2", 2))
+        sink.add("customer_profiles", profile("c4", 1))
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert client.inserts == []
+    assert sorted((r["customer_id"], r["version"]) for r in sink.buffered("customer_profiles")) == [
+        ("c1", 5), ("c2", 2), ("c3", 1), ("c4", 1)]
+    assert sink.buffered_rows == 4

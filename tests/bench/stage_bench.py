@@ -1,0 +1,97 @@
+"""Processing-stage micro-benchmark: ``python -m tests.bench.stage_bench [--events N]``.
+
+Runs the profile and referral stages over simulated traffic in memory (no Kafka, no
+ClickHouse: ``tests.support.inmemory``), with the worker's batch size, and reports the CPU
+time the stages spend per input record (decode, fold, state encoding, rows, messages), plus
+the time to put their rows into a :class:`ClickHouseSink` buffer and to build the insert
+columns. Median of several rounds; the result is checked against the oracle, so a faster
+wrong stage does not count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from streams.clickhouse.tables import TABLES
+from streams.oracle import expected
+from streams.settings import load_settings
+from streams.simulate import SimulationConfig, generate
+from streams.sink import ClickHouseSink
+from streams.stages import BatchOutput, SourceRecord
+from tests.support.compare import compare_all
+from tests.support.inmemory import InMemoryPipeline
+
+
+class _Timed:
+    """Wraps a stage's ``process``: adds its CPU time, and buffers its rows in a sink."""
+
+    def __init__(self, process: Callable[[Sequence[SourceRecord]], BatchOutput], sink: ClickHouseSink) -> None:
+        self.process = process
+        self.sink = sink
+        self.stage_s = 0.0
+        self.sink_s = 0.0
+
+    def __call__(self, records: Sequence[SourceRecord]) -> BatchOutput:
+        started = time.process_time()
+        out = self.process(records)
+        processed = time.process_time()
+        for table, row in out.rows:
+            self.sink.add(table, row)
+        self.stage_s += processed - started
+        self.sink_s += time.process_time() - processed
+        return out
+
+
+def _columns(sink: ClickHouseSink) -> float:
+    """CPU seconds to build every buffered table's insert columns (what the insert thread does)."""
+    started = time.process_time()
+    for name, table in TABLES.items():
+        rows = sink.buffered(name)
+        [[row[column] for row in rows] for column in table.column_names]
+    return time.process_time() - started
+
+
+def one_round(records: Sequence[Any], events: int, batch: int, truth: Any) -> dict[str, float]:
+    settings = load_settings({})
+    pipeline = InMemoryPipeline(settings)
+    pipeline.publish(records)
+    sink = ClickHouseSink(settings, lambda: None)  # type: ignore[arg-type, return-value]
+    profile = _Timed(pipeline.profile_stage.process, sink)
+    referral = _Timed(pipeline.referral_stage.process, sink)
+    pipeline.profile_stage.process = profile  # type: ignore[method-assign]
+    pipeline.referral_stage.process = referral  # type: ignore[method-assign]
+    pipeline.run(random.Random(1), batch)
+    columns_s = _columns(sink)
+    mismatches = compare_all(truth, {t: list(rows.values()) for t, rows in pipeline.rows.tables.items()})
+    if mismatches:
+        raise SystemExit(f"not exact: {sorted(mismatches)}")
+    inputs = len(records)
+    return {"profile stage": profile.stage_s / inputs * 1e6, "referral stage": referral.stage_s / inputs * 1e6,
+            "sink buffer": (profile.sink_s + referral.sink_s) / inputs * 1e6,
+            "insert columns": columns_s / inputs * 1e6}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--customers", type=int, default=25_000)
+    parser.add_argument("--batch", type=int, default=load_settings({}).batch_max_events)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    records = generate(SimulationConfig(seed=7, customers=args.customers, events=args.events))
+    truth = expected(records, load_settings({}))
+    rounds = [one_round(records, args.events, args.batch, truth) for _ in range(args.rounds)]
+    print(f"{len(records):,} input records, batches of {args.batch:,}, {args.rounds} rounds, "
+          "CPU us per input record (median), exact against the oracle:")
+    for name in rounds[0]:
+        print(f"  {name:<16} {statistics.median(r[name] for r in rounds):7.1f}")
+    print(f"  {'total':<16} {statistics.median(sum(r.values()) for r in rounds):7.1f}")
+
+
+if __name__ == "__main__":
+    main()
