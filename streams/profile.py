@@ -26,6 +26,7 @@ REFERRED_CUSTOMERS_KEPT = 10_000
 
 # Bucket counters: one list per bucket, indexed by these columns.
 EVENTS, CLICKS, SHARES, PURCHASES, SUPPORT, REVENUE = range(6)
+_NO_COUNTS = [0] * 6
 _TYPE_COLUMN = {"click": CLICKS, "share": SHARES, "purchase": PURCHASES, "support": SUPPORT}
 
 _OPEN_STATUSES = frozenset({TicketAction.OPENED, TicketAction.REPLIED, TicketAction.REOPENED})
@@ -170,6 +171,8 @@ class Profile:
         counts = self.counts
         last_day = floor_to(self.last_seen_at or 0, DAY_MS)
         purchases = counts[PURCHASES]
+        week = trailing_days(self.daily, last_day, 7) or _NO_COUNTS
+        month = trailing_days(self.daily, last_day, 30) or _NO_COUNTS
         row: dict[str, Any] = {
             "customer_id": self.customer_id,
             "version": self.version,
@@ -189,13 +192,13 @@ class Profile:
             "latest_satisfaction": self.satisfaction_latest[2] if self.satisfaction_latest else None,
             "satisfaction_sum": self.satisfaction_sum,
             "satisfaction_count": self.satisfaction_count,
-            "activity_7d": trailing_days(self.daily, last_day, 7, EVENTS),
-            "spend_7d_cents": trailing_days(self.daily, last_day, 7, REVENUE),
-            "activity_30d": trailing_days(self.daily, last_day, 30, EVENTS),
-            "spend_30d_cents": trailing_days(self.daily, last_day, 30, REVENUE),
-            "clicks_30d": trailing_days(self.daily, last_day, 30, CLICKS),
-            "shares_30d": trailing_days(self.daily, last_day, 30, SHARES),
-            "purchases_30d": trailing_days(self.daily, last_day, 30, PURCHASES),
+            "activity_7d": week[EVENTS],
+            "spend_7d_cents": week[REVENUE],
+            "activity_30d": month[EVENTS],
+            "spend_30d_cents": month[REVENUE],
+            "clicks_30d": month[CLICKS],
+            "shares_30d": month[SHARES],
+            "purchases_30d": month[PURCHASES],
             "referred_clicks": self.referred_clicks,
             "referred_purchases": self.referred_purchases,
             "referred_revenue_cents": self.referred_revenue_cents,

@@ -6,7 +6,7 @@ replay or a backlog lands in the same buckets as live traffic. See docs/definiti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -18,8 +18,7 @@ def floor_to(ms: int, size_ms: int) -> int:
     return ms - ms % size_ms
 
 
-@dataclass(frozen=True, slots=True)
-class EventTime:
+class EventTime(NamedTuple):
     """The event time the pipeline uses, with how it was classified against ingest time."""
 
     occurred_at_ms: int
@@ -40,11 +39,11 @@ def classify(occurred_at_ms: int, ingest_ms: int, allowed_lateness_ms: int,
                      clamped=False)
 
 
-def trailing_days(buckets: dict[int, list[int]], last_day_ms: int, days: int,
-                  column: int) -> int:
-    """Sum ``column`` over the daily buckets of the ``days`` UTC days ending on ``last_day_ms``."""
+def trailing_days(buckets: dict[int, list[int]], last_day_ms: int, days: int) -> list[int]:
+    """Column-wise sums of the daily buckets of the ``days`` UTC days ending on ``last_day_ms``."""
     first = last_day_ms - (days - 1) * DAY_MS
-    return sum(counts[column] for day, counts in buckets.items() if first <= day <= last_day_ms)
+    inside = [counts for day, counts in buckets.items() if first <= day <= last_day_ms]
+    return [sum(column) for column in zip(*inside, strict=True)] if inside else []
 
 
 def keep_newest(buckets: dict[int, list[int]], limit: int) -> None:

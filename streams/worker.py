@@ -62,7 +62,7 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
                            on_new_generation=on_new_generation)
 
     profile_runner = runner("profile", profile_stage.process, profiles, profile_stage.forget_partitions)
-    referral_runner = runner("referral", referral_stage.process, shares, lambda: None)
+    referral_runner = runner("referral", referral_stage.process, shares, referral_stage.forget_partitions)
     # The consumer hands these topics' records to the runners in batches (streams.transport).
     app.batch_consumers.update(
         {topic: profile_runner for topic in pipeline.profile_inputs.topics}

@@ -123,11 +123,13 @@ def test_simulated_traffic_lands_exactly(prepared: tuple[Settings, Expected, Wor
 def test_exact_after_two_sigkills_mid_stream(prepared: tuple[Settings, Expected, Worker]) -> None:
     settings, truth, worker = prepared
     client = connect(settings)
-    for _ in range(2):
+    # Small batches and frequent flushes: rows land in many steps, so a kill falls between
+    # them (and between a batch's state, messages, rows and acks) rather than after the end.
+    worker.env.update({PREFIX + "BATCH_MAX_EVENTS": "200", PREFIX + "SINK_MAX_WAIT_MS": "50"})
+    # Kill twice at random points of the run, after the worker has written some of its rows.
+    for target in sorted(random.sample(range(len(truth.accepted) // 20, len(truth.accepted) // 2), 2)):
         worker.start()
-        # Kill at a random point once the worker is writing, before it has finished.
-        wait_until(lambda: client.execute("SELECT count() FROM events")[0][0] > 0)
-        time.sleep(random.uniform(0.0, 1.0))
+        wait_until(lambda rows=target: client.execute("SELECT count() FROM events")[0][0] >= rows, poll_s=0.02)
         worker.kill()
         assert compare_all(truth, read_final_rows(client)), "the worker finished before it was killed"
     worker.start()
@@ -159,7 +161,7 @@ def truth_input_count(truth: Expected) -> int:
     return len(truth.accepted) + truth.duplicate_count + len(truth.dead_letters)
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float = 120) -> None:
+def wait_until(condition: Callable[[], bool], timeout_s: float = 120, poll_s: float = 0.1) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -168,4 +170,4 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 120) -> None:
         except OSError:  # the worker's /metrics is not up yet
             pass
         assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
+        time.sleep(poll_s)

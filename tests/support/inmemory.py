@@ -153,3 +153,4 @@ class InMemoryPipeline:
                 if rng.random() < 0.5:
                     del part[keep:]
         self.profile_stage.forget_partitions()
+        self.referral_stage.forget_partitions()

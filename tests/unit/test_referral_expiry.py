@@ -1,0 +1,54 @@
+"""Touches that wait for a share that never comes expire on the index's ingest-time clock;
+the decoded-record cache stays consistent with the store through expiry."""
+
+from __future__ import annotations
+
+import orjson
+
+from streams.referrals import SharePost, Touch
+from streams.settings import load_settings
+from streams.stages import ReferralStage, SourceRecord
+from tests.support.inmemory import DictState
+
+SETTINGS = load_settings({})
+TTL = SETTINGS.pending_touch_ttl_ms
+T0 = 1_700_000_000_000
+
+
+def touch_record(offset: int, share_id: str, credit_id: str, ingest_ms: int) -> SourceRecord:
+    touch = Touch(credit_id, "buyer", share_id, "click", ingest_ms, ingest_ms, 0)
+    value = orjson.dumps({"k": "touch", **touch.to_json()})
+    return SourceRecord(SETTINGS.referral_index_topic, 0, offset, share_id.encode(), value, ingest_ms)
+
+
+def share_record(offset: int, share_id: str, ingest_ms: int) -> SourceRecord:
+    # Shared at T0 (before every touch), but it reaches the index only now.
+    value = orjson.dumps({"k": "share", **SharePost(share_id, "sharer", T0, "x").to_json()})
+    return SourceRecord(SETTINGS.referral_index_topic, 0, offset, share_id.encode(), value, ingest_ms)
+
+
+def run(stage: ReferralStage, state: DictState, *records: SourceRecord) -> list[str]:
+    out = stage.process(records)
+    state.apply(out.state_writes)
+    return [orjson.loads(m.value or b"")["credit_id"] for m in out.messages]
+
+
+def test_waiting_touches_expire_and_a_late_share_credits_only_the_rest() -> None:
+    state = DictState()
+    stage = ReferralStage(SETTINGS, state)
+    assert run(stage, state, touch_record(0, "s1", "old", T0), touch_record(1, "s2", "gone", T0)) == []
+    # The clock moves past the TTL of the first touches; a new touch for s1 arrives.
+    assert run(stage, state, touch_record(2, "s1", "fresh", T0 + TTL + 1)) == []
+
+    out, waiting = stage.expire()
+    state.apply(out.state_writes)
+    assert waiting == 1  # only "fresh" still waits
+    assert "s:s2" not in state.data  # nothing left for s2: tombstoned
+    assert [t["credit_id"] for t in orjson.loads(state.data["s:s1"])["e"]] == ["fresh"]
+
+    # The share arrives: only the touch that had not expired earns a credit, whether the
+    # stage reads its cache or the store (a restart).
+    assert run(stage, state, share_record(3, "s1", T0 + TTL + 2)) == ["fresh"]
+    restarted = ReferralStage(SETTINGS, DictState())
+    restarted.store = state
+    assert run(restarted, state, share_record(3, "s1", T0 + TTL + 2)) == ["fresh"]
