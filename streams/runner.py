@@ -170,11 +170,14 @@ class BatchRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.batch_ready.wait(), tick_s)
             if self.paused():
+                # Nothing new is processed, but what was is flushed and acked at once: a
+                # rebalance waits for those acks.
+                await self.step(process=False)
                 await asyncio.sleep(tick_s)
                 continue
             await self.step()
 
-    async def step(self) -> None:
+    async def step(self, process: bool = True) -> None:
         """Process the pending records if a batch is due; start a flush if rows waited long
         enough. A flush runs beside the next batches (it acks only what came before it), one at
         a time; a full sink waits for it."""
@@ -183,15 +186,15 @@ class BatchRunner:
                 flushed, self.flushing = self.flushing, None
                 flushed.result()  # a failed delivery stops the worker here
             now = time.monotonic()
-            if self.pending and (self.pending_records >= self.max_events
-                                 or now - self.pending_since >= self.max_wait_s):
+            if process and self.pending and (self.pending_records >= self.max_events
+                                             or now - self.pending_since >= self.max_wait_s):
                 self.batch_ready.clear()
                 chunks, self.pending, self.pending_records = self._current(self.pending), [], 0
                 self.room.set()
                 if chunks:
                     await self._process(chunks)
             if self.flushing is None and self.unflushed.acks and (
-                    self.sink.full or now - self.last_flush >= self.flush_wait_s):
+                    not process or self.sink.full or now - self.last_flush >= self.flush_wait_s):
                 self.flushing = asyncio.ensure_future(self._flush(self.unflushed))
                 self.unflushed = _Unflushed()
             if self.flushing is not None and self.sink.full:

@@ -1,6 +1,7 @@
 """End to end on the real services: simulated traffic through Kafka and a worker process into
 ClickHouse equals the oracle exactly, the dead-letter topic holds exactly the malformed
-records, and /metrics agrees; then the same after SIGKILLs mid-stream."""
+records, and /metrics agrees; then the same after SIGKILLs mid-stream, after a full replay,
+and when a second worker joins the group and the first leaves (two rebalances)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from streams.clickhouse.migrate import migrate
 from streams.oracle import Expected, expected
 from streams.publisher import Publisher
 from streams.settings import PREFIX, Settings
-from streams.simulate import SimulationConfig, generate, publish
+from streams.simulate import SimRecord, SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 from streams.windows import DAY_MS
 from tests.conftest import local_environ
@@ -69,7 +70,8 @@ class Worker:
 
 
 @pytest.fixture()
-def prepared(clickhouse_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Expected, Worker]]:
+def unpublished(clickhouse_settings: Settings,
+                tmp_path: Path) -> Iterator[tuple[Settings, list[SimRecord], Expected, Worker]]:
     import dataclasses
 
     # No retention on the input: the simulator's oldest shares are older than Kafka's default.
@@ -78,12 +80,22 @@ def prepared(clickhouse_settings: Settings, tmp_path: Path) -> Iterator[tuple[Se
     ensure_topics(settings)
     migrate(settings)
     records = generate(CONFIG)
-    with Publisher(settings) as publisher:
-        publish(records, publisher, settings)
     worker = Worker(settings, tmp_path / "worker.log")
-    yield settings, expected(records, settings), worker
+    yield settings, records, expected(records, settings), worker
     worker.stop()
     print(worker.log_path.read_text()[-4000:])
+
+
+@pytest.fixture()
+def prepared(unpublished: tuple[Settings, list[SimRecord], Expected, Worker]) -> tuple[Settings, Expected, Worker]:
+    settings, records, truth, worker = unpublished
+    publish_records(records, settings)
+    return settings, truth, worker
+
+
+def publish_records(records: list[SimRecord], settings: Settings) -> None:
+    with Publisher(settings) as publisher:
+        publish(records, publisher, settings)
 
 
 def wait_for_exact(settings: Settings, truth: Expected, timeout_s: float = 240) -> dict[str, list[str]]:
@@ -154,6 +166,42 @@ def test_full_replay_with_a_new_consumer_group_changes_nothing(
         assert compare_all(truth, read_final_rows(connect(settings))) == {}
     finally:
         replay.stop()
+
+
+def test_exact_when_a_second_worker_joins_and_the_first_leaves(
+        unpublished: tuple[Settings, list[SimRecord], Expected, Worker], tmp_path: Path) -> None:
+    import dataclasses
+
+    settings, records, truth, first = unpublished
+    second_settings = dataclasses.replace(settings, metrics_port=19151, table_dir=str(tmp_path / "state-2"))
+    second = Worker(second_settings, tmp_path / "worker-2.log")
+    try:
+        half = len(records) // 2
+        publish_records(records[:half], settings)
+        first.start()
+        wait_until(lambda: consumed(first, settings.metrics_port) >= half)
+        # The group rebalances: the first worker gives partitions (and their state) away.
+        second.start()
+        wait_until(lambda: lag_series(second_settings.metrics_port) > 0)
+        publish_records(records[half:], settings)
+        # The first leaves while both are busy: the second takes its partitions over.
+        first.stop()
+        assert first.process is not None and first.process.returncode == 0
+        assert wait_for_exact(settings, truth, timeout_s=120) == {}
+    finally:
+        second.stop()
+        print(second.log_path.read_text()[-4000:])
+
+
+def consumed(worker: Worker, port: int) -> float:
+    return worker.metric(port, "streams_events_consumed_total")
+
+
+def lag_series(port: int) -> int:
+    """Input partitions the worker reports lag for: those assigned to it."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(1 for line in body.splitlines()
+               if line.startswith("streams_consumer_lag_records{") and "changelog" not in line)
 
 
 def truth_input_count(truth: Expected) -> int:
