@@ -87,8 +87,9 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 def _dumps(obj: Any) -> bytes:
     # orjson: state records are written for every touched key of every batch, and it encodes
-    # them ~10x faster than json (tests/bench/stage_bench.py).
-    return orjson.dumps(obj)
+    # them ~10x faster than json (tests/bench/stage_bench.py). Its bytes keep the ~4 KiB
+    # buffer they were written in; state values live in the store, so they are copied to size.
+    return memoryview(orjson.dumps(obj)).tobytes()
 
 
 class DecodedCache(Generic[T]):
