@@ -5,10 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import faust
+import faust.tables
 from faust.types import TableT, TopicT
 
 from streams.settings import Settings
 from streams.transport import BatchConsumer
+
+
+class TableManager(faust.tables.TableManager):
+    """Faust's table manager without the second it sleeps at start to let tables register:
+    the pipeline registers its tables before the app starts."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
 
 
 class PipelineApp(faust.App):
@@ -55,6 +66,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         broker_commit_interval=settings.commit_interval_s,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        TableManager=TableManager,
         web_enabled=False,
         autodiscover=False,
     )

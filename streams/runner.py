@@ -197,6 +197,7 @@ class BatchRunner:
                     not process or self.sink.full or now - self.last_flush >= self.flush_wait_s):
                 self.flushing = asyncio.ensure_future(self._flush(self.unflushed))
                 self.unflushed = _Unflushed()
+                self.last_flush = now  # flushes start every flush_wait_s, or as soon as one ends
             if self.flushing is not None and self.sink.full:
                 await asyncio.wait([self.flushing])
 
@@ -246,7 +247,6 @@ class BatchRunner:
         consumer = self.consumer()
         for in_flight, offsets in batches.acks:
             consumer.ack_batch(in_flight, offsets)
-        self.last_flush = time.monotonic()
         self.metrics.sink_buffered.labels(self.name).set(self.sink.buffered_rows)
 
 
