@@ -133,7 +133,7 @@ class BatchRunner:
         self.generation = generation
         self.on_new_generation = on_new_generation
         self.seen_generation = generation()
-        self.pending: list[tuple[TP, int, list[SourceRecord]]] = []  # (tp, generation, records)
+        self.pending: list[tuple[TP, int, Sequence[SourceRecord]]] = []  # (tp, generation, records)
         self.pending_records = 0
         self.unflushed = _Unflushed()
         self.flushing: asyncio.Future[None] | None = None
@@ -155,8 +155,7 @@ class BatchRunner:
     def accept(self, tp: TP, records: Sequence[ConsumerRecord[bytes, bytes]], generation: int) -> None:
         if not self.pending:
             self.pending_since = time.monotonic()
-        self.pending.append((tp, generation, [
-            SourceRecord(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in records]))
+        self.pending.append((tp, generation, records))
         self.pending_records += len(records)
         if self.pending_records >= self.max_events:
             self.batch_ready.set()
@@ -205,7 +204,8 @@ class BatchRunner:
         """Write state outside a batch (a timer's); delivered before the next flush acks."""
         self.unflushed.deliveries.extend(await self.sender.send(self.state.apply(writes)))
 
-    def _current(self, chunks: list[tuple[TP, int, list[SourceRecord]]]) -> list[tuple[TP, list[SourceRecord]]]:
+    def _current(self, chunks: list[tuple[TP, int, Sequence[SourceRecord]]]
+                 ) -> list[tuple[TP, Sequence[SourceRecord]]]:
         """The records read under the current assignment (older ones are read again)."""
         generation = self.generation()
         if generation != self.seen_generation:
@@ -213,7 +213,7 @@ class BatchRunner:
             self.on_new_generation()
         return [(tp, records) for tp, read_in, records in chunks if read_in == generation]
 
-    async def _process(self, chunks: list[tuple[TP, list[SourceRecord]]]) -> None:
+    async def _process(self, chunks: list[tuple[TP, Sequence[SourceRecord]]]) -> None:
         started = time.perf_counter()
         in_flight = self.consumer().begin_batch()  # a rebalance waits for its ack
         offsets: dict[TP, list[int]] = {}
@@ -228,7 +228,7 @@ class BatchRunner:
             self.sink.add(table, row)
         unflushed.acks.append((in_flight, offsets))
         unflushed.deletes.extend(out.deletes_after_flush)
-        unflushed.ingest_times.extend(r.timestamp_ms for r in records)
+        unflushed.ingest_times.extend(r.timestamp for r in records)
         self.metrics.sink_buffered.labels(self.name).set(self.sink.buffered_rows)
         self.metrics.count_batch(out.counts)
         self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)

@@ -40,15 +40,34 @@ Decoder = Callable[[bytes, EventType], Event]
 Validator = Callable[[Event], None]
 
 
-# NamedTuples, not frozen dataclasses: several are built per record, and a frozen dataclass's
+class SourceRecord(Protocol):
+    """A consumed record as the stages read it: aiokafka's ``ConsumerRecord`` in the worker
+    (handed over as fetched, see ``streams.transport``), :class:`InputRecord` elsewhere."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def timestamp(self) -> int:
+        """The Kafka record timestamp: the ingest time, epoch ms."""
+
+
+# NamedTuples, not frozen dataclasses: they are built per record, and a frozen dataclass's
 # __init__ costs about four times as much.
-class SourceRecord(NamedTuple):
+class InputRecord(NamedTuple):
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp_ms: int
+    timestamp: int
 
 
 class OutMessage(NamedTuple):
@@ -221,7 +240,7 @@ class _ProfileBatch:
         topic_type = self.stage.topic_types[record.topic]
         self.out.counts[("consumed", record.topic, topic_type.value)] += 1
         progress = self.stage.ingest_progress.setdefault(record.partition, {})
-        progress[record.topic] = max(progress.get(record.topic, 0), record.timestamp_ms)
+        progress[record.topic] = max(progress.get(record.topic, 0), record.timestamp)
         try:
             event = self.stage.decode(record.value or b"", topic_type)
             self.stage.validate(event)
@@ -231,7 +250,7 @@ class _ProfileBatch:
         except DecodeError as error:
             self.dead_letter(record, error)
             return
-        time = classify(event.occurred_at_ms, record.timestamp_ms,
+        time = classify(event.occurred_at_ms, record.timestamp,
                         self.settings.allowed_lateness_ms, self.settings.max_future_skew_ms)
         profile = self.profile(event.customer_id, record.partition)
         admission = profile.book.admit(record.topic, record.offset, event.event_id)
@@ -258,10 +277,10 @@ class _ProfileBatch:
             self.minute_totals.add((record.partition, minute_ms, type_channel))
         if time.late:
             self.warning(record, event, "late_event",
-                         f"occurred {record.timestamp_ms - event.occurred_at_ms} ms before ingest")
+                         f"occurred {record.timestamp - event.occurred_at_ms} ms before ingest")
         if time.clamped:
             self.warning(record, event, "clamped_timestamp",
-                         f"occurred {event.occurred_at_ms - record.timestamp_ms} ms after ingest")
+                         f"occurred {event.occurred_at_ms - record.timestamp} ms after ingest")
         self.out.rows.append(("events", event_row(record, event, time)))
         self.send_to_referral_index(record, event, time)
 
@@ -276,14 +295,14 @@ class _ProfileBatch:
             amount = event.amount_cents if isinstance(event, Purchase) else 0
             message = {"k": "touch", **Touch(event.event_id, event.customer_id, share_id,
                                              event.type.value, time.occurred_at_ms,
-                                             record.timestamp_ms, amount).to_json()}
+                                             record.timestamp, amount).to_json()}
         if message is not None:
             key = share_id.encode()
             # The index keeps the source's ingest time: it is the join's clock for expiry.
             self.out.messages.append(OutMessage(
                 self.settings.referral_index_topic,
                 partition_for(key, self.settings.topic_partitions), key, _dumps(message),
-                timestamp_ms=record.timestamp_ms))
+                timestamp_ms=record.timestamp))
 
     def dead_letter(self, record: SourceRecord, error: DecodeError) -> None:
         stage = "validate" if isinstance(error, ValidationError) else "decode"
@@ -351,7 +370,7 @@ def event_row(record: SourceRecord, event: Event, time: EventTime) -> dict[str, 
     row: dict[str, Any] = {
         "event_id": event.event_id, "event_type": event.type.value,
         "customer_id": event.customer_id, "occurred_at_ms": time.occurred_at_ms,
-        "ingest_ms": record.timestamp_ms, "channel": event.channel,
+        "ingest_ms": record.timestamp, "channel": event.channel,
         "session_id": event.session_id, "product_id": None, "referrer_share_id": None,
         "share_id": None, "network": None, "promotion_id": None, "order_id": None,
         "amount_cents": None, "currency": None, "ticket_id": None, "action": None,
@@ -385,7 +404,7 @@ def error_row(record: SourceRecord, kind: str, reason: str, error_class: str, me
         "source_offset": record.offset,
         "record_key": (record.key or b"").decode("utf-8", "replace"),
         "event_id": event.event_id if event else "",
-        "ingest_ms": record.timestamp_ms,
+        "ingest_ms": record.timestamp,
         "occurred_at_ms": event.occurred_at_ms if event else None,
         "payload": base64.b64encode(record.value or b"").decode(),
     }
@@ -416,7 +435,7 @@ class ReferralStage:
         out = BatchOutput()
         loaded: dict[str, tuple[int, ShareIndex]] = {}
         for record in records:
-            self.ingest_clock_ms = max(self.ingest_clock_ms, record.timestamp_ms)
+            self.ingest_clock_ms = max(self.ingest_clock_ms, record.timestamp)
             message = orjson.loads(record.value or b"{}")
             kind = message.pop("k")
             share_id = message["share_id"]

@@ -15,7 +15,15 @@ from typing import Any
 from streams.codec import Codec, validate
 from streams.settings import Settings
 from streams.simulate import SimRecord, record_value
-from streams.stages import BatchOutput, OutMessage, ProfileStage, ReferralStage, SourceRecord, partition_for
+from streams.stages import (
+    BatchOutput,
+    InputRecord,
+    OutMessage,
+    ProfileStage,
+    ReferralStage,
+    SourceRecord,
+    partition_for,
+)
 from tests.support.compare import TABLE_KEYS
 
 
@@ -58,7 +66,7 @@ class Log:
 
     def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None, ts: int) -> None:
         part = self.records[partition]
-        part.append(SourceRecord(topic, partition, len(part), key, value, ts))
+        part.append(InputRecord(topic, partition, len(part), key, value, ts))
 
 
 class InMemoryPipeline:

@@ -7,7 +7,7 @@ import orjson
 
 from streams.referrals import SharePost, Touch
 from streams.settings import load_settings
-from streams.stages import ReferralStage, SourceRecord
+from streams.stages import InputRecord, ReferralStage, SourceRecord
 from tests.support.inmemory import DictState
 
 SETTINGS = load_settings({})
@@ -18,13 +18,13 @@ T0 = 1_700_000_000_000
 def touch_record(offset: int, share_id: str, credit_id: str, ingest_ms: int) -> SourceRecord:
     touch = Touch(credit_id, "buyer", share_id, "click", ingest_ms, ingest_ms, 0)
     value = orjson.dumps({"k": "touch", **touch.to_json()})
-    return SourceRecord(SETTINGS.referral_index_topic, 0, offset, share_id.encode(), value, ingest_ms)
+    return InputRecord(SETTINGS.referral_index_topic, 0, offset, share_id.encode(), value, ingest_ms)
 
 
 def share_record(offset: int, share_id: str, ingest_ms: int) -> SourceRecord:
     # Shared at T0 (before every touch), but it reaches the index only now.
     value = orjson.dumps({"k": "share", **SharePost(share_id, "sharer", T0, "x").to_json()})
-    return SourceRecord(SETTINGS.referral_index_topic, 0, offset, share_id.encode(), value, ingest_ms)
+    return InputRecord(SETTINGS.referral_index_topic, 0, offset, share_id.encode(), value, ingest_ms)
 
 
 def run(stage: ReferralStage, state: DictState, *records: SourceRecord) -> list[str]:
