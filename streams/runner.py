@@ -140,7 +140,7 @@ class BatchRunner:
         self.pending_since = 0.0
         self.last_flush = time.monotonic()
         self.lock = asyncio.Lock()
-        self.batch_ready = asyncio.Event()
+        self.wake = asyncio.Event()
         self.room = asyncio.Event()
         self.room.set()
 
@@ -158,23 +158,35 @@ class BatchRunner:
         self.pending.append((tp, generation, records))
         self.pending_records += len(records)
         if self.pending_records >= self.max_events:
-            self.batch_ready.set()
+            self.wake.set()
 
     # -- processing (an app task) -------------------------------------------------------------
 
     async def run(self) -> None:
-        """Process batches and flush rows until the worker stops."""
-        tick_s = min(self.max_wait_s, self.flush_wait_s)
+        """Process batches and flush rows until the worker stops.
+
+        Wakes when a batch is full, when a flush ends, or when a partial batch or a flush is
+        due, whichever comes first."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.batch_ready.wait(), tick_s)
+                await asyncio.wait_for(self.wake.wait(), self._until_due())
+            self.wake.clear()
             if self.paused():
                 # Nothing new is processed, but what was is flushed and acked at once: a
                 # rebalance waits for those acks.
                 await self.step(process=False)
-                await asyncio.sleep(tick_s)
+                await asyncio.sleep(min(self.max_wait_s, self.flush_wait_s))
                 continue
             await self.step()
+
+    def _until_due(self) -> float:
+        now = time.monotonic()
+        due = now + min(self.max_wait_s, self.flush_wait_s)
+        if self.pending:
+            due = min(due, self.pending_since + self.max_wait_s)
+        if self.unflushed.acks and self.flushing is None:
+            due = min(due, self.last_flush + self.flush_wait_s)
+        return max(0.0, due - now)
 
     async def step(self, process: bool = True) -> None:
         """Process the pending records if a batch is due; start a flush if rows waited long
@@ -187,14 +199,15 @@ class BatchRunner:
             now = time.monotonic()
             if process and self.pending and (self.pending_records >= self.max_events
                                              or now - self.pending_since >= self.max_wait_s):
-                self.batch_ready.clear()
                 chunks, self.pending, self.pending_records = self._current(self.pending), [], 0
                 self.room.set()
                 if chunks:
                     await self._process(chunks)
+                now = time.monotonic()
             if self.flushing is None and self.unflushed.acks and (
                     not process or self.sink.full or now - self.last_flush >= self.flush_wait_s):
                 self.flushing = asyncio.ensure_future(self._flush(self.unflushed))
+                self.flushing.add_done_callback(lambda _: self.wake.set())
                 self.unflushed = _Unflushed()
                 self.last_flush = now  # flushes start every flush_wait_s, or as soon as one ends
             if self.flushing is not None and self.sink.full:

@@ -1,7 +1,7 @@
 """The two processing stages as plain code over a key-value state store. No Faust, no I/O.
 
 A stage takes a batch of source records and returns a :class:`BatchOutput`: state writes
-(changelog records), messages to send, ClickHouse rows and metric counts. ``streams.agents``
+(changelog records), messages to send, ClickHouse rows and metric counts. ``streams.runner``
 runs the output through Faust and the sink; tests run it against a dict.
 
 - :class:`ProfileStage` (keyed by customer id; reads the four input topics and the credits
