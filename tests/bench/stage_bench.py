@@ -11,6 +11,7 @@ wrong stage does not count.
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import statistics
 import time
@@ -23,6 +24,7 @@ from streams.settings import load_settings
 from streams.simulate import SimulationConfig, generate
 from streams.sink import ClickHouseSink
 from streams.stages import BatchOutput, SourceRecord
+from streams.worker import GC_YOUNG_THRESHOLD
 from tests.support.compare import compare_all
 from tests.support.inmemory import InMemoryPipeline
 
@@ -82,12 +84,18 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=25_000)
     parser.add_argument("--batch", type=int, default=load_settings({}).batch_max_events)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--gc-threshold", type=int, default=0,
+                        help="young-generation GC threshold after gc.freeze(), as the worker sets it "
+                             f"({GC_YOUNG_THRESHOLD}); 0: Python's default")
     args = parser.parse_args()
     records = generate(SimulationConfig(seed=7, customers=args.customers, events=args.events))
     truth = expected(records, load_settings({}))
+    if args.gc_threshold:
+        gc.freeze()
+        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
     rounds = [one_round(records, args.events, args.batch, truth) for _ in range(args.rounds)]
     print(f"{len(records):,} input records, batches of {args.batch:,}, {args.rounds} rounds, "
-          "CPU us per input record (median), exact against the oracle:")
+          f"GC threshold {gc.get_threshold()[0]:,}, CPU us per input record (median), exact against the oracle:")
     for name in rounds[0]:
         print(f"  {name:<16} {statistics.median(r[name] for r in rounds):7.1f}")
     print(f"  {'total':<16} {statistics.median(sum(r.values()) for r in rounds):7.1f}")
