@@ -1,0 +1,215 @@
+"""BatchRunner's ordering guarantees, with the project's real sink over an in-process insert
+client and a producer whose deliveries the test completes: a batch is acked only after its
+state and messages are delivered and its rows written, a flush acks only the batches that
+came before it, records read under an old assignment are not processed, the consumer is held
+back when two batches wait, and a paused runner still flushes (a rebalance waits for it)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+from faust.types import TP
+from prometheus_client import CollectorRegistry
+
+from streams.metrics import Metrics
+from streams.runner import BatchRunner, TableState
+from streams.settings import load_settings
+from streams.sink import ClickHouseSink
+from streams.stages import BatchOutput, InputRecord, OutMessage, SourceRecord
+from streams.transport import InFlight
+from tests.support.rows import row
+
+TOPIC = "clicks"
+TP0 = TP(TOPIC, 0)
+
+
+class GatedClient:
+    """An insert client whose inserts wait until the test opens the gate (they run in a thread)."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.inserted: list[str] = []
+
+    def execute(self, query: str, params: Any = None, *, columnar: bool = False) -> Any:
+        assert self.gate.wait(10), "the test never opened the gate"
+        self.inserted.extend(params[0])  # the first column: credit ids
+        return len(params[0])
+
+    def disconnect(self) -> None:
+        pass
+
+
+class Producer:
+    """Stands in for BatchSender: every send is one delivery the test resolves."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[asyncio.Future[None]] = []
+        self.sent: list[OutMessage] = []
+
+    async def send(self, messages: Iterable[OutMessage]) -> list[asyncio.Future[None]]:
+        self.sent.extend(messages)
+        delivery = asyncio.get_running_loop().create_future()
+        self.deliveries.append(delivery)
+        return [delivery]
+
+    def deliver_all(self) -> None:
+        for delivery in self.deliveries:
+            if not delivery.done():
+                delivery.set_result(None)
+
+
+class Consumer:
+    def __init__(self) -> None:
+        self.in_flight: set[InFlight] = set()
+        self.acked: list[int] = []
+
+    def begin_batch(self) -> InFlight:
+        in_flight = InFlight()
+        self.in_flight.add(in_flight)
+        return in_flight
+
+    def ack_batch(self, in_flight: InFlight, offsets: dict[TP, list[int]]) -> None:
+        self.in_flight.remove(in_flight)
+        self.acked.extend(offsets[TP0])
+
+
+def credit_rows(records: Sequence[SourceRecord]) -> BatchOutput:
+    """A stage: one state write and one referral_credits row per record."""
+    out = BatchOutput()
+    for record in records:
+        out.state_writes.append((0, f"k{record.offset}", b"v"))
+        out.rows.append(("referral_credits", row("referral_credits", credit_id=f"c{record.offset}")))
+    return out
+
+
+class Harness:
+    def __init__(self, max_events: int = 2, flush_wait_s: float = 0.0) -> None:
+        self.client = GatedClient()
+        self.producer = Producer()
+        self.consumer = Consumer()
+        self.generation = 1
+        self.paused = False
+        self.forgotten = 0
+        self.processed: list[int] = []
+        table = SimpleNamespace(data=SimpleNamespace(data={}),
+                                changelog_topic=SimpleNamespace(get_topic_name=lambda: "profiles-changelog"))
+
+        def process(records: Sequence[SourceRecord]) -> BatchOutput:
+            self.processed.extend(r.offset for r in records)
+            return credit_rows(records)
+
+        def forget() -> None:
+            self.forgotten += 1
+
+        settings = load_settings({})
+        self.runner = BatchRunner(
+            "test", process, TableState(table),  # type: ignore[arg-type]
+            ClickHouseSink(settings, lambda: self.client), Metrics(CollectorRegistry()),
+            self.producer,  # type: ignore[arg-type]
+            consumer=lambda: self.consumer,  # type: ignore[arg-type, return-value]
+            max_events=max_events, max_wait_s=0.0, flush_wait_s=flush_wait_s,
+            paused=lambda: self.paused, generation=lambda: self.generation, on_new_generation=forget)
+
+    def feed(self, *offsets: int, generation: int | None = None) -> None:
+        records = [InputRecord(TOPIC, 0, offset, b"k", b"v", 1_000) for offset in offsets]
+        self.runner.accept(TP0, records, self.generation if generation is None else generation)
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+
+
+def test_a_batch_is_acked_only_after_its_deliveries_and_rows() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        h.feed(0, 1)
+        await h.runner.step()  # processes and starts a flush
+        assert h.processed == [0, 1] and h.consumer.acked == []
+        await settle()
+        assert h.consumer.acked == []  # deliveries pending, insert not started
+        h.producer.deliver_all()
+        await settle()
+        assert h.consumer.acked == [] and h.client.inserted == []  # the insert waits at the gate
+        h.client.gate.set()
+        await asyncio.wait_for(h.runner.flushing, 5)  # type: ignore[arg-type]
+        assert h.client.inserted == ["c0", "c1"] and h.consumer.acked == [0, 1]
+        assert not h.consumer.in_flight
+
+    asyncio.run(scenario())
+
+
+def test_a_flush_acks_only_the_batches_before_it_and_the_next_flush_the_rest() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        h.producer.deliveries = []
+        h.feed(0, 1)
+        await h.runner.step()
+        h.producer.deliver_all()
+        await settle()  # the first flush is inserting, held at the gate
+        h.feed(2, 3)
+        await h.runner.step()  # processed beside the running flush
+        assert h.processed == [0, 1, 2, 3]
+        h.producer.deliver_all()
+        h.client.gate.set()
+        first = h.runner.flushing
+        await asyncio.wait_for(first, 5)  # type: ignore[arg-type]
+        assert h.consumer.acked == [0, 1]
+        await h.runner.step()  # starts the next flush
+        await asyncio.wait_for(h.runner.flushing, 5)  # type: ignore[arg-type]
+        assert h.consumer.acked == [0, 1, 2, 3]
+        assert sorted(h.client.inserted) == ["c0", "c1", "c2", "c3"]
+
+    asyncio.run(scenario())
+
+
+def test_records_read_under_an_old_assignment_are_not_processed() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        h.feed(0, 1)  # generation 1
+        h.generation = 2  # a rebalance: the consumer reads from the committed offsets again
+        h.feed(0, 1, 2)
+        await h.runner.step()
+        assert h.processed == [0, 1, 2] and h.forgotten == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_consumer_waits_while_two_batches_are_pending() -> None:
+    async def scenario() -> None:
+        h = Harness(max_events=2)
+        h.feed(0, 1, 2, 3)
+        waiting = asyncio.ensure_future(h.runner.wait_for_room())
+        await settle()
+        assert not waiting.done()
+        await h.runner.step()  # takes the pending records
+        await asyncio.wait_for(waiting, 1)
+        h.producer.deliver_all()
+        h.client.gate.set()
+
+    asyncio.run(scenario())
+
+
+def test_a_paused_runner_flushes_what_it_processed_but_processes_nothing_new() -> None:
+    async def scenario() -> None:
+        h = Harness(flush_wait_s=3600)  # no flush is due on its own
+        h.feed(0, 1)
+        await h.runner.step()
+        assert h.runner.flushing is None
+        h.paused = True
+        h.feed(2, 3)
+        h.producer.deliver_all()
+        h.client.gate.set()
+        running = asyncio.ensure_future(h.runner.run())
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if h.consumer.acked:
+                break
+        running.cancel()
+        assert h.consumer.acked == [0, 1] and h.processed == [0, 1]
+
+    asyncio.run(scenario())
