@@ -419,10 +419,21 @@ class ReferralStage:
         self.rules = AttributionRules(settings.attribution_window_ms, settings.allow_self_referral)
         self.ingest_clock_ms = 0  # newest ingest time seen on the index: the clock of expiry
         self.indexes: DecodedCache[ShareIndex] = DecodedCache()
+        # Share ids whose touches wait for their share: what expire() visits. None until
+        # built from the store (at the first expiry after start or a rebalance).
+        self._waiting: set[str] | None = None
 
     def forget_partitions(self) -> None:
         """Drop decoded records after a rebalance: state may have moved."""
         self.indexes.clear()
+        self._waiting = None
+
+    def _note_waiting(self, share_id: str, index: ShareIndex) -> None:
+        if self._waiting is not None:
+            if index.share is None and index.early:
+                self._waiting.add(share_id)
+            else:
+                self._waiting.discard(share_id)
 
     def load(self, share_id: str) -> ShareIndex:
         index = self.indexes.get(share_id)
@@ -452,6 +463,7 @@ class ReferralStage:
         for share_id, (partition, index) in loaded.items():
             out.state_writes.append((partition, f"s:{share_id}", _dumps(index.to_json())))
             self.indexes.put(share_id, index)
+            self._note_waiting(share_id, index)
         return out
 
     def emit_credit(self, credit: Credit, out: BatchOutput) -> None:
@@ -465,19 +477,22 @@ class ReferralStage:
     def expire(self) -> tuple[BatchOutput, int]:
         """Drop touches that waited too long for their share; returns writes and touches still waiting."""
         out = BatchOutput()
+        if self._waiting is None:
+            self._waiting = set()
+            for key in self.store.keys_with_prefix("s:"):
+                self._note_waiting(key[2:], self.load(key[2:]))
         waiting = 0
-        for key in list(self.store.keys_with_prefix("s:")):
-            share_id = key[2:]
+        for share_id in list(self._waiting):
             index = self.load(share_id)
             before = len(index.early)
             # Index messages were partitioned by share id, so the key tells its partition.
             partition = partition_for(share_id.encode(), self.settings.topic_partitions)
             if index.expire(self.ingest_clock_ms, self.settings.pending_touch_ttl_ms):
-                out.state_writes.append((partition, key, None))
+                out.state_writes.append((partition, f"s:{share_id}", None))
                 self.indexes.discard(share_id)
             elif len(index.early) != before:
-                out.state_writes.append((partition, key, _dumps(index.to_json())))
+                out.state_writes.append((partition, f"s:{share_id}", _dumps(index.to_json())))
                 self.indexes.put(share_id, index)
-            if index.share is None:
-                waiting += len(index.early)
+            self._note_waiting(share_id, index)
+            waiting += len(index.early) if index.share is None else 0
         return out, waiting

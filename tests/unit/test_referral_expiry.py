@@ -52,3 +52,21 @@ def test_waiting_touches_expire_and_a_late_share_credits_only_the_rest() -> None
     restarted = ReferralStage(SETTINGS, DictState())
     restarted.store = state
     assert run(restarted, state, share_record(3, "s1", T0 + TTL + 2)) == ["fresh"]
+
+
+def test_expiry_visits_only_waiting_shares_and_rebuilds_after_a_rebalance() -> None:
+    state = DictState()
+    stage = ReferralStage(SETTINGS, state)
+    run(stage, state, share_record(0, "known", T0), touch_record(1, "lost", "t1", T0))
+    out, waiting = stage.expire()  # builds the waiting set from the store
+    assert (out.state_writes, waiting) == ([], 1)
+    run(stage, state, touch_record(2, "lost", "t2", T0 + 1), share_record(3, "late", T0))
+    out, waiting = stage.expire()  # kept up to date by process(): no store scan needed
+    assert (out.state_writes, waiting) == ([], 2)
+
+    stage.forget_partitions()  # a rebalance: rebuilt from the store, same answer
+    run(stage, state, touch_record(4, "lost", "t3", T0 + TTL + 5))
+    out, waiting = stage.expire()
+    state.apply(out.state_writes)
+    assert waiting == 1  # t1 and t2 expired, t3 waits
+    assert [t["credit_id"] for t in orjson.loads(state.data["s:lost"])["e"]] == ["t3"]
