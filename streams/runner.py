@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.producer.message_accumulator import BatchBuilder
@@ -29,6 +29,8 @@ from streams.stages import BatchOutput, OutMessage, SourceRecord
 from streams.transport import Consumer, InFlight
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class TableState:
@@ -196,6 +198,7 @@ class BatchRunner:
             if self.flushing is not None and self.flushing.done():
                 flushed, self.flushing = self.flushing, None
                 flushed.result()  # a failed delivery stops the worker here
+            process = process and not self.paused()  # checked again under the lock
             now = time.monotonic()
             if process and self.pending and (self.pending_records >= self.max_events
                                              or now - self.pending_since >= self.max_wait_s):
@@ -213,17 +216,30 @@ class BatchRunner:
             if self.flushing is not None and self.sink.full:
                 await asyncio.wait([self.flushing])
 
-    async def write_state(self, writes: Iterable[tuple[int, str, bytes | None]]) -> None:
-        """Write state outside a batch (a timer's); delivered before the next flush acks."""
-        self.unflushed.deliveries.extend(await self.sender.send(self.state.apply(writes)))
+    async def maintain(self, task: Callable[[], tuple[BatchOutput, T]]) -> T | None:
+        """Run a stage's housekeeping (a timer's) between batches and deliver its state writes.
 
-    def _current(self, chunks: list[tuple[TP, int, Sequence[SourceRecord]]]
-                 ) -> list[tuple[TP, Sequence[SourceRecord]]]:
-        """The records read under the current assignment (older ones are read again)."""
+        Skipped while paused; after a rebalance the stage first drops what it cached of the
+        old assignment."""
+        async with self.lock:
+            if self.paused():
+                return None
+            self._sync_generation()
+            out, result = task()
+            await _delivered(await self.sender.send(self.state.apply(out.state_writes)))
+            return result
+
+    def _sync_generation(self) -> int:
         generation = self.generation()
         if generation != self.seen_generation:
             self.seen_generation = generation
             self.on_new_generation()
+        return generation
+
+    def _current(self, chunks: list[tuple[TP, int, Sequence[SourceRecord]]]
+                 ) -> list[tuple[TP, Sequence[SourceRecord]]]:
+        """The records read under the current assignment (older ones are read again)."""
+        generation = self._sync_generation()
         return [(tp, records) for tp, read_in, records in chunks if read_in == generation]
 
     async def _process(self, chunks: list[tuple[TP, Sequence[SourceRecord]]]) -> None:
@@ -240,7 +256,9 @@ class BatchRunner:
         for table, row in out.rows:
             self.sink.add(table, row)
         unflushed.acks.append((in_flight, offsets))
-        unflushed.deletes.extend(out.deletes_after_flush)
+        # With the value it had (every write is a new bytes object): a later batch may write the
+        # key again before the flush, and then it stays.
+        unflushed.deletes.extend((partition, key, self.state.get(key)) for partition, key in out.deletes_after_flush)
         unflushed.ingest_times.extend(r.timestamp for r in records)
         self.metrics.sink_buffered.labels(self.name).set(self.sink.buffered_rows)
         self.metrics.count_batch(out.counts)
@@ -251,9 +269,10 @@ class BatchRunner:
         # The sink writes every row buffered when it starts, those of ``batches`` included.
         await _delivered(batches.deliveries)
         await self.sink.flush()  # retries until written; never returns without writing
-        if batches.deletes:
-            tombstones = self.state.apply((partition, key, None) for partition, key in batches.deletes)
-            await _delivered(await self.sender.send(tombstones))
+        deletes = [(partition, key, None) for partition, key, value in batches.deletes
+                   if self.state.get(key) is value]  # not written again since
+        if deletes:
+            await _delivered(await self.sender.send(self.state.apply(deletes)))
         now_ms = time.time() * 1000
         for ingest_ms in batches.ingest_times:
             self.metrics.freshness.observe(max(0.0, (now_ms - ingest_ms) / 1000))
@@ -269,7 +288,7 @@ class _Unflushed:
 
     deliveries: list[asyncio.Future[Any]] = field(default_factory=list)
     acks: list[tuple[InFlight, dict[TP, list[int]]]] = field(default_factory=list)
-    deletes: list[tuple[int, str]] = field(default_factory=list)  # state settled once rows are in
+    deletes: list[tuple[int, str, bytes | None]] = field(default_factory=list)  # settled state: key, value
     ingest_times: list[int] = field(default_factory=list)
 
 

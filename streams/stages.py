@@ -344,7 +344,10 @@ class _ProfileBatch:
             out.state_writes.append((partition, f"m:{partition}:{minute_ms}", _dumps(record)))
             self.stage.minute_index(partition).add(minute_ms)
         for partition, minute_ms, type_channel in self.minute_totals:
-            events, revenue = self.minutes[(partition, minute_ms)]["t"][type_channel]
+            totals = self.minutes[(partition, minute_ms)]["t"].get(type_channel)
+            if totals is None:  # a replayed duplicate whose original went into no total
+                continue
+            events, revenue = totals
             event_type, channel = type_channel.split("|", 1)
             out.rows.append(("minute_totals", {
                 "minute_start": minute_ms, "event_type": event_type, "channel": channel,
@@ -466,6 +469,10 @@ class ReferralStage:
             self._note_waiting(share_id, index)
         return out
 
+    def _partition(self, share_id: str) -> int:
+        # Index messages were partitioned by share id, so the id tells its partition.
+        return partition_for(share_id.encode(), self.settings.topic_partitions)
+
     def emit_credit(self, credit: Credit, out: BatchOutput) -> None:
         key = credit.sharer_customer_id.encode()
         out.messages.append(OutMessage(
@@ -474,19 +481,22 @@ class ReferralStage:
         out.rows.append(("referral_credits", credit.to_json()))
         out.counts[("credit_emitted", credit.touch_type)] += 1
 
-    def expire(self) -> tuple[BatchOutput, int]:
-        """Drop touches that waited too long for their share; returns writes and touches still waiting."""
+    def expire(self, partitions: set[int]) -> tuple[BatchOutput, int]:
+        """Drop touches that waited too long for their share, in the index ``partitions`` this
+        worker owns (the store may still hold others'); returns writes and touches still waiting."""
         out = BatchOutput()
         if self._waiting is None:
             self._waiting = set()
             for key in self.store.keys_with_prefix("s:"):
-                self._note_waiting(key[2:], self.load(key[2:]))
+                if self._partition(key[2:]) in partitions:
+                    self._note_waiting(key[2:], self.load(key[2:]))
         waiting = 0
         for share_id in list(self._waiting):
+            partition = self._partition(share_id)
+            if partition not in partitions:
+                continue
             index = self.load(share_id)
             before = len(index.early)
-            # Index messages were partitioned by share id, so the key tells its partition.
-            partition = partition_for(share_id.encode(), self.settings.topic_partitions)
             if index.expire(self.ingest_clock_ms, self.settings.pending_touch_ttl_ms):
                 out.state_writes.append((partition, f"s:{share_id}", None))
                 self.indexes.discard(share_id)

@@ -81,12 +81,13 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
 
     @app.timer(SWEEP_INTERVAL_S)
     async def expire_waiting_touches() -> None:
-        if referral_runner.paused():
-            return
-        async with referral_runner.lock:
-            out, waiting = referral_stage.expire()
-            await referral_runner.write_state(out.state_writes)
-        metrics.touches_waiting.set(waiting)
+        def owned() -> set[int]:
+            return {tp.partition for tp in app.consumer.assignment()
+                    if tp.topic == settings.referral_index_topic}
+
+        waiting = await referral_runner.maintain(lambda: referral_stage.expire(owned()))
+        if waiting is not None:
+            metrics.touches_waiting.set(waiting)
 
     lag_reported: set[tuple[str, str]] = set()
 

@@ -7,12 +7,13 @@ import orjson
 
 from streams.referrals import SharePost, Touch
 from streams.settings import load_settings
-from streams.stages import InputRecord, ReferralStage, SourceRecord
+from streams.stages import InputRecord, ReferralStage, SourceRecord, partition_for
 from tests.support.inmemory import DictState
 
 SETTINGS = load_settings({})
 TTL = SETTINGS.pending_touch_ttl_ms
 T0 = 1_700_000_000_000
+ALL = set(range(SETTINGS.topic_partitions))
 
 
 def touch_record(offset: int, share_id: str, credit_id: str, ingest_ms: int) -> SourceRecord:
@@ -40,7 +41,7 @@ def test_waiting_touches_expire_and_a_late_share_credits_only_the_rest() -> None
     # The clock moves past the TTL of the first touches; a new touch for s1 arrives.
     assert run(stage, state, touch_record(2, "s1", "fresh", T0 + TTL + 1)) == []
 
-    out, waiting = stage.expire()
+    out, waiting = stage.expire(ALL)
     state.apply(out.state_writes)
     assert waiting == 1  # only "fresh" still waits
     assert "s:s2" not in state.data  # nothing left for s2: tombstoned
@@ -58,15 +59,29 @@ def test_expiry_visits_only_waiting_shares_and_rebuilds_after_a_rebalance() -> N
     state = DictState()
     stage = ReferralStage(SETTINGS, state)
     run(stage, state, share_record(0, "known", T0), touch_record(1, "lost", "t1", T0))
-    out, waiting = stage.expire()  # builds the waiting set from the store
+    out, waiting = stage.expire(ALL)  # builds the waiting set from the store
     assert (out.state_writes, waiting) == ([], 1)
     run(stage, state, touch_record(2, "lost", "t2", T0 + 1), share_record(3, "late", T0))
-    out, waiting = stage.expire()  # kept up to date by process(): no store scan needed
+    out, waiting = stage.expire(ALL)  # kept up to date by process(): no store scan needed
     assert (out.state_writes, waiting) == ([], 2)
 
     stage.forget_partitions()  # a rebalance: rebuilt from the store, same answer
     run(stage, state, touch_record(4, "lost", "t3", T0 + TTL + 5))
-    out, waiting = stage.expire()
+    out, waiting = stage.expire(ALL)
     state.apply(out.state_writes)
     assert waiting == 1  # t1 and t2 expired, t3 waits
     assert [t["credit_id"] for t in orjson.loads(state.data["s:lost"])["e"]] == ["t3"]
+
+
+def test_expiry_leaves_the_shares_of_partitions_owned_elsewhere_alone() -> None:
+    # After a rebalance the store still holds records of partitions now owned by another worker.
+    ids = [f"s{n}" for n in range(20)]
+    mine = next(i for i in ids if partition_for(i.encode(), SETTINGS.topic_partitions) == 0)
+    theirs = next(i for i in ids if partition_for(i.encode(), SETTINGS.topic_partitions) == 1)
+    state = DictState()
+    stage = ReferralStage(SETTINGS, state)
+    run(stage, state, touch_record(0, mine, "t-mine", T0), touch_record(1, theirs, "t-theirs", T0))
+    stage.forget_partitions()
+    run(stage, state, touch_record(2, "clock", "t-clock", T0 + TTL + 1))  # moves the clock on
+    out, _ = stage.expire({0})
+    assert [key for _, key, _ in out.state_writes] == [f"s:{mine}"]

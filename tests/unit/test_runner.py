@@ -49,10 +49,13 @@ class Producer:
     def __init__(self) -> None:
         self.deliveries: list[asyncio.Future[None]] = []
         self.sent: list[OutMessage] = []
+        self.deliver_at_once = False
 
     async def send(self, messages: Iterable[OutMessage]) -> list[asyncio.Future[None]]:
         self.sent.extend(messages)
         delivery = asyncio.get_running_loop().create_future()
+        if self.deliver_at_once:
+            delivery.set_result(None)
         self.deliveries.append(delivery)
         return [delivery]
 
@@ -81,7 +84,7 @@ def credit_rows(records: Sequence[SourceRecord]) -> BatchOutput:
     """A stage: one state write and one referral_credits row per record."""
     out = BatchOutput()
     for record in records:
-        out.state_writes.append((0, f"k{record.offset}", b"v"))
+        out.state_writes.append((0, f"k{record.offset}", f"v{record.offset}".encode()))  # a new object
         out.rows.append(("referral_credits", row("referral_credits", credit_id=f"c{record.offset}")))
     return out
 
@@ -211,5 +214,38 @@ def test_a_paused_runner_flushes_what_it_processed_but_processes_nothing_new() -
                 break
         running.cancel()
         assert h.consumer.acked == [0, 1] and h.processed == [0, 1]
+
+    asyncio.run(scenario())
+
+
+def test_settled_state_is_deleted_after_the_flush_unless_a_later_batch_wrote_it_again() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        store = h.runner.state.local
+
+        def settle_keys(records: Sequence[SourceRecord]) -> BatchOutput:
+            out = credit_rows(records)  # writes k<offset>
+            out.deletes_after_flush.extend((0, f"k{r.offset - 10}") for r in records if r.offset >= 10)
+            return out
+
+        h.runner.process = settle_keys
+        h.producer.deliver_at_once = True
+        h.feed(1, 2)
+        await h.runner.step()
+        h.producer.deliver_all()
+        h.client.gate.set()
+        await asyncio.wait_for(h.runner.flushing, 5)  # type: ignore[arg-type]
+        assert {"k1", "k2"} <= store.keys()
+
+        h.client.gate.clear()
+        h.feed(11, 12)  # settles k1 and k2
+        await h.runner.step()  # a flush starts and waits at the gate
+        h.feed(1, 3)  # a replay writes k1 again before that flush deletes it
+        await h.runner.step()
+        h.producer.deliver_all()
+        h.client.gate.set()
+        await asyncio.wait_for(h.runner.flushing, 5)  # type: ignore[arg-type]
+        assert "k2" not in store and "k1" in store
+        assert [m.key for m in h.producer.sent if m.value is None] == [b'"k2"']  # the tombstone
 
     asyncio.run(scenario())
