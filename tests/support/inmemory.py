@@ -147,12 +147,14 @@ class InMemoryPipeline:
         read_before_crash = dict(self.read)
         self.read = defaultdict(int, checkpoint["read"])
         for state, saved in ((self.profile_state, checkpoint["profile"]), (self.share_state, checkpoint["share"])):
-            for key in list(state.data):
+            # Keys written or deleted since the checkpoint, each independently: a tombstone
+            # may be lost as well.
+            for key in sorted(state.data.keys() | saved.keys()):
                 if rng.random() < 0.5:
                     if key in saved:
                         state.data[key] = saved[key]
                     else:
-                        del state.data[key]
+                        state.data.pop(key, None)
         for topic in (self.settings.referral_index_topic, self.settings.referral_credits_topic):
             for partition, part in self.logs[topic].records.items():
                 # Records a consumer has read were committed by the broker: they stay.
@@ -162,3 +164,4 @@ class InMemoryPipeline:
                     del part[keep:]
         self.profile_stage.forget_partitions()
         self.referral_stage.forget_partitions()
+        self.referral_stage.ingest_clock_ms = 0  # a new process starts its clock again
