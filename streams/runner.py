@@ -45,6 +45,7 @@ class TableState:
         self.table = table
         self.changelog_topic = table.changelog_topic.get_topic_name()
         self._local: MutableMapping[str, bytes] | None = None
+        self._key_partition: dict[str, int] | None = None
 
     @property
     def local(self) -> MutableMapping[str, bytes]:
@@ -54,6 +55,11 @@ class TableState:
             store = self.table.data
             inner = getattr(store, "data", None)
             self._local = inner if isinstance(inner, dict) else cast(MutableMapping[str, bytes], store)
+            # The memory store drops the keys of partitions it no longer holds after each
+            # rebalance, but knows the partitions only of keys it restored from the changelog:
+            # tell it those of the keys written here too, or they stay in memory for good.
+            key_partition = getattr(store, "_key_partition", None)
+            self._key_partition = key_partition if isinstance(key_partition, dict) else None
         return self._local
 
     def get(self, key: str) -> bytes | None:
@@ -65,12 +71,15 @@ class TableState:
     def apply(self, writes: Iterable[tuple[int, str, bytes | None]]) -> list[OutMessage]:
         """Write to the local store; return the changelog records to send (None: a tombstone)."""
         data = self.local
+        key_partition = self._key_partition if self._key_partition is not None else {}
         changelog = []
         for partition, key, value in writes:
             if value is None:
                 data.pop(key, None)
+                key_partition.pop(key, None)
             else:
                 data[key] = value
+                key_partition[key] = partition
             # Keys as Faust's json key serializer writes them, so recovery reads them back.
             changelog.append(OutMessage(self.changelog_topic, partition, json.dumps(key).encode(), value))
         return changelog

@@ -249,3 +249,16 @@ def test_settled_state_is_deleted_after_the_flush_unless_a_later_batch_wrote_it_
         assert [m.key for m in h.producer.sent if m.value is None] == [b'"k2"']  # the tombstone
 
     asyncio.run(scenario())
+
+
+def test_state_of_partitions_lost_in_a_rebalance_leaves_the_memory_store() -> None:
+    from faust.stores.memory import Store as MemoryStore
+
+    store = SimpleNamespace(data={}, _key_partition={})
+    table = SimpleNamespace(data=store, changelog_topic=SimpleNamespace(get_topic_name=lambda: "t-changelog"))
+    state = TableState(table)  # type: ignore[arg-type]
+    state.apply([(0, "c:kept", b"1"), (1, "c:moved", b"2"), (1, "c:gone", b"3")])
+    state.apply([(1, "c:gone", None)])
+    # Faust's own clean-up after the recovery that follows a rebalance: partition 1 moved away.
+    asyncio.run(MemoryStore.on_recovery_completed(store, {TP("t-changelog", 0)}, set()))  # type: ignore[arg-type]
+    assert store.data == {"c:kept": b"1"}
