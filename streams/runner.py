@@ -235,8 +235,12 @@ class BatchRunner:
                 return None
             self._sync_generation()
             out, result = task()
-            await _delivered(await self.sender.send(self.state.apply(out.state_writes)))
+            await self._write_state_now(out.state_writes)
             return result
+
+    async def _write_state_now(self, writes: Iterable[tuple[int, str, bytes | None]]) -> None:
+        """Write state outside a batch and wait until its changelog records are delivered."""
+        await _delivered(await self.sender.send(self.state.apply(writes)))
 
     def _sync_generation(self) -> int:
         generation = self.generation()
@@ -281,7 +285,7 @@ class BatchRunner:
         deletes = [(partition, key, None) for partition, key, value in batches.deletes
                    if self.state.get(key) is value]  # not written again since
         if deletes:
-            await _delivered(await self.sender.send(self.state.apply(deletes)))
+            await self._write_state_now(deletes)
         now_ms = time.time() * 1000
         for ingest_ms in batches.ingest_times:
             self.metrics.freshness.observe(max(0.0, (now_ms - ingest_ms) / 1000))

@@ -96,6 +96,11 @@ def _converters(table: Table) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
     return tuple(out)
 
 
+def insert_columns(table: Table, rows: list[Row]) -> list[list[Any]]:
+    """The rows as the columns of a columnar insert, in the table's column order."""
+    return [[row[name] for row in rows] for name in table.column_names]
+
+
 @dataclass(frozen=True, slots=True)
 class _BufferSpec:
     """What :meth:`ClickHouseSink.add` needs of a table, prepared once (it runs per row)."""
@@ -290,7 +295,7 @@ class ClickHouseSink:
 
     def _insert(self, table: Table, rows: list[Row]) -> None:
         """Runs in a worker thread: build the columns and send one insert."""
-        columns = [[row[name] for row in rows] for name in table.column_names]
+        columns = insert_columns(table, rows)
         client = self._client
         if client is None:
             client = self._client = self._client_factory()

@@ -59,9 +59,9 @@ class SourceRecord(Protocol):
         """The Kafka record timestamp: the ingest time, epoch ms."""
 
 
-# NamedTuples, not frozen dataclasses: they are built per record, and a frozen dataclass's
-# __init__ costs about four times as much.
 class InputRecord(NamedTuple):
+    """A source record built by hand: by tests and the in-memory pipeline."""
+
     topic: str
     partition: int
     offset: int
@@ -70,6 +70,8 @@ class InputRecord(NamedTuple):
     timestamp: int
 
 
+# A NamedTuple, not a frozen dataclass: several are built per batch of records, and a frozen
+# dataclass's __init__ costs about four times as much.
 class OutMessage(NamedTuple):
     topic: str
     partition: int

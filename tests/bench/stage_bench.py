@@ -22,7 +22,7 @@ from streams.clickhouse.tables import TABLES
 from streams.oracle import expected
 from streams.settings import load_settings
 from streams.simulate import SimulationConfig, generate
-from streams.sink import ClickHouseSink
+from streams.sink import ClickHouseSink, insert_columns
 from streams.stages import BatchOutput, SourceRecord
 from streams.worker import GC_YOUNG_THRESHOLD
 from tests.support.compare import compare_all
@@ -53,12 +53,11 @@ def _columns(sink: ClickHouseSink) -> float:
     """CPU seconds to build every buffered table's insert columns (what the insert thread does)."""
     started = time.process_time()
     for name, table in TABLES.items():
-        rows = sink.buffered(name)
-        [[row[column] for row in rows] for column in table.column_names]
+        insert_columns(table, sink.buffered(name))
     return time.process_time() - started
 
 
-def one_round(records: Sequence[Any], events: int, batch: int, truth: Any) -> dict[str, float]:
+def one_round(records: Sequence[Any], batch: int, truth: Any) -> dict[str, float]:
     settings = load_settings({})
     pipeline = InMemoryPipeline(settings)
     pipeline.publish(records)
@@ -93,7 +92,7 @@ def main() -> None:
     if args.gc_threshold:
         gc.freeze()
         gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
-    rounds = [one_round(records, args.events, args.batch, truth) for _ in range(args.rounds)]
+    rounds = [one_round(records, args.batch, truth) for _ in range(args.rounds)]
     print(f"{len(records):,} input records, batches of {args.batch:,}, {args.rounds} rounds, "
           f"GC threshold {gc.get_threshold()[0]:,}, CPU us per input record (median), exact against the oracle:")
     for name in rounds[0]:
