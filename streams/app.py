@@ -71,7 +71,8 @@ def build_pipeline(settings: Settings) -> Pipeline:
         autodiscover=False,
     )
     app.batch_consumers = {}
-    profile_inputs = _raw_topic(app, *settings.input_topics.values(), settings.referral_credits_topic)
+    profile_inputs = _raw_topic(app, *settings.input_topics.values(), settings.repartition_topic,
+                                settings.referral_credits_topic)
     referral_index = _raw_topic(app, settings.referral_index_topic)
     return Pipeline(
         app=app,

@@ -40,6 +40,10 @@ class Metrics:
         self.replayed = Counter("streams_replayed_records_total",
                                 "Records seen again after a restart or rebalance and not re-applied",
                                 ["topic"], registry=r)
+        self.rerouted = Counter("streams_rerouted_records_total",
+                                "Input records that arrived on another partition than their key's and were "
+                                "re-routed to it (an upstream partitioner other than murmur2)",
+                                ["topic"], registry=r)
         self.credits = Counter("streams_referral_credits_total", "Referral credits emitted by the join",
                                ["touch_type"], registry=r)
         self.lag = Gauge("streams_consumer_lag_records", "Records between the committed offset and the log end",
@@ -84,6 +88,8 @@ class Metrics:
                 self.duplicates.labels(key[1]).inc(n)
             elif kind == "admission" and key[2].startswith("replayed"):
                 self.replayed.labels(key[1]).inc(n)
+            elif kind == "rerouted":
+                self.rerouted.labels(key[1]).inc(n)
             elif kind == "credit_emitted":
                 self.credits.labels(key[1]).inc(n)
         self.last_processed.set(time.time())

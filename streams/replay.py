@@ -1,19 +1,23 @@
 """Replay and duplicate detection for state records: what makes the pipeline exact.
 
 Kafka delivers at least once: after a crash or a rebalance, records after the last committed
-offset arrive again, and producers send the same ``event_id`` twice. Every state record keeps
-(in the same changelog value as its data, so the two cannot disagree):
+offset arrive again, and producers send the same ``event_id`` twice. Records reach a state
+record through *lanes*: a lane is an input topic read on the key's own partition (named by the
+topic), or the records of one other partition of that topic re-routed to the key's partition
+(named ``topic@partition``, see ``streams.stages``). Each lane delivers a key's records in the
+offset order of the partition it reads. Every state record keeps (in the same changelog value
+as its data, so the two cannot disagree):
 
-- ``offsets``: the highest source offset it has absorbed, per input topic. All of a key's
-  records come from one partition of each co-partitioned topic, in offset order, so an offset
-  at or below it is a replay and is not applied again.
-- ``recent``: per input topic, the ids accepted within the last ``RECENT_WINDOW`` offsets of
-  that topic's partition (at most ``RECENT_KEPT``). A new offset with a known id is a
-  duplicate: a producer resending, or a referral credit produced again after a crash. Both
-  come soon after the original in the same topic, so a window in offsets of that topic fits
-  them and does not shrink when another topic runs ahead.
-- ``dropped``: per input topic, the offsets of the duplicates dropped (rare, so a short list
-  covers any replay). A replayed offset not in it was originally accepted: what it produced
+- ``offsets``: the highest source offset it has absorbed, per lane. An offset at or below it
+  is a replay and is not applied again.
+- ``recent``: per lane, the ids accepted within the last ``RECENT_WINDOW`` offsets of that
+  lane (at most ``RECENT_KEPT``). A new offset with an id known in any lane of the same topic
+  is a duplicate: a producer resending (to the same partition or, with a random partitioner,
+  to another), or a referral credit produced again after a crash. Both come soon after the
+  original, so a window in offsets of the lane fits them and does not shrink when another
+  lane runs ahead.
+- ``dropped``: per lane, the offsets of the duplicates dropped (rare, so a short list covers
+  any replay). A replayed offset not in it was originally accepted: what it produced
   downstream (referral messages, rows, per-minute totals held in other records) is produced
   again, because it may not have left before the crash; each downstream dedups by id or offset.
 
@@ -47,17 +51,17 @@ class ReplayBook:
     recent: dict[str, dict[str, int]] = field(default_factory=dict)
     dropped: dict[str, list[int]] = field(default_factory=dict)
 
-    def admit(self, topic: str, offset: int, item_id: str) -> Admission:
+    def admit(self, lane: str, offset: int, item_id: str) -> Admission:
         """Classify a record and, when it is new to this state record, remember it."""
-        if offset <= self.offsets.get(topic, -1):
-            if offset in self.dropped.get(topic, ()):
+        if offset <= self.offsets.get(lane, -1):
+            if offset in self.dropped.get(lane, ()):
                 return Admission.REPLAYED_DUPLICATE
             return Admission.REPLAYED
-        self.offsets[topic] = offset
-        recent = self.recent.setdefault(topic, {})
+        self.offsets[lane] = offset
+        recent = self.recent.setdefault(lane, {})
         _forget_older(recent, offset - RECENT_WINDOW)
-        if item_id in recent:
-            dropped = self.dropped.setdefault(topic, [])
+        if item_id in recent or self._known_in_another_lane(lane, item_id):
+            dropped = self.dropped.setdefault(lane, [])
             dropped.append(offset)
             del dropped[:-DROPPED_KEPT]
             return Admission.DUPLICATE
@@ -65,6 +69,11 @@ class ReplayBook:
         if len(recent) > RECENT_KEPT:
             del recent[next(iter(recent))]
         return Admission.NEW
+
+    def _known_in_another_lane(self, lane: str, item_id: str) -> bool:
+        topic = lane_topic(lane)
+        return any(item_id in ids and other != lane and lane_topic(other) == topic
+                   for other, ids in self.recent.items())
 
     def to_json(self) -> list[Any]:
         return [self.offsets, self.recent, self.dropped]
@@ -83,9 +92,19 @@ def _forget_older(recent: dict[str, int], oldest: int) -> None:
         del recent[first]
 
 
-def absorb(offsets: dict[str, int], topic: str, offset: int) -> bool:
+def absorb(offsets: dict[str, int], lane: str, offset: int) -> bool:
     """For records without ids of their own: True (and remember it) if ``offset`` is new."""
-    if offset <= offsets.get(topic, -1):
+    if offset <= offsets.get(lane, -1):
         return False
-    offsets[topic] = offset
+    offsets[lane] = offset
     return True
+
+
+def rerouted_lane(topic: str, origin_partition: int) -> str:
+    """The lane of ``topic``'s records that arrived on ``origin_partition`` and were re-routed."""
+    return f"{topic}@{origin_partition}"
+
+
+def lane_topic(lane: str) -> str:
+    """The input topic a lane reads."""
+    return lane.partition("@")[0]

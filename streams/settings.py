@@ -80,6 +80,11 @@ class Settings:
         return f"{self.topic_prefix}.dlq"
 
     @property
+    def repartition_topic(self) -> str:
+        """Where input records that arrived on another partition than their key's are re-routed."""
+        return f"{self.topic_prefix}.repartition"
+
+    @property
     def referral_index_topic(self) -> str:
         return f"{self.topic_prefix}.referral-index"
 

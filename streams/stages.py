@@ -4,9 +4,19 @@ A stage takes a batch of source records and returns a :class:`BatchOutput`: stat
 (changelog records), messages to send, ClickHouse rows and metric counts. ``streams.runner``
 runs the output through Faust and the sink; tests run it against a dict.
 
-- :class:`ProfileStage` (keyed by customer id; reads the four input topics and the credits
-  topic): decode and validate, dead-letter what fails, fold accepted events into profiles,
-  buckets and per-minute totals, and send shares and touches to the referral index.
+- :class:`ProfileStage` (keyed by customer id; reads the four input topics, the repartition
+  topic and the credits topic): decode and validate, dead-letter what fails, fold accepted
+  events into profiles, buckets and per-minute totals, and send shares and touches to the
+  referral index.
+- The pipeline owns the partitioning of its state: a customer's state lives on partition
+  ``partition_for(customer_id)`` (murmur2, as the Java client and kafka-python partition keys),
+  whatever partitioner the upstream producer used (librdkafka's CRC32 default, random,
+  explicit). An input record that arrived on another partition is re-routed, unprocessed, to
+  the repartition topic on its key's partition, carrying its origin (topic, partition,
+  offset); it is processed there in the *lane* of its origin partition (``streams.replay``),
+  exact by origin offsets like any input. Watermarks tell each partition how far every other
+  partition has re-routed (by ingest time), so per-minute totals are final only once no lane
+  can still bring an on-time event.
 - :class:`ReferralStage` (keyed by share id; reads the referral index): the stream-table join
   that turns touches into credits for the sharer.
 """
@@ -27,13 +37,17 @@ from streams.errors import DecodeError, ValidationError
 from streams.events import Click, Event, EventType, Purchase, Share, Support
 from streams.profile import Profile
 from streams.referrals import AttributionRules, Credit, ShareIndex, SharePost, Touch
-from streams.replay import Admission, absorb
+from streams.repartition import origin_headers, read_origin
+from streams.replay import Admission, absorb, rerouted_lane
 from streams.settings import Settings
 from streams.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to
 
 # Per-minute totals are held until no on-time event can reach them any more (see
 # evict_old_minutes); this cap only guards memory when an input topic stays idle.
 MINUTES_KEPT = 20_000
+# An origin partition tells the others how far it has re-routed at most once per this much
+# ingest time: a watermark per lane and partition, not per batch.
+WATERMARK_STEP_MS = 1_000
 
 T = TypeVar("T")
 Decoder = Callable[[bytes, EventType], Event]
@@ -57,10 +71,13 @@ class SourceRecord(Protocol):
     @property
     def timestamp(self) -> int:
         """The Kafka record timestamp: the ingest time, epoch ms."""
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 class InputRecord(NamedTuple):
-    """A source record built by hand: by tests and the in-memory pipeline."""
+    """A source record built by hand (tests, the in-memory pipeline), or the origin of a
+    re-routed one."""
 
     topic: str
     partition: int
@@ -68,6 +85,7 @@ class InputRecord(NamedTuple):
     key: bytes | None
     value: bytes | None
     timestamp: int
+    headers: Sequence[tuple[str, bytes]] = ()
 
 
 # A NamedTuple, not a frozen dataclass: several are built per batch of records, and a frozen
@@ -98,11 +116,13 @@ class StateReader(Protocol):
     def keys_with_prefix(self, prefix: str) -> Iterable[str]: ...
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 18)
 def partition_for(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2), as upstream producers use for customer ids.
+    """The partition that owns ``key``'s state: Kafka's murmur2 partitioner, as the Java client
+    and kafka-python use, so their records need no re-routing.
 
-    Cached: kafka-python's murmur2 is pure Python, and share and sharer ids recur."""
+    Cached: kafka-python's murmur2 is pure Python (~3 us), and customer, share and sharer ids
+    recur."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
@@ -153,26 +173,38 @@ class ProfileStage:
         self.store = store
         self.topic_types = {topic: EventType(t) for t, topic in settings.input_topics.items()}
         self.credits_topic = settings.referral_credits_topic
+        self.repartition_topic = settings.repartition_topic
+        # Every partition is reached by each input topic directly and from each other partition.
+        self.lanes_per_partition = len(self.topic_types) * settings.topic_partitions
         self._minutes: dict[int, set[int]] = {}
         self.profiles: DecodedCache[Profile] = DecodedCache()
-        self.ingest_progress: dict[int, dict[str, int]] = {}  # partition -> topic -> newest ingest
+        self.ingest_progress: dict[int, dict[str, int]] = {}  # partition -> lane -> newest ingest
+        self.watermarks_sent: dict[tuple[int, str], int] = {}  # (partition, topic) -> ingest ms
 
     def forget_partitions(self) -> None:
         """Drop in-memory indexes after a rebalance: state may have moved."""
         self._minutes.clear()
         self.profiles.clear()
         self.ingest_progress.clear()
+        self.watermarks_sent.clear()
+
+    def advance(self, partition: int, lane: str, ingest_ms: int) -> None:
+        """Note that ``lane`` has brought ``partition`` every record up to ``ingest_ms``."""
+        progress = self.ingest_progress.setdefault(partition, {})
+        if ingest_ms > progress.get(lane, -1):
+            progress[lane] = ingest_ms
 
     def settled_before(self, partition: int) -> int:
         """Minutes starting before this can get no more on-time events in ``partition``.
 
         An event is on time only if it occurred within the allowed lateness of its ingest
-        time, and every input topic of the partition has reached the ingest time below (topics
-        are read at different speeds, so the slowest one decides).
+        time, and every lane into the partition (each input topic read directly, and re-routed
+        from each other partition) has reached the ingest time below: lanes move at different
+        speeds, so the slowest one decides.
         """
         progress = self.ingest_progress.get(partition, {})
-        if len(progress) < len(self.topic_types):
-            return -1  # some topic not seen yet: nothing is settled
+        if len(progress) < self.lanes_per_partition:
+            return -1  # some lane not heard from yet: nothing is settled
         return min(progress.values()) - self.settings.allowed_lateness_ms - MINUTE_MS
 
     def process(self, records: Sequence[SourceRecord]) -> BatchOutput:
@@ -180,9 +212,26 @@ class ProfileStage:
         for record in records:
             if record.topic == self.credits_topic:
                 batch.on_credit(record)
+            elif record.topic == self.repartition_topic:
+                batch.on_rerouted(record)
             else:
                 batch.on_input(record)
         return batch.finish()
+
+    def watermarks(self) -> list[OutMessage]:
+        """Tell every other partition how far each input partition read here has re-routed."""
+        messages: list[OutMessage] = []
+        partitions = self.settings.topic_partitions
+        for origin, progress in self.ingest_progress.items():
+            for topic in self.topic_types:
+                ingest_ms = progress.get(topic)
+                if ingest_ms is None or ingest_ms < self.watermarks_sent.get((origin, topic), -1) + WATERMARK_STEP_MS:
+                    continue
+                self.watermarks_sent[(origin, topic)] = ingest_ms
+                headers = origin_headers(topic, origin, None)
+                messages.extend(OutMessage(self.repartition_topic, partition, None, None, headers, ingest_ms)
+                                for partition in range(partitions) if partition != origin)
+        return messages
 
     def minute_index(self, partition: int) -> set[int]:
         index = self._minutes.get(partition)
@@ -241,8 +290,40 @@ class _ProfileBatch:
     def on_input(self, record: SourceRecord) -> None:
         topic_type = self.stage.topic_types[record.topic]
         self.out.counts[("consumed", record.topic, topic_type.value)] += 1
-        progress = self.stage.ingest_progress.setdefault(record.partition, {})
-        progress[record.topic] = max(progress.get(record.topic, 0), record.timestamp)
+        self.stage.advance(record.partition, record.topic, record.timestamp)
+        # A record without a key cannot be routed; it is dead-lettered where it is.
+        owner = partition_for(record.key, self.settings.topic_partitions) if record.key else record.partition
+        if owner != record.partition:
+            self.reroute(record, owner)
+            return
+        self.accept(record, record.partition, record.topic)
+
+    def reroute(self, record: SourceRecord, owner: int) -> None:
+        """Send a record that arrived on another partition than its key's to its owner."""
+        self.out.messages.append(OutMessage(
+            self.stage.repartition_topic, owner, record.key, record.value,
+            origin_headers(record.topic, record.partition, record.offset), record.timestamp))
+        self.out.counts[("rerouted", record.topic)] += 1
+
+    def on_rerouted(self, record: SourceRecord) -> None:
+        """A record re-routed to this partition, or another partition's watermark."""
+        try:
+            origin = read_origin(record.headers)
+            if origin.topic not in self.stage.topic_types:
+                raise DecodeError("bad_origin", f"origin topic {origin.topic!r} is not an input topic")
+        except DecodeError as error:
+            self.dead_letter(record, error)
+            return
+        lane = rerouted_lane(origin.topic, origin.partition)
+        self.stage.advance(record.partition, lane, record.timestamp)
+        if not origin.watermark:
+            self.accept(InputRecord(origin.topic, origin.partition, origin.offset, record.key,
+                                    record.value, record.timestamp), record.partition, lane)
+
+    def accept(self, record: SourceRecord, partition: int, lane: str) -> None:
+        """Decode, validate and fold an input record into the state of ``partition``; ``lane``
+        is how it came (see ``streams.replay``)."""
+        topic_type = self.stage.topic_types[record.topic]
         try:
             event = self.stage.decode(record.value or b"", topic_type)
             self.stage.validate(event)
@@ -254,29 +335,30 @@ class _ProfileBatch:
             return
         time = classify(event.occurred_at_ms, record.timestamp,
                         self.settings.allowed_lateness_ms, self.settings.max_future_skew_ms)
-        profile = self.profile(event.customer_id, record.partition)
-        admission = profile.book.admit(record.topic, record.offset, event.event_id)
+        profile = self.profile(event.customer_id, partition)
+        admission = profile.book.admit(lane, record.offset, event.event_id)
         self.out.counts[("admission", record.topic, admission.value)] += 1
         if admission is Admission.NEW:
             profile.apply(event, time.occurred_at_ms, time.late)
             self.out.counts[("processed", record.topic, topic_type.value)] += 1
         if admission in (Admission.NEW, Admission.REPLAYED):
-            self.emit_accepted(record, event, time)
+            self.emit_accepted(record, event, time, partition, lane)
 
-    def emit_accepted(self, record: SourceRecord, event: Event, time: EventTime) -> None:
+    def emit_accepted(self, record: SourceRecord, event: Event, time: EventTime, partition: int,
+                      lane: str) -> None:
         """Everything an accepted event produces; sent again when it is replayed."""
         if not time.late:
             self.buckets.add((event.customer_id, floor_to(time.occurred_at_ms, HOUR_MS), False))
             self.buckets.add((event.customer_id, floor_to(time.occurred_at_ms, DAY_MS), True))
             minute_ms = floor_to(time.occurred_at_ms, MINUTE_MS)
-            minute = self.minute(record.partition, minute_ms)
+            minute = self.minute(partition, minute_ms)
             type_channel = f"{event.type.value}|{event.channel}"
-            if absorb(minute["o"], record.topic, record.offset):
+            if absorb(minute["o"], lane, record.offset):
                 totals = minute["t"].setdefault(type_channel, [0, 0])
                 totals[0] += 1
                 totals[1] += event.amount_cents if isinstance(event, Purchase) else 0
             # A replayed event writes its total's row again: the row may not have left before a crash.
-            self.minute_totals.add((record.partition, minute_ms, type_channel))
+            self.minute_totals.add((partition, minute_ms, type_channel))
         if time.late:
             self.warning(record, event, "late_event",
                          f"occurred {record.timestamp - event.occurred_at_ms} ms before ingest")
@@ -357,6 +439,7 @@ class _ProfileBatch:
                 "version": events}))
         for partition in {partition for partition, _ in self.minutes}:
             self.evict_old_minutes(partition)
+        out.messages.extend(self.stage.watermarks())
         return out
 
     def evict_old_minutes(self, partition: int) -> None:

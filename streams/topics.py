@@ -1,8 +1,9 @@
 """Topic provisioning: the planned topics (pure) and an idempotent ``ensure_topics``.
 
 Every topic the pipeline owns has ``settings.topic_partitions`` partitions: the internal
-referral topics must be co-partitioned with the inputs so that a key lands on the same
-partition number everywhere. Existing topics are never altered; differences from the plan
+topics must be co-partitioned with the inputs so that a key lands on the same partition
+number everywhere (input records on another partition are re-routed, see
+``streams.stages``). Existing topics are never altered; differences from the plan
 are reported as drift for an operator to fix on purpose. Faust creates its own changelog
 topics.
 """
@@ -52,11 +53,13 @@ class TopicsReport:
 
 
 def plan_topics(settings: Settings) -> list[TopicSpec]:
-    """The four input topics, the dead-letter topic and the two internal referral topics."""
+    """The four input topics, the dead-letter topic, the repartition topic and the two internal
+    referral topics."""
     configs = {"retention.ms": str(settings.input_retention_ms), "cleanup.policy": "delete"}
     names = [
         *settings.input_topics.values(),
         settings.dead_letter_topic,
+        settings.repartition_topic,
         settings.referral_index_topic,
         settings.referral_credits_topic,
     ]

@@ -7,8 +7,9 @@ different interleavings of the input topics.
 from __future__ import annotations
 
 import random
+import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,25 @@ from streams.stages import (
     partition_for,
 )
 from tests.support.compare import TABLE_KEYS
+
+#: An upstream producer's choice of partition: (key, value, partitions) -> partition.
+Partitioner = Callable[[bytes, bytes, int], int]
+
+
+def murmur2_partitioner(key: bytes, value: bytes, partitions: int) -> int:
+    """The Java client's and kafka-python's default for keyed records."""
+    return partition_for(key, partitions)
+
+
+def crc32_partitioner(key: bytes, value: bytes, partitions: int) -> int:
+    """librdkafka's default for keyed records (``consistent_random``): CRC32 of the key."""
+    return zlib.crc32(key) % partitions
+
+
+def random_partitioner(seed: int) -> Partitioner:
+    """An explicit random partition per record, ignoring the key. A resent copy goes where the
+    first went (what a producer retry does), so the first published copy stays the first read."""
+    return lambda key, value, partitions: random.Random(zlib.crc32(value) ^ seed).randrange(partitions)
 
 
 class DictState:
@@ -64,9 +84,10 @@ class Log:
 
     records: dict[int, list[SourceRecord]] = field(default_factory=lambda: defaultdict(list))
 
-    def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None, ts: int) -> None:
+    def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None, ts: int,
+               headers: Sequence[tuple[str, bytes]] = ()) -> None:
         part = self.records[partition]
-        part.append(InputRecord(topic, partition, len(part), key, value, ts))
+        part.append(InputRecord(topic, partition, len(part), key, value, ts, headers))
 
 
 class InMemoryPipeline:
@@ -83,11 +104,12 @@ class InMemoryPipeline:
         self.rows = RowStore()
         self.dead_letters: list[OutMessage] = []
 
-    def publish(self, records: Sequence[SimRecord]) -> None:
+    def publish(self, records: Sequence[SimRecord], partitioner: Partitioner = murmur2_partitioner) -> None:
         for r in records:
             topic = self.settings.input_topics[r.topic_type]
-            partition = partition_for(r.key, self.settings.topic_partitions)
-            self.logs[topic].append(topic, partition, r.key, record_value(r), r.ingest_ms)
+            value = record_value(r)
+            partition = partitioner(r.key, value, self.settings.topic_partitions)
+            self.logs[topic].append(topic, partition, r.key, value, r.ingest_ms)
 
     def _route(self, out: BatchOutput, state: DictState) -> None:
         state.apply(out.state_writes)
@@ -99,7 +121,7 @@ class InMemoryPipeline:
             if m.topic == self.settings.dead_letter_topic:
                 self.dead_letters.append(m)
             else:
-                self.logs[m.topic].append(m.topic, m.partition, m.key, m.value, m.timestamp_ms or 0)
+                self.logs[m.topic].append(m.topic, m.partition, m.key, m.value, m.timestamp_ms or 0, m.headers)
 
     def _unread(self, topics: Iterable[str]) -> list[list[SourceRecord]]:
         return [part[self.read[(t, p)]:] for t in topics for p, part in self.logs[t].records.items()]
@@ -108,8 +130,8 @@ class InMemoryPipeline:
         """Read up to ``batch`` records from a random interleaving of unread partitions."""
         progressed = False
         for stage, topics, state in (
-            (self.profile_stage, [*self.settings.input_topics.values(), self.settings.referral_credits_topic],
-             self.profile_state),
+            (self.profile_stage, [*self.settings.input_topics.values(), self.settings.repartition_topic,
+                                  self.settings.referral_credits_topic], self.profile_state),
             (self.referral_stage, [self.settings.referral_index_topic], self.share_state),
         ):
             queues = [q for q in self._unread(topics) if q]
@@ -155,7 +177,8 @@ class InMemoryPipeline:
                         state.data[key] = saved[key]
                     else:
                         state.data.pop(key, None)
-        for topic in (self.settings.referral_index_topic, self.settings.referral_credits_topic):
+        for topic in (self.settings.repartition_topic, self.settings.referral_index_topic,
+                      self.settings.referral_credits_topic):
             for partition, part in self.logs[topic].records.items():
                 # Records a consumer has read were committed by the broker: they stay.
                 keep = max(checkpoint["lengths"].get((topic, partition), 0),

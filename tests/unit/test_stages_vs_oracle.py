@@ -12,7 +12,7 @@ from streams.oracle import expected
 from streams.settings import load_settings
 from streams.simulate import SimulationConfig, generate
 from tests.support.compare import compare_all
-from tests.support.inmemory import InMemoryPipeline
+from tests.support.inmemory import InMemoryPipeline, Partitioner, crc32_partitioner, random_partitioner
 
 SETTINGS = load_settings({})
 CONFIG = SimulationConfig(seed=7, customers=150, events=4_000)
@@ -56,3 +56,23 @@ def test_crashes_and_replays_change_nothing(records, truth, seed: int) -> None: 
         pipeline.crash_to(checkpoint, rng)
     pipeline.run(rng)
     assert compare_all(truth, final_rows(pipeline)) == {}
+
+
+@pytest.mark.parametrize("partitioner", [crc32_partitioner, random_partitioner(5)], ids=["crc32", "random"])
+@pytest.mark.parametrize("seed", [21, 22])
+def test_any_upstream_partitioner_with_crashes_equals_oracle(records, truth, partitioner: Partitioner,  # type: ignore[no-untyped-def]
+                                                             seed: int) -> None:
+    rng = random.Random(seed)
+    pipeline = InMemoryPipeline(SETTINGS)
+    pipeline.publish(records, partitioner)
+    for _ in range(3):
+        for _ in range(rng.randint(2, 6)):
+            pipeline.step(rng, batch=300)
+        checkpoint = pipeline.checkpoint()
+        for _ in range(rng.randint(1, 6)):
+            pipeline.step(rng, batch=300)
+        pipeline.crash_to(checkpoint, rng)
+    pipeline.run(rng)
+    assert compare_all(truth, final_rows(pipeline)) == {}
+    rerouted = pipeline.logs[SETTINGS.repartition_topic].records
+    assert sum(1 for part in rerouted.values() for r in part if r.value is not None) > len(records) // 2

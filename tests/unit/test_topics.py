@@ -14,6 +14,7 @@ def test_plan_has_inputs_dead_letters_and_internal_topics() -> None:
         "interactions.purchases",
         "interactions.support",
         "interactions.dlq",
+        "interactions.repartition",
         "interactions.referral-index",
         "interactions.referral-credits",
     ]
@@ -40,6 +41,7 @@ def test_plan_covers_every_topic_the_settings_name() -> None:
     named = {
         *settings.input_topics.values(),
         settings.dead_letter_topic,
+        settings.repartition_topic,
         settings.referral_index_topic,
         settings.referral_credits_topic,
     }

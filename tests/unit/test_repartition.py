@@ -1,0 +1,122 @@
+"""The pipeline owns the partitioning of its state: records on another partition than their
+key's are re-routed and admitted exactly in their origin's lane; duplicates are found across
+lanes; per-minute totals settle only once every lane has passed them."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+
+from streams.codec import Codec, validate
+from streams.errors import DecodeError
+from streams.events import Click
+from streams.repartition import origin_headers, read_origin
+from streams.replay import Admission, ReplayBook, lane_topic, rerouted_lane
+from streams.settings import load_settings
+from streams.stages import WATERMARK_STEP_MS, InputRecord, ProfileStage, SourceRecord, partition_for
+from tests.support.inmemory import DictState
+
+SETTINGS = load_settings({})
+CLICKS = SETTINGS.input_topics["click"]
+T0 = 1_700_000_000_000
+CODEC = Codec()
+
+
+def stage() -> ProfileStage:
+    return ProfileStage(SETTINGS, CODEC.decode, lambda e: validate(e, SETTINGS.currency), DictState())
+
+
+def customer_not_on(partition: int) -> str:
+    """A customer id whose murmur2 partition is not ``partition`` but whose CRC32 one is."""
+    return next(c for c in (f"c{i}" for i in range(1000))
+                if zlib.crc32(c.encode()) % SETTINGS.topic_partitions == partition
+                and partition_for(c.encode(), SETTINGS.topic_partitions) != partition)
+
+
+def click(customer: str, event_id: str, partition: int, offset: int) -> SourceRecord:
+    event = Click(event_id=event_id, customer_id=customer, occurred_at_ms=T0, channel="web",
+                  session_id="s", page="/", product_id=None, referrer_share_id=None)
+    return InputRecord(CLICKS, partition, offset, customer.encode(), CODEC.encode(event), T0)
+
+
+def test_origin_headers_round_trip_and_a_record_without_them_is_refused() -> None:
+    assert read_origin(origin_headers(CLICKS, 3, 17)) == (False, CLICKS, 3, 17)
+    assert read_origin(origin_headers(CLICKS, 3, None)) == (True, CLICKS, 3, -1)
+    with pytest.raises(DecodeError) as refused:
+        read_origin([("kind", b"record"), ("origin_topic", CLICKS.encode())])
+    assert refused.value.reason == "bad_origin"
+
+
+def test_lanes_name_their_topic() -> None:
+    assert lane_topic(CLICKS) == CLICKS
+    assert lane_topic(rerouted_lane(CLICKS, 2)) == CLICKS
+
+
+def test_a_duplicate_is_found_in_another_lane_of_the_same_topic_only() -> None:
+    book = ReplayBook()
+    assert book.admit(CLICKS, 5, "e1") is Admission.NEW
+    assert book.admit(rerouted_lane(CLICKS, 2), 9, "e1") is Admission.DUPLICATE
+    assert book.admit(rerouted_lane(CLICKS, 2), 9, "e1") is Admission.REPLAYED_DUPLICATE
+    assert book.admit(SETTINGS.referral_credits_topic, 1, "e1") is Admission.NEW  # another topic
+
+
+def test_offsets_are_kept_per_lane() -> None:
+    book = ReplayBook()
+    assert book.admit(rerouted_lane(CLICKS, 1), 100, "a") is Admission.NEW
+    # Another origin partition's offsets are not comparable: a lower one is new there.
+    assert book.admit(rerouted_lane(CLICKS, 2), 7, "b") is Admission.NEW
+    assert book.admit(rerouted_lane(CLICKS, 1), 100, "a") is Admission.REPLAYED
+
+
+def test_a_record_on_another_partition_is_rerouted_unprocessed_to_its_owner() -> None:
+    customer = customer_not_on(0)
+    owner = partition_for(customer.encode(), SETTINGS.topic_partitions)
+    out = stage().process([click(customer, "e1", 0, 41)])
+    rerouted = [m for m in out.messages if m.value is not None]
+    assert [(m.topic, m.partition, m.key, m.timestamp_ms) for m in rerouted] == [
+        (SETTINGS.repartition_topic, owner, customer.encode(), T0)]
+    assert read_origin(rerouted[0].headers) == (False, CLICKS, 0, 41)
+    assert out.rows == [] and out.state_writes == []
+    assert out.counts[("rerouted", CLICKS)] == 1
+
+
+def test_the_owner_applies_a_rerouted_record_once_even_when_it_is_rerouted_again() -> None:
+    customer = customer_not_on(0)
+    origin = stage().process([click(customer, "e1", 0, 41)])
+    message = next(m for m in origin.messages if m.value is not None)
+    owner = stage()
+    # The origin partition replayed after a crash: the same record re-routed twice.
+    copies = [InputRecord(message.topic, message.partition, offset, message.key, message.value,
+                          message.timestamp_ms or 0, message.headers) for offset in (0, 1)]
+    out = owner.process(copies)
+    assert out.counts[("admission", CLICKS, "new")] == 1
+    assert out.counts[("admission", CLICKS, "replayed")] == 1
+    assert [w[1] for w in out.state_writes if w[1].startswith("c:")] == [f"c:{customer}"]
+    assert {w[0] for w in out.state_writes} == {message.partition}
+
+
+def test_watermarks_go_to_every_other_partition_once_per_step() -> None:
+    profile_stage = stage()
+    customer = customer_not_on(1)
+    record = click(customer, "e1", 1, 0)
+    first = [m for m in profile_stage.process([record]).messages if m.value is None]
+    assert sorted(m.partition for m in first) == [p for p in range(SETTINGS.topic_partitions) if p != 1]
+    assert {read_origin(m.headers) for m in first} == {(True, CLICKS, 1, -1)}
+    assert {m.timestamp_ms for m in first} == {T0}
+    soon = record._replace(offset=1, timestamp=T0 + WATERMARK_STEP_MS - 1)
+    assert [m for m in profile_stage.process([soon]).messages if m.value is None] == []
+    later = record._replace(offset=2, timestamp=T0 + WATERMARK_STEP_MS)
+    assert len([m for m in profile_stage.process([later]).messages if m.value is None]) == 3
+
+
+def test_minutes_settle_only_once_every_lane_has_been_heard_from() -> None:
+    profile_stage = stage()
+    topics = list(SETTINGS.input_topics.values())
+    for topic in topics:
+        profile_stage.advance(0, topic, T0)
+    assert profile_stage.settled_before(0) == -1  # the other partitions' lanes are unknown
+    for origin in range(1, SETTINGS.topic_partitions):
+        for topic in topics:
+            profile_stage.advance(0, rerouted_lane(topic, origin), T0 + origin)
+    assert profile_stage.settled_before(0) == T0 - SETTINGS.allowed_lateness_ms - 60_000
