@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from streams import logs
 from streams.errors import SettingsError, StreamsError
 from streams.settings import Settings, describe, load_settings
 
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.install()
     try:
         settings = load_settings()
         return int(args.run(settings, args))

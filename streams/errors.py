@@ -30,3 +30,13 @@ class ValidationError(DecodeError):
 
 class SinkError(StreamsError):
     """ClickHouse refused or could not take a batch."""
+
+
+class SinkRejected(SinkError):
+    """ClickHouse refused a batch for a reason that retrying cannot fix; the message says what to
+    fix. ``reason`` is the cause's short name (``streams.clickhouse.errors``)."""
+
+    def __init__(self, table: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.reason = reason

@@ -8,10 +8,14 @@ docs/operations.md.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from streams import logs
 
 FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -61,8 +65,12 @@ class Metrics:
                                       ["table"], buckets=LATENCY_BUCKETS, registry=r)
         self.sink_retries = Counter("streams_sink_retries_total", "Inserts retried after an error",
                                     ["table"], registry=r)
-        self.sink_failures = Counter("streams_sink_failures_total", "Insert attempts that failed",
-                                     ["table"], registry=r)
+        self.sink_failures = Counter("streams_sink_failures_total", "Insert attempts that failed, by cause",
+                                     ["table", "reason"], registry=r)
+        self.sink_failing = Gauge("streams_sink_failed_attempts_in_a_row",
+                                  "Failed attempts of the insert in progress (0 once it succeeds)", ["table"],
+                                  registry=r)
+        registry.register(_OutageLogRecords())
         self.sink_buffered = Gauge("streams_sink_buffered_rows", "Rows waiting in the sink buffer",
                                    ["stage"], registry=r)
         self.profiles = Gauge("streams_profiles", "Customer profiles held by this worker", registry=r)
@@ -99,9 +107,22 @@ class Metrics:
         self.sink_rows.labels(table).inc(rows)
         self.sink_batches.labels(table).inc()
         self.sink_latency.labels(table).observe(seconds)
+        self.sink_failing.labels(table).set(0)
 
     def on_retry(self, table: str) -> None:
         self.sink_retries.labels(table).inc()
 
-    def on_failure(self, table: str) -> None:
-        self.sink_failures.labels(table).inc()
+    def on_failure(self, table: str, reason: str, in_a_row: int) -> None:
+        self.sink_failures.labels(table, reason).inc()
+        self.sink_failing.labels(table).set(in_a_row)
+
+
+class _OutageLogRecords(Collector):
+    """Log records of each outage condition (``streams.logs``), counted before they are folded."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("streams_outage_log_records", "Log records of a known outage condition "
+                                     "(written or folded into a summary line)", labels=["condition"])
+        for condition, records in sorted(logs.totals().items()):
+            family.add_metric([condition], records)
+        yield family

@@ -3,11 +3,14 @@
 The caller (``streams.runner``) adds rows as it folds a batch, checks :attr:`ClickHouseSink.full`
 to stop taking input (backpressure), and awaits :meth:`ClickHouseSink.flush` before it
 acknowledges the batch's Kafka offsets. So ``flush`` never returns without having written every
-buffered row: a failing insert is retried, with capped exponential backoff and full jitter,
-for as long as it takes. After ``settings.sink_max_retries`` failed attempts in a row the sink
-logs at ERROR and reports itself unhealthy (:attr:`ClickHouseSink.healthy`) but keeps trying.
-Cancelling ``flush`` (shutdown, rebalance) is the only way out early; rows not yet written stay
-buffered.
+buffered row. An insert that fails for a reason that passes by itself (the server down, slow or
+overloaded: ``streams.clickhouse.errors``) is retried, with capped exponential backoff and full
+jitter, for as long as it takes; after ``settings.sink_max_retries`` failed attempts in a row the
+sink logs one ERROR line and reports itself unhealthy (:attr:`ClickHouseSink.healthy`) but keeps
+trying. An insert refused for a reason only a person can fix (a missing table or column, wrong
+credentials, a read-only user, rows that do not fit) raises :class:`SinkRejected` naming the
+table and the fix: the worker stops. Cancelling ``flush`` (shutdown, rebalance) is the other way
+out; rows not yet written stay buffered either way.
 
 Rows are absolute values keyed like their table's ReplacingMergeTree (see
 ``streams.clickhouse.tables``), so the buffer keeps one row per key: the newest, or for
@@ -28,8 +31,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from streams.clickhouse.errors import Verdict, classify, describe
 from streams.clickhouse.tables import TABLES, Table
-from streams.errors import SinkError
+from streams.errors import SinkError, SinkRejected
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,8 +56,9 @@ class SinkMetrics(Protocol):
     def on_retry(self, table: str) -> None:
         """An insert into ``table`` is being attempted again, after a failure and a backoff."""
 
-    def on_failure(self, table: str) -> None:
-        """An insert attempt into ``table`` failed (it will be retried)."""
+    def on_failure(self, table: str, reason: str, in_a_row: int) -> None:
+        """An insert attempt into ``table`` failed, for ``reason`` (``Verdict.reason``), the
+        ``in_a_row``-th time in a row; it is retried unless the reason is not retryable."""
 
 
 class InsertClient(Protocol):
@@ -259,9 +264,12 @@ class ClickHouseSink:
                 # The thread may still be using the client: never hand it to another insert.
                 self._client = None
                 raise
-            except Exception as exc:  # any error: rows are never dropped, see module docstring
+            except Exception as exc:  # rows are never dropped, see module docstring
                 failures += 1
-                self._on_failure(table, len(rows), failures, exc)
+                verdict = classify(exc)
+                self._on_failure(table, len(rows), failures, exc, verdict)
+                if not verdict.retryable:
+                    raise self._rejected(table, exc, verdict) from exc
                 await self._sleep(self.backoff_delay(failures))
                 self.retries += 1
                 if self._metrics is not None:
@@ -270,7 +278,7 @@ class ClickHouseSink:
             if self._metrics is not None:
                 self._metrics.on_insert(table.name, len(rows), time.perf_counter() - started)
             if not self._healthy:
-                log.warning("ClickHouse insert into %s succeeded again after %d failures", table.name, failures)
+                log.info("ClickHouse inserts into %s succeed again, after %d failed attempts", table.name, failures)
                 self._healthy = True
             return
 
@@ -279,19 +287,27 @@ class ClickHouseSink:
         ceiling = min(self._settings.sink_backoff_max_s, self._backoff_base_s * 2 ** min(failures - 1, 62))
         return self._rng.uniform(0.0, ceiling)
 
-    def _on_failure(self, table: Table, rows: int, failures: int, exc: Exception) -> None:
+    def _on_failure(self, table: Table, rows: int, failures: int, exc: Exception, verdict: Verdict) -> None:
         if self._metrics is not None:
-            self._metrics.on_failure(table.name)
-        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        if failures > self._settings.sink_max_retries:
+            self._metrics.on_failure(table.name, verdict.reason, failures)
+        if not verdict.retryable:
+            return  # the caller raises, with the fix
+        # One line per attempt; during an outage streams.logs folds them into one per interval.
+        log.warning("ClickHouse insert of %d rows into %s failed (%s, attempt %d), retrying: %s",
+                    rows, table.name, verdict.reason, failures, describe(exc))
+        if failures == self._settings.sink_max_retries + 1:
             self._healthy = False
-            log.error(
-                "ClickHouse insert of %d rows into %s failed %d times in a row, still retrying "
-                "(rows stay buffered, offsets unacknowledged): %s", rows, table.name, failures, error,
-            )
-        else:
-            log.warning("ClickHouse insert of %d rows into %s failed (attempt %d), retrying: %s",
-                        rows, table.name, failures, error)
+            log.error("ClickHouse inserts into %s have failed %d times in a row (%s): the sink is unhealthy and "
+                      "keeps retrying; rows stay buffered, offsets unacknowledged. Last error: %s",
+                      table.name, failures, verdict.reason, describe(exc))
+
+    def _rejected(self, table: Table, exc: Exception, verdict: Verdict) -> SinkRejected:
+        where = {"table": table.name, "database": self._settings.clickhouse_database,
+                 "user": self._settings.clickhouse_user}
+        return SinkRejected(
+            table.name, verdict.reason,
+            f"ClickHouse refuses inserts into {where['database']}.{table.name} ({verdict.reason}: "
+            f"{describe(exc)}). To fix: {verdict.fix.format(**where)}.")
 
     def _insert(self, table: Table, rows: list[Row]) -> None:
         """Runs in a worker thread: build the columns and send one insert."""

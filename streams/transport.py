@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from time import monotonic
 from typing import Any, Protocol, cast
 
 from aiokafka import ConsumerRecord
@@ -162,6 +163,10 @@ class Consumer(aiokafka.Consumer):
             await self.app.flow_control.acquire()
             await batch_consumer.wait_for_room()
             batch_consumer.accept(tp, records, generation)
+            # Faust's streams note this per record, and its livelock check reads it: without it
+            # every partition with unread records looks idle once the worker is older than
+            # stream_processing_timeout ("Stream has not started processing TP", each check).
+            self.app.monitor.stream_inbound_time[tp] = monotonic()
 
         handed_over = hand_over()
         result = await self.wait_first(handed_over, self.suspend_flow.wait())

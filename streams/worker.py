@@ -13,6 +13,7 @@ from faust.types import TP
 from mode.types.signals import BaseSignalT
 from prometheus_client import CollectorRegistry, start_http_server
 
+from streams import logs
 from streams.app import Pipeline, build_pipeline
 from streams.clickhouse.client import connect
 from streams.codec import Codec, validate
@@ -127,7 +128,15 @@ def run_worker(settings: Settings) -> None:
     pipeline = build_worker(settings, registry)
     log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     _tune_garbage_collector()
-    faust.Worker(pipeline.app, loglevel="INFO", quiet=True).execute_from_commandline()
+    _Worker(pipeline.app, loglevel="INFO", quiet=True).execute_from_commandline()
+
+
+class _Worker(faust.Worker):
+    """Faust's worker replaces the log handlers when it starts: the outage filter goes on the new ones."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        logs.install()
 
 
 # Every record allocates a few dozen objects, almost none of them in reference cycles, while

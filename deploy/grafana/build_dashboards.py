@@ -242,14 +242,24 @@ def sink(board: Board) -> None:
     board.add(series("Insert latency p99", "Duration of one successful insert, per table.", "s",
                      prom("histogram_quantile(0.99, sum by (table, le) "
                           f"(rate(streams_sink_insert_seconds_bucket{{{WORKERS}}}{RATE})))", "{{table}}"), width=8))
-    board.add(series("Retries and failures", "Failed insert attempts and the retries after them, per second.",
-                     "ops",
-                     prom(f"sum by (table) (rate(streams_sink_failures_total{{{WORKERS}}}{RATE}))", "failed {{table}}"),
+    board.add(series("Retries and failures", "Failed insert attempts by cause (network, overloaded, server, "
+                     "unknown: retried; schema, credentials, permissions, rows: the worker stops) and the "
+                     "retries after them, per second.", "ops",
+                     prom(f"sum by (table, reason) (rate(streams_sink_failures_total{{{WORKERS}}}{RATE}))",
+                          "failed {{table}} ({{reason}})"),
                      prom(f"sum by (table) (rate(streams_sink_retries_total{{{WORKERS}}}{RATE}))",
                           "retried {{table}}", "B")))
     board.add(series("Buffered rows", "Rows waiting in the sink buffer (flat and high: ClickHouse not accepting).",
                      "short", prom(f"sum by (instance, stage) (streams_sink_buffered_rows{{{WORKERS}}})",
                                    "{{instance}} {{stage}}")))
+    board.add(series("Failed attempts in a row", "Failed attempts of the insert in progress per table; above "
+                     "STREAMS_SINK_MAX_RETRIES the worker logs an ERROR and reports its sink unhealthy.", "short",
+                     prom(f"max by (table) (streams_sink_failed_attempts_in_a_row{{{WORKERS}}})", "{{table}}")))
+    board.add(series("Outage log records", "Records of known outage conditions logged per second (Kafka or "
+                     "ClickHouse unreachable, insert retries, Faust consumer checks), before they are folded "
+                     "into one line per condition per 10 s.", "ops",
+                     prom(f"sum by (condition) (rate(streams_outage_log_records_total{{{WORKERS}}}{RATE}))",
+                          "{{condition}}")))
 
 
 def state_and_process(board: Board) -> None:

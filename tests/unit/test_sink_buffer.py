@@ -9,18 +9,21 @@ import logging
 from typing import Any
 
 import pytest
+from clickhouse_driver.errors import ServerException
 
 from streams.clickhouse.tables import TABLES
-from streams.errors import SinkError
+from streams.errors import SinkError, SinkRejected
 from streams.settings import Settings, load_settings
 from streams.sink import ClickHouseSink
 
 
 class FakeClient:
-    """Records inserts; raises for the first ``fail_times`` calls (per table when a dict)."""
+    """Records inserts; raises ``error`` (by default a refused connection) for the first
+    ``fail_times`` calls (per table when a dict)."""
 
-    def __init__(self, fail_times: int | dict[str, int] = 0) -> None:
+    def __init__(self, fail_times: int | dict[str, int] = 0, error: Exception | None = None) -> None:
         self.fail_times = fail_times
+        self.error = error
         self.inserts: list[tuple[str, list[list[Any]]]] = []
         self.calls = 0
         self.disconnects = 0
@@ -35,7 +38,7 @@ class FakeClient:
                 self.fail_times[table] = remaining - 1
             else:
                 self.fail_times = remaining - 1
-            raise ConnectionError(f"server away ({table})")
+            raise self.error or ConnectionError(f"server away ({table})")
         self.inserts.append((query, params))
         return len(params[0])
 
@@ -76,8 +79,8 @@ class FakeMetrics:
     def on_retry(self, table: str) -> None:
         self.calls.append(("retry", table))
 
-    def on_failure(self, table: str) -> None:
-        self.calls.append(("failure", table))
+    def on_failure(self, table: str, reason: str, in_a_row: int) -> None:
+        self.calls.append(("failure", table, reason, in_a_row))
 
 
 def settings(**overrides: Any) -> Settings:
@@ -227,11 +230,12 @@ def test_retries_with_capped_exponential_backoff_until_written(caplog: pytest.Lo
     assert recorder.sleeps == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0])  # jitter's upper bounds
     assert sink.retries == 6 and client.calls == 7 and client.disconnects == 6
     assert client.rows("referral_credits") == [credit("t1")]
-    assert metrics.calls.count(("failure", "referral_credits")) == 6
+    assert [c for c in metrics.calls if c[0] == "failure"] == [
+        ("failure", "referral_credits", "network", n) for n in range(1, 7)]
     assert metrics.calls.count(("retry", "referral_credits")) == 6
     assert metrics.calls[-1] == ("insert", "referral_credits", 1)
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 3  # failures 4, 5 and 6 are beyond sink_max_retries=3
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "referral_credits have failed 4 times in a row (network): the sink is unhealthy" in error
     assert sink.healthy  # written again: healthy
 
 
@@ -259,6 +263,24 @@ def test_unhealthy_while_failing_past_max_retries_and_rows_stay_buffered() -> No
             await task
 
     asyncio.run(scenario())
+    assert sink.buffered_rows == 1 and client.inserts == []
+
+
+def test_an_error_only_a_person_can_fix_stops_the_flush_with_the_fix_and_keeps_the_rows() -> None:
+    missing_column = ServerException("DB::Exception: No such column touch_type in table referral_credits", code=16)
+    client = FakeClient(fail_times=1, error=missing_column)
+    recorder, metrics = Recorder(), FakeMetrics()
+    sink = make_sink(client, recorder, metrics)
+    sink.add("referral_credits", credit("t1"))
+    with pytest.raises(SinkRejected) as rejected:
+        asyncio.run(sink.flush())
+    assert rejected.value.table == "referral_credits" and rejected.value.reason == "schema"
+    message = str(rejected.value)
+    assert message.startswith("ClickHouse refuses inserts into interactions.referral_credits (schema: "
+                              "ServerException (code 16): DB::Exception: No such column touch_type")
+    assert "run `streams migrate`" in message
+    assert recorder.sleeps == [] and sink.retries == 0  # not retried
+    assert metrics.calls == [("failure", "referral_credits", "schema", 1)]
     assert sink.buffered_rows == 1 and client.inserts == []
 
 
