@@ -1,0 +1,64 @@
+"""Upstream producers as users run them: kafka-python (murmur2, like the Java client) and
+librdkafka through confluent-kafka, with its default partitioner (``consistent_random``: CRC32
+of the key) or with an explicit random partition per record. Each can publish the simulator's
+records (``streams.simulate.publish`` takes any of them)."""
+
+from __future__ import annotations
+
+import random
+import zlib
+from typing import Any
+
+from confluent_kafka import Producer
+
+from streams.publisher import Publisher
+from streams.settings import Settings
+
+UPSTREAM_CLIENTS = ("kafka-python", "librdkafka", "librdkafka-random-partitions")
+
+
+class LibrdkafkaPublisher:
+    """confluent-kafka's producer with librdkafka's defaults, idempotent as a careful user sets it.
+
+    With ``random_partitions`` each record names its partition: random, except that a resent
+    copy of a record goes where the first went (what a producer retry does)."""
+
+    def __init__(self, settings: Settings, *, random_partitions: bool = False, seed: int = 0) -> None:
+        self.partitions = settings.topic_partitions
+        self.random_partitions = random_partitions
+        self.seed = seed
+        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                                  "enable.idempotence": True, "linger.ms": 5})
+        self.errors: list[str] = []
+
+    def _on_delivery(self, error: Any, _message: Any) -> None:
+        if error is not None:
+            self.errors.append(str(error))
+
+    def publish_raw(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None) -> None:
+        extra: dict[str, Any] = {}
+        if self.random_partitions:
+            extra["partition"] = random.Random(zlib.crc32(value) ^ self.seed).randrange(self.partitions)
+        if timestamp_ms is not None:
+            extra["timestamp"] = timestamp_ms
+        while True:
+            try:
+                self.producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery, **extra)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self.producer.poll(0.1)
+        self.producer.poll(0)
+
+    def flush(self) -> None:
+        left = self.producer.flush(60)
+        assert left == 0 and not self.errors, f"{left} records not delivered; errors: {self.errors[:3]}"
+
+    def close(self) -> None:
+        self.flush()
+
+
+def upstream_publisher(client: str, settings: Settings) -> Publisher | LibrdkafkaPublisher:
+    """A publisher of ``client`` (one of :data:`UPSTREAM_CLIENTS`); close it when done."""
+    if client == "kafka-python":
+        return Publisher(settings)
+    return LibrdkafkaPublisher(settings, random_partitions=client == "librdkafka-random-partitions")
