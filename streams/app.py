@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import faust
 import faust.tables
-from faust.types import TableT, TopicT
+from faust.types import StoreT, TableT, TopicT
+from yarl import URL
 
 from streams.settings import Settings
+from streams.store import PersistentStore
 from streams.transport import BatchConsumer
 
 
@@ -20,6 +24,19 @@ class TableManager(faust.tables.TableManager):
         if not self.should_stop:
             await self._update_channels()
             await self.recovery.start()
+
+
+class Table(faust.Table):
+    """Faust's table whose ``rocksdb://`` store is the project's (``streams.store``): the
+    worker writes tables in batches, outside the stream events Faust's own store writes by."""
+
+    def _new_store_by_url(self, url: str | URL) -> StoreT:
+        if URL(str(url)).scheme != "rocksdb":
+            return super()._new_store_by_url(url)
+        options: Any = self.options  # Faust's store takes it as a dict
+        return PersistentStore(url, self.app, self, table_name=self.name, key_type=self.key_type,
+                               key_serializer=self.key_serializer, value_serializer=self.value_serializer,
+                               value_type=self.value_type, loop=self.loop, options=options)
 
 
 class PipelineApp(faust.App):
@@ -53,12 +70,15 @@ def _state_table(app: faust.App, name: str, settings: Settings) -> TableT:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
+    # One directory per application id: a store's offsets are only valid for its own changelog.
+    datadir = Path(settings.table_dir) / settings.app_id
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = PipelineApp(
         settings.app_id,
         # The exact:// transport is aiokafka's with safe offset bookkeeping (streams.transport).
         broker=[f"exact://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
         store=settings.store,
-        datadir=settings.table_dir,
+        datadir=str(datadir),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         broker_session_timeout=settings.broker_session_timeout_s,
@@ -67,6 +87,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         TableManager=TableManager,
+        Table=Table,
         web_enabled=False,
         autodiscover=False,
     )

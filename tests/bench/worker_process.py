@@ -69,10 +69,10 @@ class WorkerProcess:
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmHWM in /proc status")
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 30 s."""
+    def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
+        """``how`` (SIGTERM), then SIGKILL after 30 s."""
         if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
+            self._process.send_signal(how)
             try:
                 self._process.wait(timeout=30)
             except subprocess.TimeoutExpired:

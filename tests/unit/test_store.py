@@ -1,0 +1,71 @@
+"""The persistent store's own rules: key decoding, and what reaches a partition's database when
+(values only once their changelog records are delivered, in send order, with their offset)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+from streams.app import build_pipeline
+from streams.settings import load_settings
+from streams.store import PersistentStore, decode_key, last_offsets
+
+
+class Delivered(NamedTuple):
+    """The fields of aiokafka's RecordMetadata the store reads."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@pytest.mark.parametrize("key", ["c:42", "s:a b", 'q:"quoted"', "back\\slash", "é", "\u2603", ""])
+def test_decode_key_inverts_the_json_key_serializer(key: str) -> None:
+    assert decode_key(json.dumps(key).encode()) == key
+
+
+def done(result: Any) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_event_loop_policy().get_event_loop().create_future()
+    future.set_result(result)
+    return future
+
+
+def test_last_offsets_are_the_last_batch_bases_of_the_changelog_only() -> None:
+    futures = [done(Delivered("log", 0, 10)), done(Delivered("log", 0, 30)), done(Delivered("log", 1, 5)),
+               done(Delivered("other", 0, 99))]
+    assert last_offsets("log", futures) == {0: 30, 1: 5}
+
+
+def stored(store: PersistentStore, partition: int) -> dict[bytes, bytes]:
+    return dict(store._db_for_partition(partition).items())
+
+
+def test_values_are_saved_once_delivered_in_send_order(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pipeline = build_pipeline(load_settings({}, table_dir=str(tmp_path), store="rocksdb://"))
+        store = pipeline.profiles.data
+        assert isinstance(store, PersistentStore)
+        store._load(0)
+        topic = pipeline.profiles.changelog_topic.get_topic_name()
+        loop = asyncio.get_running_loop()
+        first, second = loop.create_future(), loop.create_future()
+        store.sent([(0, b'"k"', b"1"), (0, b'"gone"', b"x")], [first])
+        store.sent([(0, b'"k"', b"2"), (0, b'"gone"', None)], [second])
+        second.set_result(Delivered(topic, 0, 7))
+        await asyncio.sleep(0)
+        assert stored(store, 0) == {}  # the first send is not delivered yet: nothing is saved
+        first.set_result(Delivered(topic, 0, 5))
+        await asyncio.sleep(0)
+        assert stored(store, 0) == {b'"k"': b"2", store.offset_key: b"7"}
+        failed = loop.create_future()
+        store.sent([(0, b'"k"', b"3")], [failed])
+        failed.set_exception(RuntimeError("delivery failed"))
+        await asyncio.sleep(0)
+        assert stored(store, 0)[b'"k"'] == b"2"  # never saved: the changelog may lack it
+        await store.stop()
+
+    asyncio.run(scenario())
