@@ -26,6 +26,7 @@ from faust.types import TP, TableT
 from streams.metrics import Metrics
 from streams.sink import ClickHouseSink
 from streams.stages import BatchOutput, OutMessage, SourceRecord
+from streams.store import PersistentStore
 from streams.transport import Consumer, InFlight
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ class TableState:
 
     One changelog record per key per batch (the stage coalesces), sent to the partition the
     stage names, which is the source partition of the key: Faust recovers it with that
-    partition's assignment.
+    partition's assignment. With the persistent store (``streams.store``) the records are
+    saved to disk once delivered (:meth:`sent`).
     """
 
     def __init__(self, table: TableT) -> None:
@@ -83,6 +85,12 @@ class TableState:
             # Keys as Faust's json key serializer writes them, so recovery reads them back.
             changelog.append(OutMessage(self.changelog_topic, partition, json.dumps(key).encode(), value))
         return changelog
+
+    def sent(self, changelog: Sequence[OutMessage], deliveries: Sequence[asyncio.Future[Any]]) -> None:
+        """Tell a persistent store what :meth:`apply` sent: it saves it once delivered."""
+        store = self.table.data
+        if isinstance(store, PersistentStore):
+            store.sent([(m.partition, cast(bytes, m.key), m.value) for m in changelog], deliveries)
 
 
 class BatchSender:
@@ -151,6 +159,7 @@ class BatchRunner:
         self.pending_since = 0.0
         self.last_flush = time.monotonic()
         self.lock = asyncio.Lock()
+        self.changelog_lock = asyncio.Lock()
         self.wake = asyncio.Event()
         self.room = asyncio.Event()
         self.room.set()
@@ -235,12 +244,24 @@ class BatchRunner:
                 return None
             self._sync_generation()
             out, result = task()
-            await self._write_state_now(out.state_writes)
+            await self._write_state_now(lambda: out.state_writes)
             return result
 
-    async def _write_state_now(self, writes: Iterable[tuple[int, str, bytes | None]]) -> None:
+    async def _write_state_now(self, writes: Callable[[], Iterable[tuple[int, str, bytes | None]]]) -> None:
         """Write state outside a batch and wait until its changelog records are delivered."""
-        await _delivered(await self.sender.send(self.state.apply(writes)))
+        await _delivered(await self._send(writes))
+
+    async def _send(self, writes: Callable[[], Iterable[tuple[int, str, bytes | None]]],
+                    messages: Sequence[OutMessage] = ()) -> list[asyncio.Future[Any]]:
+        """Apply state writes and send their changelog records (and ``messages``), one send at a
+        time: the sends of a batch and of a flush's deletes would otherwise interleave, and a
+        changelog partition could hold a key's writes in another order than the store applied
+        them. ``writes`` is called under the lock, so what it checks still holds when it applies."""
+        async with self.changelog_lock:
+            changelog = self.state.apply(writes())
+            deliveries = await self.sender.send([*changelog, *messages])
+            self.state.sent(changelog, deliveries)
+        return deliveries
 
     def _sync_generation(self) -> int:
         generation = self.generation()
@@ -265,7 +286,7 @@ class BatchRunner:
             records.extend(chunk)
         out = self.process(records)
         unflushed = self.unflushed
-        unflushed.deliveries.extend(await self.sender.send([*self.state.apply(out.state_writes), *out.messages]))
+        unflushed.deliveries.extend(await self._send(lambda: out.state_writes, out.messages))
         for table, row in out.rows:
             self.sink.add(table, row)
         unflushed.acks.append((in_flight, offsets))
@@ -282,10 +303,9 @@ class BatchRunner:
         # The sink writes every row buffered when it starts, those of ``batches`` included.
         await _delivered(batches.deliveries)
         await self.sink.flush()  # retries until written; never returns without writing
-        deletes = [(partition, key, None) for partition, key, value in batches.deletes
-                   if self.state.get(key) is value]  # not written again since
-        if deletes:
-            await self._write_state_now(deletes)
+        if batches.deletes:
+            await self._write_state_now(lambda: [(partition, key, None) for partition, key, value in batches.deletes
+                                                 if self.state.get(key) is value])  # not written again since
         now_ms = time.time() * 1000
         for ingest_ms in batches.ingest_times:
             self.metrics.freshness.observe(max(0.0, (now_ms - ingest_ms) / 1000))
