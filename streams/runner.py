@@ -110,7 +110,10 @@ class BatchSender:
         batches: dict[tuple[str, int], BatchBuilder] = {}
         for m in messages:
             where = (m.topic, m.partition)
-            batch = batches.get(where) or producer.create_batch()
+            batch = batches.get(where)
+            if batch is None:
+                await _track_topic(producer, m.topic)
+                batch = producer.create_batch()
             record = {"timestamp": m.timestamp_ms, "key": m.key, "value": m.value, "headers": list(m.headers)}
             if batch.append(**record) is None:  # full: send it, start another
                 in_flight.append(await producer.send_batch(batch, m.topic, partition=m.partition))
@@ -120,6 +123,23 @@ class BatchSender:
         for (topic, partition), batch in batches.items():
             in_flight.append(await producer.send_batch(batch, topic, partition=partition))
         return in_flight
+
+
+async def _track_topic(producer: AIOKafkaProducer, topic: str) -> None:
+    """Make ``topic`` one of the producer's tracked topics before anything is sent to it.
+
+    aiokafka's ``send_batch`` tracks a topic (``client.add_topic``) only when its metadata
+    wait finds the topic missing from the cluster map. While no topic is tracked, metadata
+    requests ask for every topic, so a topic can be sent to without being tracked. Once any
+    topic is tracked (a changelog created after start-up, missing from the map), each metadata
+    response names only the tracked topics and replaces the whole partition map
+    (``ClusterMetadata.update_metadata``): an untracked topic's partitions vanish, its queued
+    batch has no leader, the sender re-requests metadata in a loop that never names it, and
+    the next batch for that partition waits in ``add_batch`` for a drain that never comes
+    (until the producer timeout). Tracking every topic we write keeps them all in the map.
+    ``add_topic`` is a no-op for a tracked topic; for a new one it waits for fresh metadata.
+    """
+    await producer.client.add_topic(topic)
 
 
 class BatchRunner:

@@ -36,7 +36,6 @@ from streams.settings import Secret, Settings, load_settings
 from streams.simulate import SimRecord, SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 from tests.conftest import local_environ, unique
-from tests.integration.test_pipeline_e2e import Worker
 from tests.support.observability import (
     RULES_DIR,
     Target,
@@ -46,6 +45,7 @@ from tests.support.observability import (
     rules,
     targets,
 )
+from tests.support.worker import Worker
 
 METRICS_PORT = 19101
 INSTANCE = f"127.0.0.1:{METRICS_PORT}"

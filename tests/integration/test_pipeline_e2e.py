@@ -6,13 +6,10 @@ and when a second worker joins the group and the first leaves (two rebalances)."
 from __future__ import annotations
 
 import random
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,47 +23,12 @@ from streams.settings import PREFIX, Settings
 from streams.simulate import SimRecord, SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 from streams.windows import DAY_MS
-from tests.conftest import local_environ
 from tests.support.clickhouse_rows import read_final_rows
 from tests.support.compare import compare_all
+from tests.support.worker import Worker, wait_until
 
 YESTERDAY_MS = (int(time.time() * 1000) // DAY_MS - 1) * DAY_MS
 CONFIG = SimulationConfig(seed=42, customers=300, events=6_000, start_ms=YESTERDAY_MS)
-
-
-class Worker:
-    """A ``streams worker`` subprocess with the test's settings."""
-
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.env = local_environ()
-        for name in ("topic_prefix", "app_id", "clickhouse_database", "metrics_port", "table_dir",
-                     "broker_session_timeout_s"):
-            self.env[PREFIX + name.upper()] = str(getattr(settings, name))
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
-        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=self.env,
-                                        stdout=log, stderr=subprocess.STDOUT)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def metric(self, port: int, name: str) -> float:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
-                   if line.startswith(name + "{") or line.startswith(name + " "))
 
 
 @pytest.fixture()
@@ -207,15 +169,3 @@ def lag_series(port: int) -> int:
 def truth_input_count(truth: Expected) -> int:
     """Input records the worker consumes: accepted events, duplicates and dead letters."""
     return len(truth.accepted) + truth.duplicate_count + len(truth.dead_letters)
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 120, poll_s: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if condition():
-                return
-        except OSError:  # the worker's /metrics is not up yet
-            pass
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(poll_s)

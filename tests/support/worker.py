@@ -1,0 +1,69 @@
+"""A ``streams worker`` subprocess for integration tests, and polling helpers for them."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.settings import PREFIX, Settings
+from tests.conftest import local_environ
+
+
+class Worker:
+    """A ``streams worker`` subprocess with the test's settings."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.env = local_environ()
+        for name in ("topic_prefix", "app_id", "clickhouse_database", "metrics_port", "table_dir",
+                     "broker_session_timeout_s"):
+            self.env[PREFIX + name.upper()] = str(getattr(settings, name))
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=self.env,
+                                        stdout=log, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def metric(self, port: int, name: str) -> float:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+                   if line.startswith(name + "{") or line.startswith(name + " "))
+
+    def samples(self, port: int, name: str) -> list[tuple[dict[str, str], float]]:
+        """(labels, value) of every sample named ``name`` (with its suffix, e.g. ``_total``)."""
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        return [(sample.labels, sample.value) for family in text_string_to_metric_families(body)
+                for sample in family.samples if sample.name == name]
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 120, poll_s: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if condition():
+                return
+        except OSError:  # the worker's /metrics is not up yet
+            pass
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(poll_s)
