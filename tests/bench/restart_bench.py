@@ -5,12 +5,11 @@ each of N customers is published and a worker builds their state (N profiles); t
 
 - *sigterm*: the worker is stopped with SIGTERM and a new one launched at once (same table
   directory: a restarted process);
-- *sigkill*: the same with SIGKILL (the group waits for the dead member's session timeout);
-- *join*: a second worker with an empty table directory joins the group (a rebalance).
+- *sigkill*: the same with SIGKILL (the group waits for the dead member's session timeout).
 
-At the signal (or the second worker's launch) a probe of new clicks, spread over every
-partition, is published; the *pause* is the time until the workers have processed all of the
-probe (``streams_events_processed_total``). Each figure is the median over ``--runs``. See
+At the signal a probe of new clicks, spread over every partition, is published; the *pause* is
+the time until the new worker has processed all of the probe
+(``streams_events_processed_total``). Each figure is the median over ``--runs``. See
 docs/benchmarks.md.
 """
 
@@ -33,11 +32,10 @@ from streams.settings import Settings, load_settings
 from streams.topics import ensure_topics
 from tests.bench.report import REPO
 from tests.bench.worker_process import WorkerProcess
-from tests.bench.workload import bench_name, delete_everything_named, free_port, run_settings
+from tests.bench.workload import bench_name, delete_everything_named, run_settings
 from tests.conftest import local_environ
 
 PROBE_EVENTS = 200
-DISRUPTIONS = ("sigterm", "sigkill", "join")
 
 
 def clicks(prefix: str, count: int, now_ms: int) -> list[Click]:
@@ -77,9 +75,9 @@ class Scenario:
         self.settings, self.log_dir, self.timeout_s = settings, log_dir, timeout_s
         self.launched = 0
 
-    def launch(self, settings: Settings | None = None) -> WorkerProcess:
+    def launch(self) -> WorkerProcess:
         self.launched += 1
-        worker = WorkerProcess(settings or self.settings, self.log_dir / f"worker-{self.launched}.log")
+        worker = WorkerProcess(self.settings, self.log_dir / f"worker-{self.launched}.log")
         worker.start()
         return worker
 
@@ -97,13 +95,6 @@ class Scenario:
         new = self.launch()
         # A new process counts from zero; the probe is all it processes (the old one committed).
         return new, self.probe(how.name.lower(), [new], started)
-
-    def join(self, first: WorkerProcess) -> tuple[WorkerProcess, float]:
-        second_settings = dataclasses.replace(self.settings, metrics_port=free_port(),
-                                              table_dir=self.settings.table_dir + "-second")
-        started = time.monotonic()
-        second = self.launch(second_settings)
-        return second, self.probe("join", [first, second], started)
 
 
 def measure(store: str, customers: int, args: argparse.Namespace, base_dir: Path) -> dict[str, float]:
@@ -126,9 +117,6 @@ def measure(store: str, customers: int, args: argparse.Namespace, base_dir: Path
             workers.append(worker)
             print(f"[{store} {customers:,}] {how.name}: {figures[how.name.lower() + '_s']:.1f} s")
             time.sleep(3)
-        second, figures["join_s"] = scenario.join(workers[0])
-        workers.append(second)
-        print(f"[{store} {customers:,}] join: {figures['join_s']:.1f} s")
         return figures
     finally:
         for worker in workers:
@@ -153,11 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs = [measure(store, customers, args, base_dir) for _ in range(args.runs)]
             rows.append((store, customers, {k: statistics.median(r[k] for r in runs) for k in runs[0]}))
     print(f"\nmedians over {args.runs} run(s), {PROBE_EVENTS} probe events; seconds; logs in {base_dir}")
-    print("| store | customers | build state | SIGTERM -> probe processed | SIGKILL -> probe processed "
-          "| second worker joins -> probe processed |\n|---|---|---|---|---|---|")
+    print("| store | customers | build state | SIGTERM -> probe processed | SIGKILL -> probe processed |\n"
+          "|---|---|---|---|---|")
     for store, customers, f in rows:
-        print(f"| `{store}` | {customers:,} | {f['build_s']:.1f} | {f['sigterm_s']:.1f} | {f['sigkill_s']:.1f} "
-              f"| {f['join_s']:.1f} |")
+        print(f"| `{store}` | {customers:,} | {f['build_s']:.1f} | {f['sigterm_s']:.1f} | {f['sigkill_s']:.1f} |")
     return 0
 
 

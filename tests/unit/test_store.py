@@ -28,16 +28,16 @@ def test_decode_key_inverts_the_json_key_serializer(key: str) -> None:
     assert decode_key(json.dumps(key).encode()) == key
 
 
-def done(result: Any) -> asyncio.Future[Any]:
-    future: asyncio.Future[Any] = asyncio.get_event_loop_policy().get_event_loop().create_future()
-    future.set_result(result)
-    return future
-
-
 def test_last_offsets_are_the_last_batch_bases_of_the_changelog_only() -> None:
-    futures = [done(Delivered("log", 0, 10)), done(Delivered("log", 0, 30)), done(Delivered("log", 1, 5)),
-               done(Delivered("other", 0, 99))]
+    loop = asyncio.new_event_loop()
+    futures = []
+    for result in (Delivered("log", 0, 10), Delivered("log", 0, 30), Delivered("log", 1, 5),
+                   Delivered("other", 0, 99)):
+        future: asyncio.Future[Any] = loop.create_future()
+        future.set_result(result)
+        futures.append(future)
     assert last_offsets("log", futures) == {0: 30, 1: 5}
+    loop.close()
 
 
 def stored(store: PersistentStore, partition: int) -> dict[bytes, bytes]:
