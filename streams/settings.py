@@ -66,7 +66,9 @@ class Settings:
     clickhouse_timeout_s: float = _setting(10.0, "connect and query timeout", minimum=0.1)
     sink_max_rows: int = _setting(20_000, "rows buffered before a flush is forced", minimum=1)
     sink_max_wait_ms: int = _setting(500, "longest time a row waits in the buffer", minimum=1)
-    sink_max_retries: int = _setting(8, "insert retries before the sink reports failure (it keeps retrying)", minimum=0)
+    sink_max_retries: int = _setting(
+        8, "failed inserts in a row before the sink logs an ERROR and reports itself unhealthy (it keeps "
+        "retrying; errors only a person can fix stop the worker at once)", minimum=0)
     sink_backoff_max_s: float = _setting(5.0, "cap of the exponential retry backoff", minimum=0.01)
 
     @property

@@ -269,7 +269,7 @@ class ClickHouseSink:
                 verdict = classify(exc)
                 self._on_failure(table, len(rows), failures, exc, verdict)
                 if not verdict.retryable:
-                    raise self._rejected(table, exc, verdict) from exc
+                    raise self._rejected(table, exc, verdict) from None  # the message has the cause
                 await self._sleep(self.backoff_delay(failures))
                 self.retries += 1
                 if self._metrics is not None:

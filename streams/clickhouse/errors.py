@@ -96,8 +96,9 @@ def classify(exc: BaseException) -> Verdict:
 
 
 def describe(exc: BaseException) -> str:
-    """One line: the exception's type, its ClickHouse code and the server's message."""
-    message = getattr(exc, "message", None) or str(exc)
-    first = next((line for line in str(message).splitlines() if line.strip()), "")
+    """One line: the exception's type, its ClickHouse code and the server's message (without the
+    server's stack trace, which 18.16 appends)."""
+    message = str(getattr(exc, "message", None) or exc).split("Stack trace:")[0]
+    first = next((line for line in message.splitlines() if line.strip()), "").strip().removesuffix(".")
     code = getattr(exc, "code", None)
     return f"{type(exc).__name__}{f' (code {code})' if code is not None else ''}: {first}"

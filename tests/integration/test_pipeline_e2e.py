@@ -25,6 +25,7 @@ from streams.topics import ensure_topics
 from streams.windows import DAY_MS
 from tests.support.clickhouse_rows import read_final_rows
 from tests.support.compare import compare_all
+from tests.support.exact import wait_for_exact
 from tests.support.worker import Worker, wait_until
 
 YESTERDAY_MS = (int(time.time() * 1000) // DAY_MS - 1) * DAY_MS
@@ -58,18 +59,6 @@ def prepared(unpublished: tuple[Settings, list[SimRecord], Expected, Worker]) ->
 def publish_records(records: list[SimRecord], settings: Settings) -> None:
     with Publisher(settings) as publisher:
         publish(records, publisher, settings)
-
-
-def wait_for_exact(settings: Settings, truth: Expected, timeout_s: float = 240) -> dict[str, list[str]]:
-    client = connect(settings)
-    deadline = time.monotonic() + timeout_s
-    problems: dict[str, list[str]] = {"pending": ["nothing read yet"]}
-    while time.monotonic() < deadline:
-        problems = compare_all(truth, read_final_rows(client))
-        if not problems:
-            return problems
-        time.sleep(2)
-    return problems
 
 
 def dead_letter_reasons(settings: Settings) -> Counter[str]:

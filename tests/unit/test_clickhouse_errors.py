@@ -90,5 +90,7 @@ def test_the_description_has_the_code_and_the_servers_message_not_just_the_code_
     exc = ServerException("DB::Exception: Wrong password for user writer", code=193)
     assert str(exc).splitlines()[0] == "Code: 193."
     assert describe(exc) == "ServerException (code 193): DB::Exception: Wrong password for user writer"
+    on_18_16 = ServerException("DB::Exception: Wrong password for user writer. Stack trace:\n\n0. clickhouse", code=193)
+    assert describe(on_18_16) == "ServerException (code 193): DB::Exception: Wrong password for user writer"
     assert describe(ConnectionRefusedError(111, "Connection refused")) == \
         "ConnectionRefusedError: [Errno 111] Connection refused"
