@@ -1,7 +1,9 @@
 """End to end on the real services: simulated traffic through Kafka and a worker process into
 ClickHouse equals the oracle exactly, the dead-letter topic holds exactly the malformed
 records, and /metrics agrees; then the same after SIGKILLs mid-stream, after a full replay,
-and when a second worker joins the group and the first leaves (two rebalances)."""
+and when a second worker joins the group and the first leaves (two rebalances), whichever
+client published the input: kafka-python (murmur2), librdkafka's default partitioner (CRC32)
+or explicit random partitions."""
 
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ from kafka import KafkaConsumer
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
 from streams.oracle import Expected, expected
-from streams.publisher import Publisher
 from streams.settings import PREFIX, Settings
 from streams.simulate import SimRecord, SimulationConfig, generate, publish
 from streams.topics import ensure_topics
@@ -26,6 +27,7 @@ from streams.windows import DAY_MS
 from tests.support.clickhouse_rows import read_final_rows
 from tests.support.compare import compare_all
 from tests.support.exact import wait_for_exact
+from tests.support.upstream import UPSTREAM_CLIENTS, upstream_publisher
 from tests.support.worker import Worker, wait_until
 
 YESTERDAY_MS = (int(time.time() * 1000) // DAY_MS - 1) * DAY_MS
@@ -49,16 +51,26 @@ def unpublished(clickhouse_settings: Settings,
     print(worker.log_path.read_text()[-4000:])
 
 
+@pytest.fixture(params=UPSTREAM_CLIENTS)
+def upstream(request: pytest.FixtureRequest) -> str:
+    """The client upstream services publish with."""
+    return str(request.param)
+
+
 @pytest.fixture()
-def prepared(unpublished: tuple[Settings, list[SimRecord], Expected, Worker]) -> tuple[Settings, Expected, Worker]:
+def prepared(unpublished: tuple[Settings, list[SimRecord], Expected, Worker],
+             upstream: str) -> tuple[Settings, Expected, Worker]:
     settings, records, truth, worker = unpublished
-    publish_records(records, settings)
+    publish_records(records, settings, upstream)
     return settings, truth, worker
 
 
-def publish_records(records: list[SimRecord], settings: Settings) -> None:
-    with Publisher(settings) as publisher:
+def publish_records(records: list[SimRecord], settings: Settings, client: str = "kafka-python") -> None:
+    publisher = upstream_publisher(client, settings)
+    try:
         publish(records, publisher, settings)
+    finally:
+        publisher.close()
 
 
 def dead_letter_reasons(settings: Settings) -> Counter[str]:
@@ -120,7 +132,7 @@ def test_full_replay_with_a_new_consumer_group_changes_nothing(
 
 
 def test_exact_when_a_second_worker_joins_and_the_first_leaves(
-        unpublished: tuple[Settings, list[SimRecord], Expected, Worker], tmp_path: Path) -> None:
+        unpublished: tuple[Settings, list[SimRecord], Expected, Worker], upstream: str, tmp_path: Path) -> None:
     import dataclasses
 
     settings, records, truth, first = unpublished
@@ -128,13 +140,13 @@ def test_exact_when_a_second_worker_joins_and_the_first_leaves(
     second = Worker(second_settings, tmp_path / "worker-2.log")
     try:
         half = len(records) // 2
-        publish_records(records[:half], settings)
+        publish_records(records[:half], settings, upstream)
         first.start()
         wait_until(lambda: consumed(first, settings.metrics_port) >= half)
         # The group rebalances: the first worker gives partitions (and their state) away.
         second.start()
         wait_until(lambda: lag_series(second_settings.metrics_port) > 0)
-        publish_records(records[half:], settings)
+        publish_records(records[half:], settings, upstream)
         # The first leaves while both are busy: the second takes its partitions over.
         first.stop()
         assert first.process is not None and first.process.returncode == 0
