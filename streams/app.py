@@ -86,6 +86,9 @@ def build_pipeline(settings: Settings) -> Pipeline:
         broker_commit_interval=settings.commit_interval_s,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # Faust's default (1,200 s) lets a send or flush that cannot complete hang silently for 20
+        # minutes; aiokafka uses this one timeout for metadata waits, queueing and batch expiry.
+        producer_request_timeout=settings.producer_timeout_s,
         TableManager=TableManager,
         Table=Table,
         web_enabled=False,

@@ -77,6 +77,9 @@ class Metrics:
         self.touches_waiting = Gauge("streams_referral_touches_waiting", "Touches waiting for their share",
                                      registry=r)
         self.rebalances = Counter("streams_rebalances_total", "Partition assignments received", registry=r)
+        self.stalled = Gauge("streams_stalled_seconds",
+                             "Seconds with records waiting and no progress (the worker exits at "
+                             "STREAMS_STALL_TIMEOUT_S; streams.liveness)", registry=r)
 
     def count_batch(self, counts: Mapping[tuple[str, ...], int]) -> None:
         """Turn a stage's batch counts (see streams.stages) into metric increments."""

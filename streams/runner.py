@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -180,6 +180,7 @@ class BatchRunner:
         self.last_flush = time.monotonic()
         self.lock = asyncio.Lock()
         self.changelog_lock = asyncio.Lock()
+        self.waits: dict[str, float] = {}  # what the runner awaits now, since when (describe())
         self.wake = asyncio.Event()
         self.room = asyncio.Event()
         self.room.set()
@@ -279,9 +280,25 @@ class BatchRunner:
         them. ``writes`` is called under the lock, so what it checks still holds when it applies."""
         async with self.changelog_lock:
             changelog = self.state.apply(writes())
-            deliveries = await self.sender.send([*changelog, *messages])
+            with self._waiting_for("Kafka to take records (producer send)"):
+                deliveries = await self.sender.send([*changelog, *messages])
             self.state.sent(changelog, deliveries)
         return deliveries
+
+    def describe(self) -> str:
+        """What the runner holds and waits on: the message when the worker is stalled says it."""
+        now = time.monotonic()
+        waits = "".join(f", waiting {now - since:.0f} s for {what}" for what, since in self.waits.items())
+        return (f"{self.name} runner: {self.pending_records} records pending, {len(self.unflushed.acks)} "
+                f"batches not flushed, {self.sink.buffered_rows} rows buffered{waits}")
+
+    @contextlib.contextmanager
+    def _waiting_for(self, what: str) -> Iterator[None]:
+        self.waits[what] = time.monotonic()
+        try:
+            yield
+        finally:
+            del self.waits[what]
 
     def _sync_generation(self) -> int:
         generation = self.generation()
@@ -321,8 +338,10 @@ class BatchRunner:
     async def _flush(self, batches: _Unflushed) -> None:
         # Acks only once state, messages and rows are all out: then a commit loses nothing.
         # The sink writes every row buffered when it starts, those of ``batches`` included.
-        await _delivered(batches.deliveries)
-        await self.sink.flush()  # retries until written; never returns without writing
+        with self._waiting_for("Kafka to acknowledge records sent"):
+            await _delivered(batches.deliveries)
+        with self._waiting_for("ClickHouse inserts"):
+            await self.sink.flush()  # retries until written; never returns without writing
         if batches.deletes:
             await self._write_state_now(lambda: [(partition, key, None) for partition, key, value in batches.deletes
                                                  if self.state.get(key) is value])  # not written again since

@@ -46,8 +46,14 @@ class Settings:
     batch_max_wait_ms: int = _setting(200, "longest wait before a partial batch is processed", minimum=1)
     broker_session_timeout_s: float = _setting(10.0, "how soon a dead worker's partitions move", minimum=6.0)
     commit_interval_s: float = _setting(1.0, "how often consumed offsets are committed", minimum=0.1)
-    metrics_host: str = _setting("127.0.0.1", "address the /metrics endpoint binds to")
-    metrics_port: int = _setting(19100, "port of the /metrics endpoint", minimum=1, maximum=65535)
+    metrics_host: str = _setting("127.0.0.1", "address the /metrics and /healthz endpoint binds to")
+    metrics_port: int = _setting(19100, "port of the /metrics and /healthz endpoint", minimum=1, maximum=65535)
+    producer_timeout_s: float = _setting(
+        60.0, "longest a produced record may take to reach Kafka (metadata, queueing, retries); "
+        "past it the send fails and the worker exits", minimum=1.0)
+    stall_timeout_s: float = _setting(
+        60.0, "a worker with records waiting and no progress this long answers 503 on /healthz "
+        "and exits (code 70) to be restarted", minimum=1.0)
     # Event rules (see docs/definitions.md)
     currency: str = _setting("EUR", "reporting currency; purchases in another currency are dead-lettered")
     allowed_lateness_ms: int = _setting(3_600_000, "events older than ingest time minus this are late", minimum=0)
@@ -144,6 +150,14 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         raise SettingsError(f"{PREFIX}STORE={settings.store!r}: expected memory:// or rocksdb://")
     if len(settings.currency) != 3 or not settings.currency.isupper():
         raise SettingsError(f"{PREFIX}CURRENCY={settings.currency!r}: expected an ISO 4217 code such as EUR")
+    # A healthy worker may go this long without visible progress: a batch and a flush wait,
+    # a commit interval, and a ClickHouse attempt that times out followed by a full backoff.
+    quiet_s = (settings.batch_max_wait_ms + settings.sink_max_wait_ms) / 1000 + settings.commit_interval_s \
+        + settings.clickhouse_timeout_s + settings.sink_backoff_max_s
+    if settings.stall_timeout_s < 2 * quiet_s:
+        raise SettingsError(f"{PREFIX}STALL_TIMEOUT_S={settings.stall_timeout_s!r}: must be at least {2 * quiet_s:g}, "
+                            "twice the longest a healthy worker goes without progress (batch and sink waits, "
+                            "commit interval, ClickHouse timeout and backoff)")
     return settings
 
 

@@ -1,4 +1,5 @@
-"""Wires a worker process: pipeline, stages, sinks, runners, timers and the /metrics endpoint."""
+"""Wires a worker process: pipeline, stages, sinks, runners, timers, the stall watchdog and the
+/metrics and /healthz endpoint."""
 
 from __future__ import annotations
 
@@ -8,16 +9,19 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import faust
+import faust.tables
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
 from mode.types.signals import BaseSignalT
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from streams import logs
 from streams.app import Pipeline, build_pipeline
 from streams.clickhouse.client import connect
 from streams.codec import Codec, validate
+from streams.endpoint import serve
 from streams.events import Event
+from streams.liveness import Liveness, start_watchdog
 from streams.metrics import Metrics
 from streams.registry import registry_from_settings
 from streams.runner import BatchRunner, BatchSender, TableState
@@ -30,9 +34,10 @@ log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 30.0
 LAG_INTERVAL_S = 2.0
+LIVENESS_INTERVAL_S = 1.0
 
 
-def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
+def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Liveness) -> Pipeline:
     """Register runners, tasks and timers on a new pipeline; nothing runs until the app starts."""
     pipeline = build_pipeline(settings)
     app = pipeline.app
@@ -91,6 +96,7 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
             metrics.touches_waiting.set(waiting)
 
     lag_reported: set[tuple[str, str]] = set()
+    log_ends: dict[TP, int] = {}  # as of the last lag report: the check sees records not fetched yet
 
     @app.timer(LAG_INTERVAL_S)
     async def report_lag() -> None:
@@ -98,6 +104,8 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
         consumer = app.consumer
         assigned = consumer.assignment()
         ends = await consumer.highwaters(*assigned) if assigned else {}
+        log_ends.clear()
+        log_ends.update(ends)
         # Faust keeps the offsets it committed; there is no public accessor.
         committed: dict[TP, int] = getattr(consumer, "_committed_offset", {})
         reported = set()
@@ -111,6 +119,26 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
         lag_reported.clear()
         lag_reported.update(reported)
 
+    runners = (profile_runner, referral_runner)
+    metrics.stalled.set_function(liveness.stalled_seconds)
+
+    @app.timer(LIVENESS_INTERVAL_S)
+    async def check_progress() -> None:
+        # No broker request here (log ends come from the fetcher and the last lag report), so
+        # that only a blocked event loop stops the check.
+        consumer = app.consumer
+        committed: dict[TP, int | None] = getattr(consumer, "_committed_offset", {})
+        inputs = frozenset(tp for tp in consumer.assignment() if tp.topic in app.batch_consumers)
+        waiting = sum(max(0, max(consumer.highwater(tp) or 0, log_ends.get(tp, 0)) - (committed.get(tp) or 0))
+                      for tp in inputs)
+        recovery = cast(faust.tables.TableManager, app.tables).recovery
+        if app.in_recovery:
+            waiting += recovery.active_remaining_total()
+        progress = (inputs, sum(committed.get(tp) or 0 for tp in inputs),
+                    sum(offset or 0 for offset in recovery.active_offsets.values()),
+                    sum(runner.sink.retries for runner in runners))
+        liveness.observe(progress, waiting, lambda: "; ".join(runner.describe() for runner in runners))
+
     @app.on_rebalance_complete.connect
     def on_rebalance(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
         metrics.rebalances.inc()
@@ -119,14 +147,16 @@ def build_worker(settings: Settings, registry: CollectorRegistry) -> Pipeline:
 
 
 def run_worker(settings: Settings) -> None:
-    """Start the metrics endpoint and run a worker until it is stopped."""
+    """Start the endpoint and the stall watchdog, and run a worker until it is stopped."""
     import uvloop
 
     uvloop.install()
     registry = CollectorRegistry()
-    start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
-    pipeline = build_worker(settings, registry)
-    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    liveness = Liveness(settings.stall_timeout_s)
+    serve(settings.metrics_host, settings.metrics_port, registry, liveness.health)
+    pipeline = build_worker(settings, registry, liveness)
+    log.info("metrics on http://%s:%d/metrics, liveness on /healthz", settings.metrics_host, settings.metrics_port)
+    start_watchdog(liveness)
     _tune_garbage_collector()
     _Worker(pipeline.app, loglevel="INFO", quiet=True).execute_from_commandline()
 

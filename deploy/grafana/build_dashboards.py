@@ -201,6 +201,9 @@ def lag_and_freshness(board: Board) -> None:
                           "{{topic}}[{{partition}}]")))
     board.add(series("Time since last batch", "Seconds since each worker last processed a batch.", "s",
                      prom(f"time() - streams_last_processed_timestamp_seconds{{{WORKERS}}}", "{{instance}}")))
+    board.add(series("Time without progress", "Seconds each worker has had records waiting without "
+                     "committing, restoring or retrying anything; at STREAMS_STALL_TIMEOUT_S it exits to be "
+                     "restarted.", "s", prom(f"streams_stalled_seconds{{{WORKERS}}}", "{{instance}}")))
     board.add(series("Freshness p50 / p99", "Ingest (Kafka timestamp) to rows in ClickHouse.", "s",
                      prom("histogram_quantile(0.5, sum by (le) "
                           f"(rate(streams_event_freshness_seconds_bucket{{{WORKERS}}}{RATE})))", "p50"),

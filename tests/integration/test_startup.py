@@ -27,6 +27,7 @@ from streams.settings import Settings
 from streams.simulate import SimulationConfig, generate, publish
 from streams.stages import OutMessage
 from streams.topics import ensure_topics
+from streams.windows import DAY_MS
 from tests.conftest import unique
 from tests.support.worker import Worker, wait_until
 
@@ -76,8 +77,8 @@ def database(clickhouse_settings: Settings) -> Iterator[Settings]:
 
 
 def test_fresh_workers_on_new_topics_make_progress_every_time(database: Settings, tmp_path: Path) -> None:
-    records = generate(SimulationConfig(seed=7, customers=40, events=300,
-                                        start_ms=(int(time.time()) - 3_600) * 1000, span_ms=3_000_000))
+    yesterday_ms = (int(time.time() * 1000) // DAY_MS - 1) * DAY_MS
+    records = generate(SimulationConfig(seed=7, customers=40, events=300, start_ms=yesterday_ms))
     for start in range(STARTS):
         name = unique(f"start{start}")
         # New topics and a new consumer group (and so new changelog topics) every time.

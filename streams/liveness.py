@@ -1,0 +1,112 @@
+"""Liveness: a worker with records waiting that makes no progress is stuck, and says so.
+
+Progress is whatever shows the worker getting through its work or actively retrying a
+dependency it reports on: committed input offsets advancing, changelog records restored, the
+assignment changing, ClickHouse inserts being retried (the sink logs and counts those; a
+restart would not help). The worker checks this every second (:meth:`Liveness.observe`, on its
+event loop); ``/healthz`` and the watchdog thread read the verdict (:meth:`Liveness.health`),
+which also turns unhealthy when the checks stop running, i.e. when the event loop is blocked.
+A worker stalled for ``stall_timeout_s`` exits with :data:`STALL_EXIT_CODE` so that its
+supervisor restarts it: processing is exact after a restart (replays are skipped by offset).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+STALL_EXIT_CODE = 70  # EX_SOFTWARE (sysexits.h)
+_UNSET = object()
+
+
+class StallRule:
+    """How long a worker has had records waiting without progress. Pure: time is passed in."""
+
+    def __init__(self) -> None:
+        self._progress: Hashable = _UNSET
+        self._since = 0.0
+
+    def observe(self, now: float, progress: Hashable, waiting: bool) -> float:
+        """Seconds stalled as of ``now``; ``progress`` is any value that changes whenever the
+        worker makes progress."""
+        if not waiting or progress != self._progress:
+            self._progress = progress
+            self._since = now
+        return now - self._since
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    healthy: bool
+    stalled_s: float
+    waiting: int  # records waiting at the last check
+    reason: str  # why unhealthy; empty when healthy
+
+
+class Liveness:
+    """The latest stall verdict, written by the worker's checks and read from any thread."""
+
+    def __init__(self, timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self._rule = StallRule()
+        self._checked_at = clock()  # start-up counts as a check: it must reach the first one
+        self._stalled_s = 0.0
+        self._waiting = 0
+        self._detail = ""
+
+    def observe(self, progress: Hashable, waiting: int, detail: Callable[[], str]) -> float:
+        """Record a check: ``waiting`` records wait; ``detail`` says what the worker is doing
+        (called only while stalled). Returns the seconds stalled."""
+        now = self.clock()
+        stalled = self._rule.observe(now, progress, waiting > 0)
+        self._detail = detail() if stalled else ""
+        self._waiting = waiting
+        self._stalled_s = stalled
+        self._checked_at = now
+        return stalled
+
+    def stalled_seconds(self) -> float:
+        """Seconds without progress while records wait, or since the last check ran."""
+        return max(self._stalled_s, self.clock() - self._checked_at)
+
+    def health(self) -> Health:
+        since_check = self.clock() - self._checked_at
+        if since_check >= self.timeout_s:
+            return Health(False, since_check, self._waiting,
+                          f"the progress check has not run for {since_check:.0f} s: the event loop is "
+                          f"blocked or start-up has not finished")
+        if self._stalled_s >= self.timeout_s:
+            return Health(False, self._stalled_s, self._waiting,
+                          f"no progress for {self._stalled_s:.0f} s while {self._waiting} records wait "
+                          f"(committed offsets, changelog restore and sink retries all still): {self._detail}")
+        return Health(True, self._stalled_s, self._waiting, "")
+
+
+def start_watchdog(liveness: Liveness, exit: Callable[[int], object] = os._exit,
+                   interval_s: float = 1.0) -> threading.Thread:
+    """Exit the process once ``liveness`` is unhealthy. A thread: it also fires when the event
+    loop is blocked, and it exits at once because a stuck worker's graceful stop would wait on
+    what is stuck (a producer flush, a rebalance waiting for acks)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            health = liveness.health()
+            if not health.healthy:
+                log.error("Worker stalled, exiting with code %d so that its supervisor restarts it: %s",
+                          STALL_EXIT_CODE, health.reason)
+                for handler in logging.getLogger().handlers:
+                    handler.flush()
+                exit(STALL_EXIT_CODE)
+                return
+
+    thread = threading.Thread(target=watch, name="stall-watchdog", daemon=True)
+    thread.start()
+    return thread
