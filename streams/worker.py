@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -97,15 +98,18 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
 
     lag_reported: set[tuple[str, str]] = set()
     log_ends: dict[TP, int] = {}  # as of the last lag report: the check sees records not fetched yet
+    log_ends_at = time.monotonic()
 
     @app.timer(LAG_INTERVAL_S)
     async def report_lag() -> None:
+        nonlocal log_ends_at
         metrics.profiles.set(sum(1 for _ in profiles.keys_with_prefix("c:")))
         consumer = app.consumer
         assigned = consumer.assignment()
         ends = await consumer.highwaters(*assigned) if assigned else {}
         log_ends.clear()
         log_ends.update(ends)
+        log_ends_at = time.monotonic()
         # Faust keeps the offsets it committed; there is no public accessor.
         committed: dict[TP, int] = getattr(consumer, "_committed_offset", {})
         reported = set()
@@ -137,7 +141,13 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
         progress = (inputs, sum(committed.get(tp) or 0 for tp in inputs),
                     sum(offset or 0 for offset in recovery.active_offsets.values()),
                     sum(runner.sink.retries for runner in runners))
-        liveness.observe(progress, waiting, lambda: "; ".join(runner.describe() for runner in runners))
+        # A lag report that does not complete (a consumer that no longer answers) hides what
+        # waits: count that as waiting.
+        report_age = time.monotonic() - log_ends_at
+        if report_age > 5 * LAG_INTERVAL_S:
+            waiting = max(waiting, 1)
+        liveness.observe(progress, waiting, lambda: "; ".join(
+            [runner.describe() for runner in runners] + [f"last lag report {report_age:.0f} s ago"]))
 
     @app.on_rebalance_complete.connect
     def on_rebalance(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
