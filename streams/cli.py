@@ -19,8 +19,10 @@ log = logging.getLogger("streams")
 
 
 def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.topics import require_topics
     from streams.worker import run_worker
 
+    require_topics(settings)
     run_worker(settings)
     return 0
 

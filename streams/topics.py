@@ -17,7 +17,12 @@ from typing import Any
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
 
+from streams.errors import StreamsError
 from streams.settings import Settings
+
+
+class TopicsError(StreamsError):
+    """The topics a worker needs are missing or partitioned unlike the plan."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,3 +142,36 @@ def ensure_topics(settings: Settings, **admin_config: Any) -> TopicsReport:
         return report
     finally:
         admin.close()
+
+
+def unfit_for_worker(specs: list[TopicSpec], metadata: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """What keeps a worker from being exact on these topics: a missing topic, or a partition
+    count other than planned (a key's partition would then differ between topics)."""
+    problems = []
+    for spec in specs:
+        topic = metadata.get(spec.name)
+        if topic is None:
+            problems.append(f"{spec.name} is missing")
+        elif len(topic["partitions"]) != spec.partitions:
+            problems.append(f"{spec.name} has {len(topic['partitions'])} partitions, "
+                            f"STREAMS_TOPIC_PARTITIONS is {spec.partitions}")
+    return problems
+
+
+def require_topics(settings: Settings, **admin_config: Any) -> None:
+    """Raise :class:`TopicsError`, saying what to fix, unless every planned topic exists with
+    ``settings.topic_partitions`` partitions. Run by a worker before it starts."""
+    specs = plan_topics(settings)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers,
+                             client_id=f"{settings.app_id}-topics", **admin_config)
+    try:
+        present = set(admin.list_topics())
+        found = [s.name for s in specs if s.name in present]
+        metadata = {t["name"]: t for t in admin.describe_topics(found)} if found else {}
+    finally:
+        admin.close()
+    problems = unfit_for_worker(specs, metadata)
+    if problems:
+        raise TopicsError("; ".join(problems) + ". Run `streams topics` to create missing topics; a topic "
+                          "with another partition count must be recreated (or STREAMS_TOPIC_PARTITIONS set "
+                          "to match every topic).")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streams.settings import load_settings
-from streams.topics import TopicDrift, plan_topics
+from streams.topics import TopicDrift, plan_topics, unfit_for_worker
 
 
 def test_plan_has_inputs_dead_letters_and_internal_topics() -> None:
@@ -51,3 +51,15 @@ def test_plan_covers_every_topic_the_settings_name() -> None:
 def test_drift_reads_as_a_sentence() -> None:
     drift = TopicDrift("interactions.clicks", "partitions", "4", "2")
     assert str(drift) == "interactions.clicks: partitions is 2, planned 4"
+
+
+def test_a_worker_needs_every_planned_topic_with_the_planned_partitions() -> None:
+    specs = plan_topics(load_settings({}))
+    metadata = {spec.name: {"partitions": [{}] * spec.partitions} for spec in specs}
+    assert unfit_for_worker(specs, metadata) == []
+    del metadata["interactions.repartition"]
+    metadata["interactions.clicks"] = {"partitions": [{}] * 6}
+    assert unfit_for_worker(specs, metadata) == [
+        "interactions.clicks has 6 partitions, STREAMS_TOPIC_PARTITIONS is 4",
+        "interactions.repartition is missing",
+    ]
