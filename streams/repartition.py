@@ -1,19 +1,21 @@
 """Records of the repartition topic, where input records that arrived on a partition other
 than their key's are re-routed (see ``streams.stages``). Pure: no Kafka, no Faust.
 
-Two kinds, told apart by their first header:
+Two kinds, told apart by their ``kind`` header:
 
 - a re-routed record: the original key, value and timestamp (ingest time), and its origin
   (topic, partition, offset), by which the owning partition admits it exactly;
-- a watermark from an origin partition of an input topic: "every record of mine with an
-  ingest time up to this record's timestamp that belongs to you has been re-routed". A
-  partition's per-minute totals are final only once every lane has passed them.
+- a watermark from an origin partition: its value maps each input topic to an ingest time,
+  meaning "every record of mine up to this ingest time that belongs to you has been
+  re-routed". A partition's per-minute totals are final only once every lane has passed them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
+
+import orjson
 
 from streams.errors import DecodeError
 
@@ -22,7 +24,7 @@ WATERMARK = b"watermark"
 
 
 class Origin(NamedTuple):
-    """Where a repartition record comes from; ``offset`` is -1 for a watermark."""
+    """Where a repartition record comes from; a watermark has no topic and no offset."""
 
     watermark: bool
     topic: str
@@ -30,12 +32,18 @@ class Origin(NamedTuple):
     offset: int
 
 
-def origin_headers(topic: str, partition: int, offset: int | None) -> tuple[tuple[str, bytes], ...]:
-    """Headers of a re-routed record (``offset`` given) or of a watermark (None)."""
-    return (("kind", RECORD if offset is not None else WATERMARK),
-            ("origin_topic", topic.encode()),
-            ("origin_partition", str(partition).encode()),
-            ("origin_offset", str(-1 if offset is None else offset).encode()))
+def rerouted_headers(topic: str, partition: int, offset: int) -> tuple[tuple[str, bytes], ...]:
+    return (("kind", RECORD), ("origin_topic", topic.encode()),
+            ("origin_partition", str(partition).encode()), ("origin_offset", str(offset).encode()))
+
+
+def watermark_headers(partition: int) -> tuple[tuple[str, bytes], ...]:
+    return (("kind", WATERMARK), ("origin_partition", str(partition).encode()))
+
+
+def watermark_value(progress: Mapping[str, int]) -> bytes:
+    """Input topic -> ingest time (epoch ms) the origin partition has re-routed up to."""
+    return orjson.dumps(dict(progress))
 
 
 def read_origin(headers: Sequence[tuple[str, bytes]]) -> Origin:
@@ -43,10 +51,22 @@ def read_origin(headers: Sequence[tuple[str, bytes]]) -> Origin:
     (only the pipeline writes this topic, so that is a record someone else put there)."""
     found = dict(headers)
     try:
-        kind = found["kind"]
-        if kind not in (RECORD, WATERMARK):
-            raise ValueError(kind)
-        return Origin(kind == WATERMARK, found["origin_topic"].decode(),
-                      int(found["origin_partition"]), int(found["origin_offset"]))
-    except (KeyError, ValueError, UnicodeDecodeError) as error:
+        partition = int(found["origin_partition"])
+        if found["kind"] == WATERMARK:
+            return Origin(True, "", partition, -1)
+        if found["kind"] != RECORD:
+            raise ValueError(found["kind"])
+        return Origin(False, found["origin_topic"].decode(), partition, int(found["origin_offset"]))
+    except (KeyError, ValueError, TypeError, AttributeError) as error:
         raise DecodeError("bad_origin", f"repartition record without a valid origin ({error!r})") from None
+
+
+def read_watermark(value: bytes | None) -> dict[str, int]:
+    """The progress a watermark carries; :class:`DecodeError` when it is not one."""
+    try:
+        progress = orjson.loads(value or b"")
+        if not isinstance(progress, dict) or not all(isinstance(v, int) for v in progress.values()):
+            raise ValueError("not a map of topic to epoch ms")
+        return progress
+    except ValueError as error:
+        raise DecodeError("bad_origin", f"watermark without progress ({error})") from None

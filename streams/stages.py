@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from streams.errors import DecodeError, ValidationError
 from streams.events import Click, Event, EventType, Purchase, Share, Support
 from streams.profile import Profile
 from streams.referrals import AttributionRules, Credit, ShareIndex, SharePost, Touch
-from streams.repartition import origin_headers, read_origin
+from streams.repartition import read_origin, read_watermark, rerouted_headers, watermark_headers, watermark_value
 from streams.replay import Admission, absorb, rerouted_lane
 from streams.settings import Settings
 from streams.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to
@@ -45,9 +46,10 @@ from streams.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, flo
 # Per-minute totals are held until no on-time event can reach them any more (see
 # evict_old_minutes); this cap only guards memory when an input topic stays idle.
 MINUTES_KEPT = 20_000
-# An origin partition tells the others how far it has re-routed at most once per this much
-# ingest time: a watermark per lane and partition, not per batch.
-WATERMARK_STEP_MS = 1_000
+# Each partition read here tells every other one how far it has re-routed at most this often
+# (processing time): with P partitions that is P - 1 small records per partition and interval,
+# however fast a backlog is read. A later watermark only lets per-minute totals go later.
+WATERMARK_INTERVAL_S = 1.0
 
 T = TypeVar("T")
 Decoder = Callable[[bytes, EventType], Event]
@@ -166,8 +168,9 @@ class ProfileStage:
     """Fold input events into per-customer state; see the module docstring."""
 
     def __init__(self, settings: Settings, decode: Decoder, validate: Validator,
-                 store: StateReader) -> None:
+                 store: StateReader, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.clock = clock
         self.decode = decode
         self.validate = validate
         self.store = store
@@ -179,7 +182,8 @@ class ProfileStage:
         self._minutes: dict[int, set[int]] = {}
         self.profiles: DecodedCache[Profile] = DecodedCache()
         self.ingest_progress: dict[int, dict[str, int]] = {}  # partition -> lane -> newest ingest
-        self.watermarks_sent: dict[tuple[int, str], int] = {}  # (partition, topic) -> ingest ms
+        self.watermarks_sent: dict[int, dict[str, int]] = {}  # partition read here -> what it told
+        self.watermarks_due = 0.0
 
     def forget_partitions(self) -> None:
         """Drop in-memory indexes after a rebalance: state may have moved."""
@@ -219,18 +223,21 @@ class ProfileStage:
         return batch.finish()
 
     def watermarks(self) -> list[OutMessage]:
-        """Tell every other partition how far each input partition read here has re-routed."""
+        """Tell every other partition how far each partition read here has re-routed (sent
+        after the batch's re-routed records, so a partition reads them first)."""
+        now = self.clock()
+        if now < self.watermarks_due:
+            return []
+        self.watermarks_due = now + WATERMARK_INTERVAL_S
         messages: list[OutMessage] = []
-        partitions = self.settings.topic_partitions
         for origin, progress in self.ingest_progress.items():
-            for topic in self.topic_types:
-                ingest_ms = progress.get(topic)
-                if ingest_ms is None or ingest_ms < self.watermarks_sent.get((origin, topic), -1) + WATERMARK_STEP_MS:
-                    continue
-                self.watermarks_sent[(origin, topic)] = ingest_ms
-                headers = origin_headers(topic, origin, None)
-                messages.extend(OutMessage(self.repartition_topic, partition, None, None, headers, ingest_ms)
-                                for partition in range(partitions) if partition != origin)
+            direct = {topic: progress[topic] for topic in self.topic_types if topic in progress}
+            if not direct or direct == self.watermarks_sent.get(origin):
+                continue
+            self.watermarks_sent[origin] = direct
+            value, headers = watermark_value(direct), watermark_headers(origin)
+            messages.extend(OutMessage(self.repartition_topic, partition, None, value, headers)
+                            for partition in range(self.settings.topic_partitions) if partition != origin)
         return messages
 
     def minute_index(self, partition: int) -> set[int]:
@@ -302,13 +309,17 @@ class _ProfileBatch:
         """Send a record that arrived on another partition than its key's to its owner."""
         self.out.messages.append(OutMessage(
             self.stage.repartition_topic, owner, record.key, record.value,
-            origin_headers(record.topic, record.partition, record.offset), record.timestamp))
+            rerouted_headers(record.topic, record.partition, record.offset), record.timestamp))
         self.out.counts[("rerouted", record.topic)] += 1
 
     def on_rerouted(self, record: SourceRecord) -> None:
         """A record re-routed to this partition, or another partition's watermark."""
         try:
             origin = read_origin(record.headers)
+            if origin.watermark:
+                for topic, ingest_ms in read_watermark(record.value).items():
+                    self.stage.advance(record.partition, rerouted_lane(topic, origin.partition), ingest_ms)
+                return
             if origin.topic not in self.stage.topic_types:
                 raise DecodeError("bad_origin", f"origin topic {origin.topic!r} is not an input topic")
         except DecodeError as error:
@@ -316,9 +327,8 @@ class _ProfileBatch:
             return
         lane = rerouted_lane(origin.topic, origin.partition)
         self.stage.advance(record.partition, lane, record.timestamp)
-        if not origin.watermark:
-            self.accept(InputRecord(origin.topic, origin.partition, origin.offset, record.key,
-                                    record.value, record.timestamp), record.partition, lane)
+        self.accept(InputRecord(origin.topic, origin.partition, origin.offset, record.key,
+                                record.value, record.timestamp), record.partition, lane)
 
     def accept(self, record: SourceRecord, partition: int, lane: str) -> None:
         """Decode, validate and fold an input record into the state of ``partition``; ``lane``

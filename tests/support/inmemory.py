@@ -6,6 +6,7 @@ different interleavings of the input topics.
 
 from __future__ import annotations
 
+import itertools
 import random
 import zlib
 from collections import defaultdict
@@ -96,8 +97,9 @@ class InMemoryPipeline:
         codec = Codec()
         self.profile_state = DictState()
         self.share_state = DictState()
-        self.profile_stage = ProfileStage(settings, codec.decode,
-                                          lambda e: validate(e, settings.currency), self.profile_state)
+        # A clock a second ahead at every look: watermarks go out with every batch.
+        self.profile_stage = ProfileStage(settings, codec.decode, lambda e: validate(e, settings.currency),
+                                          self.profile_state, clock=itertools.count().__next__)
         self.referral_stage = ReferralStage(settings, self.share_state)
         self.logs: dict[str, Log] = defaultdict(Log)
         self.read: dict[tuple[str, int], int] = defaultdict(int)  # next offset to read

@@ -11,10 +11,10 @@ import pytest
 from streams.codec import Codec, validate
 from streams.errors import DecodeError
 from streams.events import Click
-from streams.repartition import origin_headers, read_origin
+from streams.repartition import read_origin, read_watermark, rerouted_headers, watermark_headers, watermark_value
 from streams.replay import Admission, ReplayBook, lane_topic, rerouted_lane
 from streams.settings import load_settings
-from streams.stages import WATERMARK_STEP_MS, InputRecord, ProfileStage, SourceRecord, partition_for
+from streams.stages import WATERMARK_INTERVAL_S, InputRecord, OutMessage, ProfileStage, SourceRecord, partition_for
 from tests.support.inmemory import DictState
 
 SETTINGS = load_settings({})
@@ -23,8 +23,17 @@ T0 = 1_700_000_000_000
 CODEC = Codec()
 
 
-def stage() -> ProfileStage:
-    return ProfileStage(SETTINGS, CODEC.decode, lambda e: validate(e, SETTINGS.currency), DictState())
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def stage(clock: Clock | None = None) -> ProfileStage:
+    return ProfileStage(SETTINGS, CODEC.decode, lambda e: validate(e, SETTINGS.currency), DictState(),
+                        clock=clock or Clock())
 
 
 def customer_not_on(partition: int) -> str:
@@ -41,11 +50,15 @@ def click(customer: str, event_id: str, partition: int, offset: int) -> SourceRe
 
 
 def test_origin_headers_round_trip_and_a_record_without_them_is_refused() -> None:
-    assert read_origin(origin_headers(CLICKS, 3, 17)) == (False, CLICKS, 3, 17)
-    assert read_origin(origin_headers(CLICKS, 3, None)) == (True, CLICKS, 3, -1)
-    with pytest.raises(DecodeError) as refused:
-        read_origin([("kind", b"record"), ("origin_topic", CLICKS.encode())])
-    assert refused.value.reason == "bad_origin"
+    assert read_origin(rerouted_headers(CLICKS, 3, 17)) == (False, CLICKS, 3, 17)
+    assert read_origin(watermark_headers(3)) == (True, "", 3, -1)
+    assert read_watermark(watermark_value({CLICKS: T0})) == {CLICKS: T0}
+    for headers in ([("kind", b"record"), ("origin_topic", CLICKS.encode())], [("kind", b"other")], []):
+        with pytest.raises(DecodeError) as refused:
+            read_origin(headers)
+        assert refused.value.reason == "bad_origin"
+    with pytest.raises(DecodeError):
+        read_watermark(b"[1]")
 
 
 def test_lanes_name_their_topic() -> None:
@@ -73,7 +86,7 @@ def test_a_record_on_another_partition_is_rerouted_unprocessed_to_its_owner() ->
     customer = customer_not_on(0)
     owner = partition_for(customer.encode(), SETTINGS.topic_partitions)
     out = stage().process([click(customer, "e1", 0, 41)])
-    rerouted = [m for m in out.messages if m.value is not None]
+    rerouted = [m for m in out.messages if m.key is not None]
     assert [(m.topic, m.partition, m.key, m.timestamp_ms) for m in rerouted] == [
         (SETTINGS.repartition_topic, owner, customer.encode(), T0)]
     assert read_origin(rerouted[0].headers) == (False, CLICKS, 0, 41)
@@ -84,7 +97,7 @@ def test_a_record_on_another_partition_is_rerouted_unprocessed_to_its_owner() ->
 def test_the_owner_applies_a_rerouted_record_once_even_when_it_is_rerouted_again() -> None:
     customer = customer_not_on(0)
     origin = stage().process([click(customer, "e1", 0, 41)])
-    message = next(m for m in origin.messages if m.value is not None)
+    message = next(m for m in origin.messages if m.key is not None)
     owner = stage()
     # The origin partition replayed after a crash: the same record re-routed twice.
     copies = [InputRecord(message.topic, message.partition, offset, message.key, message.value,
@@ -96,18 +109,31 @@ def test_the_owner_applies_a_rerouted_record_once_even_when_it_is_rerouted_again
     assert {w[0] for w in out.state_writes} == {message.partition}
 
 
-def test_watermarks_go_to_every_other_partition_once_per_step() -> None:
-    profile_stage = stage()
-    customer = customer_not_on(1)
-    record = click(customer, "e1", 1, 0)
-    first = [m for m in profile_stage.process([record]).messages if m.value is None]
+def test_watermarks_go_to_every_other_partition_at_most_once_per_interval() -> None:
+    clock = Clock()
+    profile_stage = stage(clock)
+    record = click(customer_not_on(1), "e1", 1, 0)
+
+    def watermarks(record: SourceRecord) -> list[OutMessage]:
+        return [m for m in profile_stage.process([record]).messages if m.key is None]
+
+    first = watermarks(record)
     assert sorted(m.partition for m in first) == [p for p in range(SETTINGS.topic_partitions) if p != 1]
-    assert {read_origin(m.headers) for m in first} == {(True, CLICKS, 1, -1)}
-    assert {m.timestamp_ms for m in first} == {T0}
-    soon = record._replace(offset=1, timestamp=T0 + WATERMARK_STEP_MS - 1)
-    assert [m for m in profile_stage.process([soon]).messages if m.value is None] == []
-    later = record._replace(offset=2, timestamp=T0 + WATERMARK_STEP_MS)
-    assert len([m for m in profile_stage.process([later]).messages if m.value is None]) == 3
+    assert {read_origin(m.headers) for m in first} == {(True, "", 1, -1)}
+    assert {m.value for m in first} == {watermark_value({CLICKS: T0})}
+    later = record._replace(offset=1, timestamp=T0 + 5)
+    assert watermarks(later) == []  # within the interval
+    clock.now += WATERMARK_INTERVAL_S
+    assert {m.value for m in watermarks(later._replace(offset=2))} == {watermark_value({CLICKS: T0 + 5})}
+    clock.now += WATERMARK_INTERVAL_S
+    assert watermarks(later._replace(offset=3)) == []  # no progress since
+
+
+def test_a_watermark_advances_the_lanes_of_its_origin() -> None:
+    profile_stage = stage()
+    value = watermark_value({CLICKS: T0})
+    profile_stage.process([InputRecord(SETTINGS.repartition_topic, 0, 0, None, value, T0 + 9, watermark_headers(2))])
+    assert profile_stage.ingest_progress[0] == {rerouted_lane(CLICKS, 2): T0}
 
 
 def test_minutes_settle_only_once_every_lane_has_been_heard_from() -> None:
