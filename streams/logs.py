@@ -6,8 +6,10 @@ consumer checks a line per partition every few seconds. Those lines say one thin
 is unreachable") thousands of times and bury everything else.
 
 :class:`OutageLogFilter`, installed on the root logger's handlers (:func:`install`), sorts the
-records of those loggers into :data:`CONDITIONS`. Within an episode of a condition the first
-record of each kind (its format string) is written; repeats are counted, and every
+records of those loggers into :data:`CONDITIONS`. A WARNING or worse opens an episode of its
+condition; INFO records join an open episode (the reconnect that follows an outage logs hundreds
+of "OffsetCommit failed ... will retry") but never open one. Within an episode the first record
+of each kind (its format string) is written, on one line; repeats are counted, and every
 :data:`INTERVAL_S` one line gives their count per kind. When a condition has logged nothing for
 an interval, a "cleared" line says so with the episode's total. Expected network errors lose
 their traceback (the exception's type and message stay on the line). The counting rule is
@@ -35,8 +37,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """Records of these loggers (name or a child of it), at WARNING or above, whose format
-    string starts with ``message_prefix``, are one condition."""
+    """Records of these loggers (name or a child of it) whose format string starts with
+    ``message_prefix`` are one condition."""
 
     name: str  # short tag on every line, and the metric label
     title: str
@@ -59,7 +61,7 @@ _TITLES = {c.name: c.title for c in CONDITIONS}
 
 def condition_of(logger: str, level: int, message: str) -> Condition | None:
     """The condition a record belongs to, or None (then it is written as it is)."""
-    if level < logging.WARNING:
+    if level < logging.INFO:
         return None
     return next((c for c in CONDITIONS if c.matches(logger, message)), None)
 
@@ -89,17 +91,24 @@ class Aggregator:
     of its kind in an episode) or count it; :meth:`due` returns the summary and "cleared" lines
     to write now."""
 
+    #: Records below this level join an open episode but do not open one.
+    opening_level = logging.WARNING
+
     def __init__(self, interval_s: float = INTERVAL_S) -> None:
         self.interval_s = interval_s
         self._active: dict[str, _Episode] = {}
         #: Records per condition since start, written or not (the worker exports them).
         self.totals: Counter[str] = Counter()
 
-    def admit(self, condition: str, kind: str, text: str, level: int, now: float) -> bool:
-        self.totals[condition] += 1
+    def admit(self, condition: str, kind: str, text: str, level: int, now: float) -> bool | None:
+        """True: write the record; False: counted for the next summary; None: below the
+        opening level outside an episode, not part of the condition (write it as it is)."""
         episode = self._active.get(condition)
         if episode is None:
+            if level < self.opening_level:
+                return None
             episode = self._active[condition] = _Episode(started=now, last_seen=now, window_start=now)
+        self.totals[condition] += 1
         episode.records += 1
         episode.last_seen = now
         if kind not in episode.seen_kinds:
@@ -149,16 +158,6 @@ def expected_network_errors() -> tuple[type[BaseException], ...]:
             NodeNotReadyError, RequestTimedOutError)
 
 
-def _strip_expected_traceback(record: logging.LogRecord) -> None:
-    """Fold an expected network error into the message instead of a traceback."""
-    exc = record.exc_info[1] if record.exc_info else None
-    if exc is not None and isinstance(exc, expected_network_errors()):
-        record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
-        record.args = None
-        record.exc_info = None
-        record.exc_text = None
-
-
 class OutageLogFilter(logging.Filter):
     """Applies :class:`Aggregator` to log records; see the module docstring.
 
@@ -173,19 +172,29 @@ class OutageLogFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         decided = getattr(record, "_streams_outage_write", None)
-        if decided is not None:
-            return bool(decided)
+        if decided is None:
+            decided = record._streams_outage_write = self._decide(record)
+        return bool(decided)
+
+    def _decide(self, record: logging.LogRecord) -> bool:
         condition = condition_of(record.name, record.levelno, str(record.msg))
         if condition is None:
-            write = True
-        else:
-            kind = str(record.msg)
-            _strip_expected_traceback(record)
-            with self.lock:
-                write = self.aggregator.admit(condition.name, kind, record.getMessage(), record.levelno, self.clock())
-            if write:
-                record.msg = f"[{condition.name}] {record.msg}"
-        record._streams_outage_write = write
+            return True
+        # One line: Faust's consumer checks append paragraphs of generic advice.
+        text = (record.getMessage().splitlines() or [""])[0]
+        exc = record.exc_info[1] if record.exc_info else None
+        network_error = exc is not None and isinstance(exc, expected_network_errors())
+        if network_error:
+            text = f"{text} ({type(exc).__name__}: {exc})"  # instead of a traceback
+        with self.lock:
+            write = self.aggregator.admit(condition.name, str(record.msg), text, record.levelno, self.clock())
+        if write is None:
+            return True
+        if write:
+            record.msg = f"[{condition.name}] {text}"
+            record.args = ()  # not None: Faust's formatter would turn it into (None,)
+            if network_error:
+                record.exc_info = record.exc_text = None
         return write
 
     def write_due(self) -> None:

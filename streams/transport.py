@@ -2,7 +2,7 @@
 offset bookkeeping made safe for exactly-counted state.
 
 Registered as the ``exact`` transport (entry point ``faust.transports``; broker URLs
-``exact://host:port``). Three changes to ``faust.transport.consumer.Consumer``:
+``exact://host:port``). Four changes to ``faust.transport.consumer.Consumer``:
 
 - Batch delivery. Faust hands every record to its conductor on its own: a message object, an
   ``asyncio.wait`` on four futures (the record, flow suspension, stop, crash), a lock, a
@@ -23,6 +23,9 @@ Registered as the ``exact`` transport (entry point ``faust.transports``; broker 
   a commit only ever covers offsets that were acknowledged one by one.
 - ``_new_offset`` drops duplicate acknowledged offsets before looking for the committable
   run (duplicates stop Faust's ``consecutive_numbers``, and commits then crawl).
+- Faust's livelock check sees batch deliveries, and measures a partition's idleness from its
+  assignment rather than from the worker's start (no false "Stream has not started
+  processing" after a rebalance).
 """
 
 from __future__ import annotations
@@ -80,6 +83,16 @@ class Consumer(aiokafka.Consumer):
         if len(acked) != len(set(acked)):
             acked[:] = sorted(set(acked))
         return super()._new_offset(tp)
+
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        # Faust's livelock check (every 2.5 s) reports a partition with unread records as idle
+        # when nothing was delivered from it for stream_processing_timeout, counted from the
+        # worker's start when nothing was delivered at all; every rebalance forgets deliveries.
+        # So a worker older than the timeout logged "Stream has not started processing TP" for
+        # every lagging partition after each rebalance (a broker restart causes one) until its
+        # first delivery. Count from the first check of the assignment instead.
+        self.app.monitor.stream_inbound_time.setdefault(tp, now)
+        super().verify_event_path(now, tp)
 
     def begin_batch(self) -> InFlight:
         """Mark a batch as being processed: a rebalance waits for its :meth:`ack_batch`."""
@@ -163,10 +176,7 @@ class Consumer(aiokafka.Consumer):
             await self.app.flow_control.acquire()
             await batch_consumer.wait_for_room()
             batch_consumer.accept(tp, records, generation)
-            # Faust's streams note this per record, and its livelock check reads it: without it
-            # every partition with unread records looks idle once the worker is older than
-            # stream_processing_timeout ("Stream has not started processing TP", each check).
-            self.app.monitor.stream_inbound_time[tp] = monotonic()
+            self.app.monitor.stream_inbound_time[tp] = monotonic()  # as Faust's streams do per record
 
         handed_over = hand_over()
         result = await self.wait_first(handed_over, self.suspend_flow.wait())

@@ -14,7 +14,8 @@ def test_records_are_sorted_into_conditions_by_logger_level_and_message() -> Non
     assert condition_of("aiokafka.conn", ERROR, "Unable connect to node with id %s: %s").name == "kafka"
     assert condition_of("kafka", WARNING, "anything").name == "kafka"
     assert condition_of("kafkaesque", ERROR, "x") is None
-    assert condition_of("aiokafka", INFO, "Discovered coordinator %s for group %s") is None
+    assert condition_of("aiokafka", INFO, "Discovered coordinator %s for group %s").name == "kafka"
+    assert condition_of("aiokafka", logging.DEBUG, "Sending request") is None
     assert condition_of("clickhouse_driver.connection", WARNING, "Failed to connect to %s:%s").name == "clickhouse"
     assert condition_of("streams.sink", WARNING, "ClickHouse insert of %d rows into %s failed").name == "sink_retries"
     assert condition_of("streams.sink", ERROR, "ClickHouse refuses inserts into %s") is None
@@ -61,6 +62,20 @@ def test_a_quiet_interval_writes_the_last_count_and_a_cleared_line_then_a_new_ep
     assert agg.admit("clickhouse", "Failed", "Failed", WARNING, now=31.0)  # a new episode: written again
 
 
+def test_info_records_join_an_open_episode_but_never_open_one() -> None:
+    agg = Aggregator(interval_s=10)
+    assert agg.admit("kafka", "Discovered coordinator", "Discovered coordinator", INFO, now=0.0) is None
+    assert agg.totals == {}
+    assert agg.admit("kafka", "Unable connect", "Unable connect", ERROR, now=1.0)
+    assert agg.admit("kafka", "OffsetCommit failed", "OffsetCommit failed", INFO, now=5.0)
+    for i in range(300):  # the reconnect after the outage
+        assert agg.admit("kafka", "OffsetCommit failed", "OffsetCommit failed", INFO, now=6.0 + i / 100) is False
+    (summary, cleared) = agg.due(now=20.0)
+    assert summary.level == WARNING and "300x 'OffsetCommit failed'" in summary.text
+    assert "(302 records over 8 s)" in cleared.text
+    assert agg.admit("kafka", "Discovered coordinator", "Discovered coordinator", INFO, now=21.0) is None
+
+
 def test_a_condition_without_repeats_clears_without_a_summary() -> None:
     agg = Aggregator(interval_s=10)
     agg.admit("faust_consumer", "No active partitions", "No active partitions", ERROR, now=0.0)
@@ -99,5 +114,16 @@ def test_the_filter_strips_tracebacks_of_network_errors_only_and_decides_once_pe
     bug = record("aiokafka.consumer", ERROR, "Unexpected error", exc=KeyError("x"))
     assert log_filter.filter(bug)
     assert bug.exc_info is not None  # not a network error: the traceback stays
-    other = record("streams.worker", ERROR, "something else")
-    assert log_filter.filter(other) and other.getMessage() == "something else"
+    other = record("streams.worker", ERROR, "something else %s", "here")
+    assert log_filter.filter(other) and other.getMessage() == "something else here"
+    calm = record("aiokafka.consumer", INFO, "Joined group %r (generation %s)", "g", 2)
+    assert OutageLogFilter(Aggregator()).filter(calm)
+    assert calm.getMessage() == "Joined group 'g' (generation 2)"  # no outage open: as it is
+
+
+def test_the_filter_writes_one_line_of_a_multi_line_message() -> None:
+    log_filter = OutageLogFilter(Aggregator(interval_s=10), clock=lambda: 0.0)
+    slow = record("faust.transport.drivers.aiokafka", ERROR, "Stream stopped processing %r.\n\nThere are multiple "
+                  "possible explanations for this:\n\n1) ...", "TP")
+    assert log_filter.filter(slow)
+    assert slow.getMessage() == "[faust_consumer] Stream stopped processing 'TP'."
