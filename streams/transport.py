@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from time import monotonic
 from typing import Any, Protocol, cast
 
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka
 from faust.types import TP, Message
@@ -43,6 +43,10 @@ from faust.types.tuples import ack_lock
 from mode import Service
 from mode.types import ServiceT
 from mode.utils.futures import notify
+
+# Longest a fetch waits on the broker for records: what an offset lookup or a newly resumed
+# partition may wait behind it. An idle worker sends ten fetches a second.
+FETCH_MAX_WAIT_MS = 100
 
 
 class BatchConsumer(Protocol):
@@ -74,7 +78,18 @@ def unread(records: Sequence[Any], read_offset: int | None) -> Sequence[Any]:
     return [record for record in records if record.offset >= read_offset]
 
 
+class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: aiokafka.Transport) -> AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust passes 1500 and has no setting; aiokafka reads it when the consumer starts.
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
 class Consumer(aiokafka.Consumer):
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         return None
 
