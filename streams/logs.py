@@ -54,7 +54,8 @@ CONDITIONS = (
     Condition("kafka", "Kafka broker unreachable or not ready", ("aiokafka", "kafka")),
     Condition("clickhouse", "ClickHouse unreachable", ("clickhouse_driver",)),
     Condition("sink_retries", "ClickHouse inserts failing, retrying", ("streams.sink",), "ClickHouse insert of"),
-    Condition("faust_consumer", "Faust consumer checks failing", ("faust.transport",)),
+    # streams.transport: the project's subclass of Faust's consumer thread logs there.
+    Condition("faust_consumer", "Faust consumer checks failing", ("faust.transport", "streams.transport")),
 )
 _TITLES = {c.name: c.title for c in CONDITIONS}
 

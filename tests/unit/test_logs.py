@@ -20,6 +20,7 @@ def test_records_are_sorted_into_conditions_by_logger_level_and_message() -> Non
     assert condition_of("streams.sink", WARNING, "ClickHouse insert of %d rows into %s failed").name == "sink_retries"
     assert condition_of("streams.sink", ERROR, "ClickHouse refuses inserts into %s") is None
     assert condition_of("faust.transport.drivers.aiokafka", ERROR, "No active partitions").name == "faust_consumer"
+    assert condition_of("streams.transport", ERROR, "Stream stopped processing").name == "faust_consumer"
 
 
 def test_the_first_record_of_each_kind_is_written_and_repeats_are_counted() -> None:
