@@ -83,6 +83,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         topic_replication_factor=settings.topic_replication,
         broker_session_timeout=settings.broker_session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.broker_session_timeout_s / 3),
+        consumer_group_instance_id=settings.group_instance_id or None,
         broker_commit_interval=settings.commit_interval_s,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,

@@ -45,6 +45,10 @@ class Settings:
     batch_max_events: int = _setting(2000, "events processed as one batch", minimum=1)
     batch_max_wait_ms: int = _setting(200, "longest wait before a partial batch is processed", minimum=1)
     broker_session_timeout_s: float = _setting(10.0, "how soon a dead worker's partitions move", minimum=6.0)
+    group_instance_id: str = _setting(
+        "", "static group membership: a name unique to this worker and kept across its restarts (e.g. "
+        "a StatefulSet pod's name); a restarted worker takes its partitions back at once instead of "
+        "after the session timeout, a stopped one keeps them until then; empty: off")
     commit_interval_s: float = _setting(1.0, "how often consumed offsets are committed", minimum=0.1)
     metrics_host: str = _setting("127.0.0.1", "address the /metrics and /healthz endpoint binds to")
     metrics_port: int = _setting(19100, "port of the /metrics and /healthz endpoint", minimum=1, maximum=65535)

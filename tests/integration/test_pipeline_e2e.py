@@ -97,6 +97,19 @@ def test_simulated_traffic_lands_exactly(prepared: tuple[Settings, Expected, Wor
 
 def test_exact_after_two_sigkills_mid_stream(prepared: tuple[Settings, Expected, Worker]) -> None:
     settings, truth, worker = prepared
+    kill_twice_then_finish(settings, truth, worker)
+
+
+def test_exact_after_two_sigkills_with_static_membership(
+        unpublished: tuple[Settings, list[SimRecord], Expected, Worker]) -> None:
+    # The restarted worker takes its partitions back at once, without a rebalance.
+    settings, records, truth, worker = unpublished
+    publish_records(records, settings)
+    worker.env[PREFIX + "GROUP_INSTANCE_ID"] = "worker-a"
+    kill_twice_then_finish(settings, truth, worker)
+
+
+def kill_twice_then_finish(settings: Settings, truth: Expected, worker: Worker) -> None:
     client = connect(settings)
     # Small batches and frequent flushes: rows land in many steps, so a kill falls between
     # them (and between a batch's state, messages, rows and acks) rather than after the end.
