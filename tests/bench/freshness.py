@@ -14,7 +14,7 @@ import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from clickhouse_driver import Client
@@ -51,7 +51,8 @@ def clean_messages(settings: Settings, seed: int, customers: int, count: int) ->
 
 
 class PacedPublisher(threading.Thread):
-    """Sends ``messages`` at ``rate`` per second; ``sent_ms`` gets each one's publish millisecond."""
+    """Sends ``messages`` at ``rate`` per second, or fewer if ``stop`` is set first; ``sent_ms``
+    gets each one's publish millisecond."""
 
     def __init__(self, settings: Settings, messages: Sequence[Message], rate: float) -> None:
         super().__init__(name="paced-publisher", daemon=True)
@@ -59,12 +60,15 @@ class PacedPublisher(threading.Thread):
         self.sent_ms: list[int] = []  # appended by this thread only; list.append is atomic
         self.seconds = 0.0
         self.error: BaseException | None = None
+        self.stop = threading.Event()
 
     def run(self) -> None:
         try:
             with Publisher(self.settings) as publisher:
                 started = time.perf_counter()
                 for i, (topic, key, value) in enumerate(self.messages):
+                    if self.stop.is_set():
+                        break
                     ahead = started + i / self.rate - time.perf_counter()
                     if ahead > 0.001:  # sleeping for less is mostly overhead
                         time.sleep(ahead)
@@ -113,8 +117,10 @@ class LandingTracker:
 
 
 def measure_freshness(settings: Settings, client: Client, messages: Sequence[Message], rate: float,
-                      poll_s: float = 0.1, drain_s: float = 30.0) -> Freshness:
-    """Publish ``messages`` at ``rate``/s while polling; wait up to ``drain_s`` after the last."""
+                      poll_s: float = 0.1, drain_s: float = 30.0,
+                      enough: Callable[[], bool] = lambda: False) -> Freshness:
+    """Publish ``messages`` at ``rate``/s while polling, or until ``enough()`` (asked at each
+    poll); wait up to ``drain_s`` after the last."""
     tracker = LandingTracker(int(time.time() * 1000))
     publisher = PacedPublisher(settings, messages, rate)
     publisher.start()
@@ -126,6 +132,8 @@ def measure_freshness(settings: Settings, client: Client, messages: Sequence[Mes
             {"low": tracker.low_watermark_ms})
         tracker.absorb(publisher.sent_ms)  # after the query: every row it saw is absorbed
         tracker.record(poll_start_ms, counts)
+        if enough():
+            publisher.stop.set()
         if not publisher.is_alive():
             if publisher.error is not None:
                 raise publisher.error
