@@ -1,0 +1,136 @@
+"""Referral attribution and the share index (``streams.referrals``), one rule per test.
+
+Expiry as the referral stage drives it (clock, store, rebalances) is in
+test_referral_expiry.py; here are the rules of one share id's record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from streams.referrals import EARLY_TOUCHES_KEPT, AttributionRules, Credit, ShareIndex, SharePost, Touch
+
+T0 = 1_793_491_200_000
+WINDOW = 7 * 86_400_000
+TTL = 86_400_000
+RULES = AttributionRules(window_ms=WINDOW, allow_self_referral=False)
+SHARE = SharePost("s1", "sharer", T0, "x")
+
+
+def touch(credit_id: str, *, after_share_ms: int = 1_000, customer: str = "buyer", ingest_ms: int = T0,
+          touch_type: str = "click", amount_cents: int = 0) -> Touch:
+    return Touch(credit_id, customer, SHARE.share_id, touch_type, T0 + after_share_ms, ingest_ms, amount_cents)
+
+
+def credited(items: Sequence[Credit | Touch]) -> list[str]:
+    """Credit ids of credits, or of the touches they would be (a touch's id is its credit's)."""
+    return [item.credit_id for item in items]
+
+
+# --- attribution rules ----------------------------------------------------------------------------
+
+
+def test_the_attribution_window_includes_both_ends() -> None:
+    assert RULES.credit(SHARE, touch("t", after_share_ms=0)) is not None
+    assert RULES.credit(SHARE, touch("t", after_share_ms=WINDOW)) is not None
+
+
+def test_a_touch_before_its_share_or_past_the_window_earns_nothing() -> None:
+    assert RULES.credit(SHARE, touch("t", after_share_ms=-1)) is None
+    assert RULES.credit(SHARE, touch("t", after_share_ms=WINDOW + 1)) is None
+
+
+def test_a_self_referral_earns_nothing_unless_allowed() -> None:
+    own = touch("t", customer=SHARE.sharer_customer_id)
+    assert RULES.credit(SHARE, own) is None
+    assert AttributionRules(WINDOW, allow_self_referral=True).credit(SHARE, own) is not None
+
+
+def test_a_credit_carries_the_touch_id_sharer_referred_customer_share_type_time_and_amount() -> None:
+    purchase = touch("t-9", after_share_ms=5, touch_type="purchase", amount_cents=1_250)
+    assert RULES.credit(SHARE, purchase) == Credit(
+        credit_id="t-9", sharer_customer_id="sharer", referred_customer_id="buyer", share_id="s1",
+        touch_type="purchase", touch_occurred_at_ms=T0 + 5, amount_cents=1_250)
+
+
+# --- share index ----------------------------------------------------------------------------------
+
+
+def test_a_touch_after_its_share_is_credited_at_once() -> None:
+    index = ShareIndex()
+    index.on_share(SHARE, 0, RULES)
+    assert credited(index.on_touch(touch("t1"), 1, RULES)) == ["t1"]
+
+
+def test_a_touch_before_its_share_waits_and_is_credited_when_the_share_arrives() -> None:
+    index = ShareIndex()
+    assert index.on_touch(touch("t1"), 0, RULES) == []
+    assert credited(index.early) == ["t1"]
+    assert credited(index.on_share(SHARE, 1, RULES)) == ["t1"]
+
+
+def test_a_waiting_touch_is_held_to_the_attribution_rules_when_its_share_arrives() -> None:
+    index = ShareIndex()
+    index.on_touch(touch("in"), 0, RULES)
+    index.on_touch(touch("out", after_share_ms=WINDOW + 1), 1, RULES)
+    index.on_touch(touch("self", customer="sharer"), 2, RULES)
+    assert credited(index.on_share(SHARE, 3, RULES)) == ["in"]
+
+
+def test_a_replayed_touch_offset_does_not_wait_twice() -> None:
+    index = ShareIndex()
+    index.on_touch(touch("t1"), 4, RULES)
+    index.on_touch(touch("t1"), 4, RULES)  # the index partition replayed after a crash
+    assert credited(index.early) == ["t1"]
+
+
+def test_a_replayed_share_credits_its_waiting_touches_again() -> None:
+    # The credits may not have left before the crash; the sharer's profile drops known ids.
+    index = ShareIndex()
+    index.on_touch(touch("t1"), 0, RULES)
+    index.on_share(SHARE, 1, RULES)
+    assert credited(index.on_share(SHARE, 1, RULES)) == ["t1"]
+
+
+def test_the_first_share_with_an_id_wins() -> None:
+    index = ShareIndex()
+    index.on_touch(touch("t1"), 0, RULES)
+    index.on_share(SHARE, 1, RULES)
+    rival = SharePost(SHARE.share_id, "someone-else", T0, "y")
+    assert index.on_share(rival, 2, RULES) == []
+    assert index.share == SHARE
+    assert [c.sharer_customer_id for c in index.on_touch(touch("t2"), 3, RULES)] == ["sharer"]
+
+
+def test_waiting_touches_expire_by_the_ingest_clock_after_the_ttl() -> None:
+    index = ShareIndex()
+    index.on_touch(touch("edge", ingest_ms=T0), 0, RULES)
+    index.on_touch(touch("gone", ingest_ms=T0 - 1), 1, RULES)
+    assert index.expire(now_ingest_ms=T0 + TTL, ttl_ms=TTL) is False  # "edge" still waits
+    assert credited(index.early) == ["edge"]
+    assert index.expire(now_ingest_ms=T0 + TTL + 1, ttl_ms=TTL) is True  # nothing left: delete
+
+
+def test_once_the_share_is_known_nothing_expires_and_the_record_is_kept() -> None:
+    index = ShareIndex()
+    index.on_touch(touch("t1", ingest_ms=T0), 0, RULES)
+    index.on_share(SHARE, 1, RULES)
+    assert index.expire(now_ingest_ms=T0 + 10 * TTL, ttl_ms=TTL) is False
+    assert credited(index.early) == ["t1"]  # kept, so that a replayed share credits it again
+
+
+def test_at_most_early_touches_kept_touches_wait_first_come_first_kept() -> None:
+    index = ShareIndex()
+    for offset in range(EARLY_TOUCHES_KEPT + 1):
+        index.on_touch(touch(f"t{offset}"), offset, RULES)
+    assert len(index.early) == EARLY_TOUCHES_KEPT
+    assert index.early[-1].credit_id == f"t{EARLY_TOUCHES_KEPT - 1}"
+
+
+def test_an_index_restored_from_its_changelog_value_behaves_the_same() -> None:
+    index = ShareIndex()
+    index.on_touch(touch("t1"), 0, RULES)
+    index.on_share(SHARE, 1, RULES)
+    restored = ShareIndex.from_json(index.to_json())
+    assert restored == index
+    assert credited(restored.on_share(SHARE, 1, RULES)) == ["t1"]
