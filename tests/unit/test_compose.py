@@ -3,6 +3,8 @@
 Needs no Docker and no running service: the compose file is parsed and compared with the
 Dockerfile, the Prometheus and ClickHouse configs, the project's settings (read from
 ``streams/settings.py`` without importing it) and the native local stack's port defaults.
+Every check is unconditional: a file that is missing or no longer parses as expected fails
+the test instead of skipping its assertions.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ STACK = ROOT / "deploy" / "local" / "stack"
 USERS_XML = ROOT / "deploy" / "clickhouse" / "users.xml"
 PROMETHEUS_YML = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
-# The variables the pipeline's processes need; used when streams/settings.py is absent.
-FALLBACK_SETTINGS = {
+# The connection settings a worker needs from its environment.
+CONNECTION_SETTINGS = {
     "STREAMS_KAFKA_BOOTSTRAP_SERVERS",
     "STREAMS_CLICKHOUSE_HOST",
     "STREAMS_CLICKHOUSE_PORT",
@@ -36,6 +38,11 @@ FALLBACK_SETTINGS = {
     "STREAMS_METRICS_PORT",
 }
 APP_SERVICES = ("migrate", "worker")
+# The ClickHouse login each app service uses: migrations as the admin, inserts as the writer.
+CLICKHOUSE_LOGIN = {
+    "migrate": ("STREAMS_CLICKHOUSE_ADMIN_USER", "STREAMS_CLICKHOUSE_ADMIN_PASSWORD"),
+    "worker": ("STREAMS_CLICKHOUSE_USER", "STREAMS_CLICKHOUSE_PASSWORD"),
+}
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -55,37 +62,34 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def settings_fields() -> dict[str, ast.expr | None]:
     """Field name -> default expression of ``class Settings`` in streams/settings.py."""
-    if not SETTINGS.exists():
-        return {}
     tree = ast.parse(SETTINGS.read_text())
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == "Settings":
-            return {
-                stmt.target.id: stmt.value
-                for stmt in node.body
-                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-            }
-    return {}
+    classes = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Settings"]
+    assert classes, f"{SETTINGS} has no class Settings"
+    fields = {
+        stmt.target.id: stmt.value
+        for stmt in classes[0].body
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+    }
+    assert fields, "class Settings has no annotated fields"
+    return fields
 
 
 def known_settings() -> set[str]:
     """Every STREAMS_* name the project reads: spelled out, or built as STREAMS_<FIELD>."""
-    if not SETTINGS.exists():
-        return FALLBACK_SETTINGS
     names = set(re.findall(r"STREAMS_[A-Z_]+", SETTINGS.read_text()))
-    names |= {"STREAMS_" + field.upper() for field in settings_fields()}
-    return names or FALLBACK_SETTINGS
+    return names | {"STREAMS_" + field.upper() for field in settings_fields()}
 
 
 def settings_default(field: str) -> Any:
     """The literal default of a Settings field (first argument of its ``_setting(...)``)."""
-    value = settings_fields().get(field)
-    if isinstance(value, ast.Call) and value.args:
+    fields = settings_fields()
+    assert field in fields, f"Settings has no field {field}"
+    value = fields[field]
+    if isinstance(value, ast.Call):
+        assert value.args, f"Settings.{field}: _setting(...) without a default"
         value = value.args[0]
-    try:
-        return ast.literal_eval(value) if value is not None else None
-    except ValueError:
-        return None
+    assert value is not None, f"Settings.{field} has no default"
+    return ast.literal_eval(value)  # raises, failing the test, when the default is not a literal
 
 
 def stack_default(variable: str) -> int:
@@ -139,8 +143,10 @@ def prometheus_config() -> dict[str, Any]:
 
 
 def test_bind_mounted_files_exist(services: dict[str, dict[str, Any]]) -> None:
-    for name, service in services.items():
-        for source, _ in bind_sources(service):
+    mounted = {name: bind_sources(service) for name, service in services.items()}
+    assert all(mounted[name] for name in ("clickhouse", "prometheus", "grafana")), mounted
+    for name, mounts in mounted.items():
+        for source, _ in mounts:
             assert (ROOT / source).exists(), f"{name} mounts {source}, which does not exist"
 
 
@@ -155,7 +161,9 @@ def test_build_uses_the_project_dockerfile(services: dict[str, dict[str, Any]]) 
 def test_dockerfile_copies_existing_paths() -> None:
     text = (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
-    for line in re.findall(r"^COPY (.+)$", text, re.M):
+    copies = re.findall(r"^COPY (.+)$", text, re.M)
+    assert copies, "the Dockerfile copies nothing"
+    for line in copies:
         sources = line.split()[:-1]
         for source in sources:
             if any(ch in source for ch in "*?["):
@@ -182,26 +190,20 @@ def test_app_environment_uses_only_known_settings(services: dict[str, dict[str, 
 
 
 def test_worker_gets_every_connection_setting(services: dict[str, dict[str, Any]]) -> None:
-    missing = FALLBACK_SETTINGS - set(env(services["worker"]))
+    missing = CONNECTION_SETTINGS - set(env(services["worker"]))
     assert not missing, f"worker lacks {sorted(missing)}"
 
 
 def test_clickhouse_credentials_match_users_xml(services: dict[str, dict[str, Any]]) -> None:
     users = ET.parse(USERS_XML).getroot().find("users")
     assert users is not None
-    pairs = [
-        ("STREAMS_CLICKHOUSE_USER", "STREAMS_CLICKHOUSE_PASSWORD"),
-        ("STREAMS_CLICKHOUSE_ADMIN_USER", "STREAMS_CLICKHOUSE_ADMIN_PASSWORD"),
-    ]
-    for name in APP_SERVICES:
+    for name, (user_var, password_var) in CLICKHOUSE_LOGIN.items():
         variables = env(services[name])
-        for user_var, password_var in pairs:
-            if user_var not in variables:
-                continue
-            user = users.find(variables[user_var])
-            assert user is not None, f"{name}: user {variables[user_var]} not in users.xml"
-            digest = hashlib.sha256(variables.get(password_var, "").encode()).hexdigest()
-            assert user.findtext("password_sha256_hex") == digest, f"{name}: {password_var}"
+        assert user_var in variables and password_var in variables, f"{name} lacks {user_var} or {password_var}"
+        user = users.find(variables[user_var])
+        assert user is not None, f"{name}: user {variables[user_var]} not in users.xml"
+        digest = hashlib.sha256(variables[password_var].encode()).hexdigest()
+        assert user.findtext("password_sha256_hex") == digest, f"{name}: {password_var}"
 
 
 def test_local_env_credentials_match_users_xml() -> None:
@@ -228,7 +230,8 @@ def test_users_xml_roles() -> None:
     writer_profile = profiles.find(users.findtext("writer/profile", ""))
     assert writer_profile is not None and writer_profile.findtext("allow_ddl") == "0"
     default_networks = {ip.text for ip in users.findall("default/networks/ip")}
-    assert default_networks <= {"::1", "127.0.0.1"}, "'default' must stay local-only"
+    # Without a networks list ClickHouse lets 'default' in from anywhere.
+    assert default_networks and default_networks <= {"::1", "127.0.0.1"}, "'default' must stay local-only"
 
 
 # --- ports --------------------------------------------------------------------------------------
@@ -274,7 +277,8 @@ def test_clickhouse_port_is_the_native_port(services: dict[str, dict[str, Any]])
 def test_prometheus_scrapes_the_worker_metrics_port(services: dict[str, dict[str, Any]]) -> None:
     worker = env(services["worker"])
     port = int(worker["STREAMS_METRICS_PORT"])
-    assert worker.get("STREAMS_METRICS_HOST") not in ("127.0.0.1", "localhost"), (
+    # Unset, the host defaults to loopback: it must be set, and to a reachable address.
+    assert worker.get("STREAMS_METRICS_HOST", "127.0.0.1") not in ("127.0.0.1", "localhost", "::1"), (
         "the worker's /metrics must be reachable from the prometheus container"
     )
     assert str(port) in {str(p) for p in services["worker"].get("expose", [])}
@@ -288,11 +292,15 @@ def test_prometheus_scrapes_the_worker_metrics_port(services: dict[str, dict[str
 def test_prometheus_rule_files_are_mounted(services: dict[str, dict[str, Any]]) -> None:
     mounts = dict(bind_sources(services["prometheus"]))
     assert mounts.get("./deploy/prometheus") == "/etc/prometheus"
-    for pattern in prometheus_config().get("rule_files", []):
+    patterns = prometheus_config().get("rule_files", [])
+    assert patterns, "prometheus.yml loads no rule files"
+    for pattern in patterns:
         assert pattern.startswith("/etc/prometheus/")
         local = ROOT / "deploy" / "prometheus" / pattern.removeprefix("/etc/prometheus/")
-        for path in glob.glob(str(local)):  # whatever rules exist must parse
-            assert "groups" in yaml.safe_load(Path(path).read_text())
+        paths = glob.glob(str(local))
+        assert paths, f"{pattern} matches no file under deploy/prometheus"
+        for path in paths:
+            assert "groups" in yaml.safe_load(Path(path).read_text()), path
 
 
 def test_published_ports_are_loopback_and_unique(services: dict[str, dict[str, Any]]) -> None:
@@ -317,14 +325,6 @@ def test_published_ports_match_the_local_stack(services: dict[str, dict[str, Any
 
 
 def test_settings_defaults_point_at_the_local_stack() -> None:
-    if not settings_fields():
-        pytest.skip("streams/settings.py has no Settings class yet")
-    kafka = settings_default("kafka_bootstrap_servers")
-    if kafka is not None:
-        assert kafka == f"127.0.0.1:{stack_default('STREAMS_LOCAL_KAFKA_PORT')}"
-    clickhouse_port = settings_default("clickhouse_port")
-    if clickhouse_port is not None:
-        assert clickhouse_port == stack_default("STREAMS_LOCAL_CLICKHOUSE_PORT")
-    metrics_port = settings_default("metrics_port")
-    if metrics_port is not None:
-        assert metrics_port == stack_default("STREAMS_LOCAL_METRICS_PORT")
+    assert settings_default("kafka_bootstrap_servers") == f"127.0.0.1:{stack_default('STREAMS_LOCAL_KAFKA_PORT')}"
+    assert settings_default("clickhouse_port") == stack_default("STREAMS_LOCAL_CLICKHOUSE_PORT")
+    assert settings_default("metrics_port") == stack_default("STREAMS_LOCAL_METRICS_PORT")
