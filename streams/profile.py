@@ -119,10 +119,11 @@ class Profile:
         ticket = self.tickets.get(event.ticket_id)
         if ticket is None:
             ticket = self.tickets[event.ticket_id] = Ticket()
-            if len(self.tickets) > TICKETS_KEPT:
-                oldest = min(self.tickets, key=lambda t: self.tickets[t].start or 0)
-                del self.tickets[oldest]
         ticket.apply(event, occurred_at)
+        # Evict only once the new ticket has a start: before, it had none and was the one evicted.
+        if len(self.tickets) > TICKETS_KEPT:
+            oldest = min(self.tickets, key=lambda t: self.tickets[t].start or 0)
+            del self.tickets[oldest]
         if event.satisfaction is not None:
             self.satisfaction_sum += event.satisfaction
             self.satisfaction_count += 1

@@ -13,7 +13,7 @@ import pytest
 
 from streams.clickhouse.tables import CUSTOMER_PROFILES
 from streams.events import Click, Event, Purchase, Share, Support, TicketAction
-from streams.profile import DAILY_KEPT, HOURLY_KEPT, Profile, recency_score, scores
+from streams.profile import DAILY_KEPT, HOURLY_KEPT, TICKETS_KEPT, Profile, recency_score, scores
 from streams.windows import DAY_MS, HOUR_MS
 
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z: a day boundary
@@ -131,6 +131,12 @@ def test_resolution_time_counts_only_tickets_whose_status_is_resolved() -> None:
                    support(T0, TicketAction.OPENED, "b"), support(T0 + 100, TicketAction.RESOLVED, "b"),
                    support(T0 + 200, TicketAction.REOPENED, "b"))
     assert (snapshot["resolution_ms_total"], snapshot["resolution_count"]) == (500, 1)
+
+
+def test_only_the_newest_tickets_are_kept() -> None:
+    profile = fold(*(support(T0 + n, TicketAction.OPENED, f"t{n}") for n in range(TICKETS_KEPT + 1)))
+    assert len(profile.tickets) == TICKETS_KEPT
+    assert "t0" not in profile.tickets and f"t{TICKETS_KEPT}" in profile.tickets
 
 
 # --- satisfaction ---------------------------------------------------------------------------------
