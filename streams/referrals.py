@@ -69,12 +69,20 @@ class Credit:
 class AttributionRules:
     window_ms: int
     allow_self_referral: bool
+    pending_touch_ttl_ms: int
 
-    def credit(self, share: SharePost, touch: Touch) -> Credit | None:
-        """The credit ``touch`` earns for ``share``'s author, or None when a rule says no."""
+    def credit(self, share: SharePost, touch: Touch, share_ingest_ms: int | None) -> Credit | None:
+        """The credit ``touch`` earns for ``share``'s author, or None when a rule says no.
+
+        ``share_ingest_ms`` is None only for a share recorded before the index kept it.
+        """
         if touch.customer_id == share.sharer_customer_id and not self.allow_self_referral:
             return None
         if not 0 <= touch.occurred_at_ms - share.occurred_at_ms <= self.window_ms:
+            return None
+        # A touch published before its share waits for it at most the TTL of ingest time. Decided
+        # here, not by expire(): that runs on a timer, and a backlog brings both before it runs.
+        if share_ingest_ms is not None and share_ingest_ms - touch.ingest_ms > self.pending_touch_ttl_ms:
             return None
         return Credit(touch.credit_id, share.sharer_customer_id, touch.customer_id,
                       share.share_id, touch.touch_type, touch.occurred_at_ms, touch.amount_cents)
@@ -87,8 +95,9 @@ class ShareIndex:
     share: SharePost | None = None
     early: list[Touch] = field(default_factory=list)
     offset: int = -1  # highest offset of the index topic absorbed (see streams/replay.py)
+    share_ingest_ms: int | None = None  # the share's ingest time: how long its touches waited
 
-    def on_share(self, share: SharePost, offset: int, rules: AttributionRules) -> list[Credit]:
+    def on_share(self, share: SharePost, offset: int, ingest_ms: int, rules: AttributionRules) -> list[Credit]:
         """Record the share (the first one wins) and credit the touches that waited for it.
 
         On a replay the credits are produced again: they may not have left before a crash,
@@ -97,17 +106,17 @@ class ShareIndex:
         if offset > self.offset:
             self.offset = offset
             if self.share is None:
-                self.share = share
+                self.share, self.share_ingest_ms = share, ingest_ms
         if self.share != share:
             return []
-        return [c for t in self.early if (c := rules.credit(share, t)) is not None]
+        return [c for t in self.early if (c := rules.credit(share, t, self.share_ingest_ms)) is not None]
 
     def on_touch(self, touch: Touch, offset: int, rules: AttributionRules) -> list[Credit]:
         """Credit the touch if its share is known, otherwise keep it waiting (bounded)."""
         is_new = offset > self.offset
         self.offset = max(self.offset, offset)
         if self.share is not None:
-            credit = rules.credit(self.share, touch)
+            credit = rules.credit(self.share, touch, self.share_ingest_ms)
             return [credit] if credit is not None else []
         if is_new and len(self.early) < EARLY_TOUCHES_KEPT:
             self.early.append(touch)
@@ -124,9 +133,11 @@ class ShareIndex:
             "s": self.share.to_json() if self.share else None,
             "e": [t.to_json() for t in self.early],
             "o": self.offset,
+            "i": self.share_ingest_ms,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ShareIndex:
         share = SharePost(**data["s"]) if data["s"] else None
-        return cls(share, [Touch(**t) for t in data["e"]], data["o"])
+        # "i" is absent from records written before the share's ingest time was kept.
+        return cls(share, [Touch(**t) for t in data["e"]], data["o"], data.get("i"))

@@ -514,7 +514,8 @@ class ReferralStage:
     def __init__(self, settings: Settings, store: StateReader) -> None:
         self.settings = settings
         self.store = store
-        self.rules = AttributionRules(settings.attribution_window_ms, settings.allow_self_referral)
+        self.rules = AttributionRules(settings.attribution_window_ms, settings.allow_self_referral,
+                                      settings.pending_touch_ttl_ms)
         self.ingest_clock_ms = 0  # newest ingest time seen on the index: the clock of expiry
         self.indexes: DecodedCache[ShareIndex] = DecodedCache()
         # Share ids whose touches wait for their share: what expire() visits. None until
@@ -552,7 +553,8 @@ class ReferralStage:
                 loaded[share_id] = (record.partition, self.load(share_id))
             index = loaded[share_id][1]
             if kind == "share":
-                credits = index.on_share(SharePost(**message), record.offset, self.rules)
+                # The index record carries the share's own ingest time (send_to_referral_index).
+                credits = index.on_share(SharePost(**message), record.offset, record.timestamp, self.rules)
             else:
                 credits = index.on_touch(Touch(**message), record.offset, self.rules)
             out.counts[("referral", kind)] += 1

@@ -85,3 +85,11 @@ def test_expiry_leaves_the_shares_of_partitions_owned_elsewhere_alone() -> None:
     run(stage, state, touch_record(2, "clock", "t-clock", T0 + TTL + 1))  # moves the clock on
     out, _ = stage.expire({0})
     assert [key for _, key, _ in out.state_writes] == [f"s:{mine}"]
+
+
+def test_a_touch_past_the_ttl_earns_nothing_when_its_share_comes_before_the_expiry_timer() -> None:
+    # A backlog: touch and share in one batch, expire() not run in between.
+    state = DictState()
+    stage = ReferralStage(SETTINGS, state)
+    touches = (touch_record(0, "s1", "waited-too-long", T0), touch_record(1, "s1", "edge", T0 + 1))
+    assert run(stage, state, *touches, share_record(2, "s1", T0 + 1 + TTL)) == ["edge"]

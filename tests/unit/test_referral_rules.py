@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import orjson
+
 from streams.referrals import EARLY_TOUCHES_KEPT, AttributionRules, Credit, ShareIndex, SharePost, Touch
 
 T0 = 1_793_491_200_000
 WINDOW = 7 * 86_400_000
 TTL = 86_400_000
-RULES = AttributionRules(window_ms=WINDOW, allow_self_referral=False)
+RULES = AttributionRules(window_ms=WINDOW, allow_self_referral=False, pending_touch_ttl_ms=TTL)
 SHARE = SharePost("s1", "sharer", T0, "x")
 
 
@@ -31,26 +33,37 @@ def credited(items: Sequence[Credit | Touch]) -> list[str]:
 
 
 def test_the_attribution_window_includes_both_ends() -> None:
-    assert RULES.credit(SHARE, touch("t", after_share_ms=0)) is not None
-    assert RULES.credit(SHARE, touch("t", after_share_ms=WINDOW)) is not None
+    assert RULES.credit(SHARE, touch("t", after_share_ms=0), T0) is not None
+    assert RULES.credit(SHARE, touch("t", after_share_ms=WINDOW), T0) is not None
 
 
 def test_a_touch_before_its_share_or_past_the_window_earns_nothing() -> None:
-    assert RULES.credit(SHARE, touch("t", after_share_ms=-1)) is None
-    assert RULES.credit(SHARE, touch("t", after_share_ms=WINDOW + 1)) is None
+    assert RULES.credit(SHARE, touch("t", after_share_ms=-1), T0) is None
+    assert RULES.credit(SHARE, touch("t", after_share_ms=WINDOW + 1), T0) is None
 
 
 def test_a_self_referral_earns_nothing_unless_allowed() -> None:
     own = touch("t", customer=SHARE.sharer_customer_id)
-    assert RULES.credit(SHARE, own) is None
-    assert AttributionRules(WINDOW, allow_self_referral=True).credit(SHARE, own) is not None
+    assert RULES.credit(SHARE, own, T0) is None
+    assert AttributionRules(WINDOW, True, TTL).credit(SHARE, own, T0) is not None
 
 
 def test_a_credit_carries_the_touch_id_sharer_referred_customer_share_type_time_and_amount() -> None:
     purchase = touch("t-9", after_share_ms=5, touch_type="purchase", amount_cents=1_250)
-    assert RULES.credit(SHARE, purchase) == Credit(
+    assert RULES.credit(SHARE, purchase, T0) == Credit(
         credit_id="t-9", sharer_customer_id="sharer", referred_customer_id="buyer", share_id="s1",
         touch_type="purchase", touch_occurred_at_ms=T0 + 5, amount_cents=1_250)
+
+
+def test_a_touch_waits_for_its_share_at_most_the_ttl_of_ingest_time() -> None:
+    waited = touch("t", ingest_ms=T0)
+    assert RULES.credit(SHARE, waited, T0 + TTL) is not None
+    assert RULES.credit(SHARE, waited, T0 + TTL + 1) is None
+
+
+def test_a_share_recorded_without_its_ingest_time_does_not_hold_touches_to_the_ttl() -> None:
+    # Share indexes written before the ingest time was kept: the timer's expiry alone applies.
+    assert RULES.credit(SHARE, touch("t", ingest_ms=T0), None) is not None
 
 
 # --- share index ----------------------------------------------------------------------------------
@@ -58,7 +71,7 @@ def test_a_credit_carries_the_touch_id_sharer_referred_customer_share_type_time_
 
 def test_a_touch_after_its_share_is_credited_at_once() -> None:
     index = ShareIndex()
-    index.on_share(SHARE, 0, RULES)
+    index.on_share(SHARE, 0, T0, RULES)
     assert credited(index.on_touch(touch("t1"), 1, RULES)) == ["t1"]
 
 
@@ -66,7 +79,7 @@ def test_a_touch_before_its_share_waits_and_is_credited_when_the_share_arrives()
     index = ShareIndex()
     assert index.on_touch(touch("t1"), 0, RULES) == []
     assert credited(index.early) == ["t1"]
-    assert credited(index.on_share(SHARE, 1, RULES)) == ["t1"]
+    assert credited(index.on_share(SHARE, 1, T0, RULES)) == ["t1"]
 
 
 def test_a_waiting_touch_is_held_to_the_attribution_rules_when_its_share_arrives() -> None:
@@ -74,7 +87,7 @@ def test_a_waiting_touch_is_held_to_the_attribution_rules_when_its_share_arrives
     index.on_touch(touch("in"), 0, RULES)
     index.on_touch(touch("out", after_share_ms=WINDOW + 1), 1, RULES)
     index.on_touch(touch("self", customer="sharer"), 2, RULES)
-    assert credited(index.on_share(SHARE, 3, RULES)) == ["in"]
+    assert credited(index.on_share(SHARE, 3, T0, RULES)) == ["in"]
 
 
 def test_a_replayed_touch_offset_does_not_wait_twice() -> None:
@@ -88,18 +101,25 @@ def test_a_replayed_share_credits_its_waiting_touches_again() -> None:
     # The credits may not have left before the crash; the sharer's profile drops known ids.
     index = ShareIndex()
     index.on_touch(touch("t1"), 0, RULES)
-    index.on_share(SHARE, 1, RULES)
-    assert credited(index.on_share(SHARE, 1, RULES)) == ["t1"]
+    index.on_share(SHARE, 1, T0, RULES)
+    assert credited(index.on_share(SHARE, 1, T0, RULES)) == ["t1"]
 
 
 def test_the_first_share_with_an_id_wins() -> None:
     index = ShareIndex()
     index.on_touch(touch("t1"), 0, RULES)
-    index.on_share(SHARE, 1, RULES)
+    index.on_share(SHARE, 1, T0, RULES)
     rival = SharePost(SHARE.share_id, "someone-else", T0, "y")
-    assert index.on_share(rival, 2, RULES) == []
+    assert index.on_share(rival, 2, T0, RULES) == []
     assert index.share == SHARE
     assert [c.sharer_customer_id for c in index.on_touch(touch("t2"), 3, RULES)] == ["sharer"]
+
+
+def test_a_touch_that_waited_past_the_ttl_earns_nothing_even_before_expiry_ran() -> None:
+    index = ShareIndex()
+    index.on_touch(touch("edge", ingest_ms=T0 + 1), 0, RULES)
+    index.on_touch(touch("waited-too-long", ingest_ms=T0), 1, RULES)
+    assert credited(index.on_share(SHARE, 2, T0 + 1 + TTL, RULES)) == ["edge"]
 
 
 def test_waiting_touches_expire_by_the_ingest_clock_after_the_ttl() -> None:
@@ -114,7 +134,7 @@ def test_waiting_touches_expire_by_the_ingest_clock_after_the_ttl() -> None:
 def test_once_the_share_is_known_nothing_expires_and_the_record_is_kept() -> None:
     index = ShareIndex()
     index.on_touch(touch("t1", ingest_ms=T0), 0, RULES)
-    index.on_share(SHARE, 1, RULES)
+    index.on_share(SHARE, 1, T0, RULES)
     assert index.expire(now_ingest_ms=T0 + 10 * TTL, ttl_ms=TTL) is False
     assert credited(index.early) == ["t1"]  # kept, so that a replayed share credits it again
 
@@ -130,7 +150,7 @@ def test_at_most_early_touches_kept_touches_wait_first_come_first_kept() -> None
 def test_an_index_restored_from_its_changelog_value_behaves_the_same() -> None:
     index = ShareIndex()
     index.on_touch(touch("t1"), 0, RULES)
-    index.on_share(SHARE, 1, RULES)
-    restored = ShareIndex.from_json(index.to_json())
+    index.on_share(SHARE, 1, T0, RULES)
+    restored = ShareIndex.from_json(orjson.loads(orjson.dumps(index.to_json())))
     assert restored == index
-    assert credited(restored.on_share(SHARE, 1, RULES)) == ["t1"]
+    assert credited(restored.on_share(SHARE, 1, T0, RULES)) == ["t1"]
