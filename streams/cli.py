@@ -11,16 +11,16 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from streams import logs
 from streams.errors import SettingsError, StreamsError
+from streams.runtime import logs
 from streams.settings import Settings, describe, load_settings
 
 log = logging.getLogger("streams")
 
 
 def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.runtime.worker import run_worker
     from streams.topics import require_topics
-    from streams.worker import run_worker
 
     require_topics(settings)
     run_worker(settings)
@@ -66,7 +66,7 @@ def _cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.simulate import SimulationConfig, generate, publish, write_jsonl
+    from streams.tools.simulate import SimulationConfig, generate, publish, write_jsonl
 
     records = generate(SimulationConfig(seed=args.seed, customers=args.customers, events=args.events))
     if args.out:
@@ -83,7 +83,7 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
+    from streams.tools.demo import run_demo
 
     return run_demo(settings, customers=args.customers, events=args.events)
 

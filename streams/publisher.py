@@ -30,10 +30,10 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
-from streams.codec import Codec, contract_fields, validate
+from streams.contracts.codec import Codec, contract_fields, validate
+from streams.contracts.registry import SchemaRegistry, registry_from_settings
+from streams.core.events import EVENT_CLASSES, Event, EventType, TicketAction
 from streams.errors import ValidationError
-from streams.events import EVENT_CLASSES, Event, EventType, TicketAction
-from streams.registry import SchemaRegistry, registry_from_settings
 from streams.settings import Settings
 
 SAFE_PRODUCER_CONFIG: dict[str, Any] = {
@@ -210,7 +210,7 @@ def _event_type(obj: Mapping[str, Any]) -> EventType:
 def event_from_json(obj: Mapping[str, Any]) -> Event:
     """Build an event from its JSON form; ValidationError names the first bad field.
 
-    Checks presence and types only; :func:`streams.codec.validate` applies the field rules.
+    Checks presence and types only; :func:`streams.contracts.codec.validate` applies the field rules.
     """
     if not isinstance(obj, Mapping):
         raise ValidationError("event", f"must be a JSON object, got {type(obj).__name__}")
@@ -265,7 +265,7 @@ class PublishReport:
 def parse_lines(lines: Iterable[str], currency: str) -> Iterator[tuple[int, Event | LineError]]:
     """(1-based line number, event or why not) for every non-blank JSON line; pure.
 
-    Each event is also checked with :func:`streams.codec.validate` against ``currency``.
+    Each event is also checked with :func:`streams.contracts.codec.validate` against ``currency``.
     """
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -7,7 +7,7 @@ Typed panels come from Grafana's grafana-foundation-sdk (the ``test`` extra). It
 ClickHouse query type, so :class:`ClickHouseQuery` writes the plugin's (raw SQL) target.
 tests/unit/test_dashboards.py fails when the committed JSON differs from what this builds.
 
-Prometheus panels read the raw metrics of streams/metrics.py (not recording rules), so they
+Prometheus panels read the raw metrics of streams/runtime/metrics.py (not recording rules), so they
 work against any Prometheus that scrapes the workers. ClickHouse panels read the analyst
 views (docs/data-dictionary.md) with SQL that runs on ClickHouse 18.16 and modern servers
 alike, and only the plugin macros ``$__timeFilter`` and ``$__dateFilter``.

@@ -15,10 +15,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
 from streams.clickhouse.tables import EVENTS
-from streams.codec import Codec
-from streams.oracle import Accepted
-from streams.registry import registry_from_settings
+from streams.contracts.codec import Codec
+from streams.contracts.registry import registry_from_settings
 from streams.settings import Settings
+from streams.tools.oracle import Accepted
 from tests.bench.workload import drop_database
 
 INSERT_BATCH_ROWS = 20_000

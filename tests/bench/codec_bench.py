@@ -24,9 +24,9 @@ import avro.io
 import avro.schema
 import fastavro
 
-from streams.codec import Codec, contract_fields
-from streams.events import EVENT_CLASSES, Event, TicketAction
-from streams.registry import EmbeddedRegistry
+from streams.contracts.codec import Codec, contract_fields
+from streams.contracts.registry import EmbeddedRegistry
+from streams.core.events import EVENT_CLASSES, Event, TicketAction
 from tests.bench.sample import sample_events
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 from clickhouse_driver import Client
 
-from streams.codec import Codec
+from streams.contracts.codec import Codec
+from streams.contracts.registry import registry_from_settings
 from streams.publisher import Publisher
-from streams.registry import registry_from_settings
 from streams.settings import Settings
-from streams.simulate import SimulationConfig, generate
+from streams.tools.simulate import SimulationConfig, generate
 
 Message = tuple[str, bytes, bytes]  # topic, key, value
 

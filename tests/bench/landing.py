@@ -15,7 +15,7 @@ from typing import Any
 
 from clickhouse_driver import Client
 
-from streams.oracle import Expected
+from streams.tools.oracle import Expected
 from tests.bench.worker_process import WorkerProcess
 from tests.support.clickhouse_rows import read_final_rows
 from tests.support.compare import compare_all

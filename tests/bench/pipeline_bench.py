@@ -25,7 +25,7 @@ from clickhouse_driver import Client
 
 from streams.clickhouse.client import connect
 from streams.settings import Settings, load_settings
-from streams.simulate import SimulationConfig
+from streams.tools.simulate import SimulationConfig
 from tests.bench import ceilings, pyspy
 from tests.bench.freshness import clean_messages, measure_freshness
 from tests.bench.landing import Landing, PipelineFailed, wait_until_landed

@@ -36,9 +36,9 @@ from confluent_kafka import Producer
 
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
-from streams.codec import Codec
-from streams.events import Click
-from streams.registry import registry_from_settings
+from streams.contracts.codec import Codec
+from streams.contracts.registry import registry_from_settings
+from streams.core.events import Click
 from streams.settings import Settings, load_settings
 from streams.topics import ensure_topics
 from tests.bench.freshness import clean_messages, measure_freshness

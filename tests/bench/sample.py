@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from streams.events import Click, Event, Purchase, Share, Support, TicketAction
+from streams.core.events import Click, Event, Purchase, Share, Support, TicketAction
 
 _BASE_MS = 1_795_000_000_000  # 2026-11-18
 _CHANNELS = ("web", "ios", "android", "email")

@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from streams.clickhouse.sink import ClickHouseSink, insert_columns
 from streams.clickhouse.tables import TABLES
-from streams.oracle import expected
+from streams.runtime.worker import GC_YOUNG_THRESHOLD
 from streams.settings import load_settings
-from streams.simulate import SimulationConfig, generate
-from streams.sink import ClickHouseSink, insert_columns
-from streams.stages import BatchOutput, SourceRecord
-from streams.worker import GC_YOUNG_THRESHOLD
+from streams.stages.records import BatchOutput, SourceRecord
+from streams.tools.oracle import expected
+from streams.tools.simulate import SimulationConfig, generate
 from tests.support.compare import compare_all
 from tests.support.inmemory import InMemoryPipeline
 

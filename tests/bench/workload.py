@@ -17,12 +17,12 @@ from kafka import KafkaAdminClient
 
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import check_identifier, migrate
-from streams.codec import Codec
-from streams.oracle import Expected, expected
+from streams.contracts.codec import Codec
+from streams.contracts.registry import registry_from_settings
 from streams.publisher import Publisher
-from streams.registry import registry_from_settings
 from streams.settings import Settings, load_settings
-from streams.simulate import DAY_MS, SimRecord, SimulationConfig, generate, publish
+from streams.tools.oracle import Expected, expected
+from streams.tools.simulate import DAY_MS, SimRecord, SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 from tests.conftest import local_environ
 

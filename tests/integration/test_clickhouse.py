@@ -20,9 +20,9 @@ from clickhouse_driver.errors import ServerException
 
 from streams.clickhouse.client import connect, server_version
 from streams.clickhouse.migrate import load_migrations, migrate
+from streams.clickhouse.sink import ClickHouseSink
 from streams.clickhouse.tables import TABLES, VIEWS
 from streams.settings import Secret, Settings
-from streams.sink import ClickHouseSink
 from tests.support.rows import row as full_row
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from streams.codec import Codec
-from streams.events import Click, EventType
-from streams.registry import ConfluentRegistry, RegistryError, UnknownSchemaError
+from streams.contracts.codec import Codec
+from streams.contracts.registry import ConfluentRegistry, RegistryError, UnknownSchemaError
+from streams.core.events import Click, EventType
 from streams.settings import load_settings
 
 TOPICS = load_settings({}).input_topics

@@ -1,7 +1,7 @@
 """Faults mid-stream on the real services: ClickHouse stopped for 60 s, ClickHouse hung (SIGSTOP)
 for 45 s, the Kafka broker restarted. Each run ends exact against the oracle with lag 0; each
 prints its time to recover (from the service being back to exact). During the broker outage the
-worker's log stays readable: tens of lines, not thousands (``streams.logs``).
+worker's log stays readable: tens of lines, not thousands (``streams.runtime.logs``).
 
 Half the traffic is published before the fault, half while it lasts (after it, for the broker),
 so the worker has rows in flight when it hits.
@@ -22,12 +22,12 @@ import pytest
 
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
-from streams.oracle import Expected, expected
+from streams.core.windows import DAY_MS
 from streams.publisher import Publisher
 from streams.settings import PREFIX, Settings
-from streams.simulate import SimRecord, SimulationConfig, generate, publish
+from streams.tools.oracle import Expected, expected
+from streams.tools.simulate import SimRecord, SimulationConfig, generate, publish
 from streams.topics import ensure_topics
-from streams.windows import DAY_MS
 from tests.conftest import STACK
 from tests.support.exact import source_lag, wait_for_exact
 from tests.support.services import service_pid

@@ -30,10 +30,10 @@ import yaml
 
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
-from streams.oracle import expected
 from streams.publisher import Publisher
 from streams.settings import Secret, Settings, load_settings
-from streams.simulate import SimRecord, SimulationConfig, generate, publish
+from streams.tools.oracle import expected
+from streams.tools.simulate import SimRecord, SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 from tests.conftest import local_environ, unique
 from tests.support.observability import (

@@ -19,11 +19,11 @@ from kafka import KafkaConsumer
 
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
-from streams.oracle import Expected, expected
+from streams.core.windows import DAY_MS
 from streams.settings import PREFIX, Settings
-from streams.simulate import SimRecord, SimulationConfig, generate, publish
+from streams.tools.oracle import Expected, expected
+from streams.tools.simulate import SimRecord, SimulationConfig, generate, publish
 from streams.topics import ensure_topics
-from streams.windows import DAY_MS
 from tests.support.clickhouse_rows import read_final_rows
 from tests.support.compare import compare_all
 from tests.support.exact import wait_for_exact

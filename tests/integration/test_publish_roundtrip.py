@@ -12,9 +12,9 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
 
-from streams.codec import Codec
+from streams.contracts.codec import Codec
+from streams.core.events import EventType, Purchase
 from streams.errors import DecodeError, ValidationError
-from streams.events import EventType, Purchase
 from streams.publisher import DeliveryCounts, Publisher, event_to_json, publish_lines
 from streams.settings import Settings
 from streams.topics import TopicDrift, ensure_topics, plan_topics

@@ -15,7 +15,7 @@ from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
 from streams.publisher import Publisher
 from streams.settings import PREFIX, Settings
-from streams.simulate import SimulationConfig, generate, publish
+from streams.tools.simulate import SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 from tests.support.worker import Worker
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from streams.clickhouse.migrate import migrate
-from streams.liveness import STALL_EXIT_CODE
+from streams.core.windows import DAY_MS
 from streams.publisher import Publisher
+from streams.runtime.liveness import STALL_EXIT_CODE
 from streams.settings import PREFIX, Settings
-from streams.simulate import SimulationConfig, generate, publish
+from streams.tools.simulate import SimulationConfig, generate, publish
 from streams.topics import ensure_topics
-from streams.windows import DAY_MS
 from tests.support.services import service_pid
 from tests.support.worker import Worker, wait_until
 

@@ -2,7 +2,7 @@
 
 A fresh worker used to hang for good a few seconds after start, now and then: a batch queued
 for a topic its producer did not track lost its partition leader when another topic became
-tracked (``streams.runner._track_topic``). The first test reproduces that sequence on the
+tracked (``streams.runtime.runner._track_topic``). The first test reproduces that sequence on the
 producer directly; the second starts fresh workers again and again.
 """
 
@@ -21,13 +21,13 @@ from aiokafka import AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from streams.clickhouse.migrate import migrate
+from streams.core.windows import DAY_MS
 from streams.publisher import Publisher
-from streams.runner import BatchSender
+from streams.runtime.runner import BatchSender
 from streams.settings import Settings
-from streams.simulate import SimulationConfig, generate, publish
-from streams.stages import OutMessage
+from streams.stages.records import OutMessage
+from streams.tools.simulate import SimulationConfig, generate, publish
 from streams.topics import ensure_topics
-from streams.windows import DAY_MS
 from tests.conftest import unique
 from tests.support.worker import Worker, wait_until
 

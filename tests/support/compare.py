@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from streams.clickhouse.tables import TABLES
-from streams.oracle import Expected
+from streams.tools.oracle import Expected
 
 TABLE_KEYS: dict[str, tuple[str, ...]] = {name: table.key for name, table in TABLES.items()}
 CREDIT_FIELDS = ("credit_id", "sharer_customer_id", "referred_customer_id", "share_id", "touch_type",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from streams.clickhouse.client import connect
-from streams.oracle import Expected
 from streams.settings import Settings
+from streams.tools.oracle import Expected
 from tests.support.clickhouse_rows import read_final_rows
 from tests.support.compare import compare_all
 from tests.support.worker import Worker

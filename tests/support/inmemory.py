@@ -14,18 +14,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.codec import Codec, validate
+from streams.contracts.codec import Codec, validate
 from streams.settings import Settings
-from streams.simulate import SimRecord, record_value
-from streams.stages import (
-    BatchOutput,
-    InputRecord,
-    OutMessage,
-    ProfileStage,
-    ReferralStage,
-    SourceRecord,
-    partition_for,
-)
+from streams.stages.partitioning import partition_for
+from streams.stages.profile_stage import ProfileStage
+from streams.stages.records import BatchOutput, InputRecord, OutMessage, SourceRecord
+from streams.stages.referral_stage import ReferralStage
+from streams.tools.simulate import SimRecord, record_value
 from tests.support.compare import TABLE_KEYS
 
 #: An upstream producer's choice of partition: (key, value, partitions) -> partition.

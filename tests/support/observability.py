@@ -156,10 +156,10 @@ def referenced_metrics(expr: str) -> set[str]:
 
 
 def exported_metrics() -> dict[str, set[str]]:
-    """Metric family of streams/metrics.py -> the sample names a worker exports for it."""
+    """Metric family of streams/runtime/metrics.py -> the sample names a worker exports for it."""
     from prometheus_client import CollectorRegistry
 
-    from streams.metrics import Metrics
+    from streams.runtime.metrics import Metrics
 
     registry = CollectorRegistry()
     Metrics(registry)

@@ -1,7 +1,7 @@
 """Upstream producers as users run them: kafka-python (murmur2, like the Java client) and
 librdkafka through confluent-kafka, with its default partitioner (``consistent_random``: CRC32
 of the key) or with an explicit random partition per record. Each can publish the simulator's
-records (``streams.simulate.publish`` takes any of them)."""
+records (``streams.tools.simulate.publish`` takes any of them)."""
 
 from __future__ import annotations
 

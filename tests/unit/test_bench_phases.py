@@ -9,7 +9,7 @@ import pytest
 from tests.bench.phases import milestones, phases
 
 LOG = """\
-2026-11-29 21:01:46,100 INFO streams.worker: metrics on http://127.0.0.1:1/metrics
+2026-11-29 21:01:46,100 INFO streams.runtime.worker: metrics on http://127.0.0.1:1/metrics
 [2026-11-29 21:01:46,802] [11720] [INFO] [^_Worker]: Starting...
 [2026-11-29 21:01:46,862] [11720] [INFO] Setting newly assigned partitions
 +Topic Partition Set----+

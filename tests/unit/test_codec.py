@@ -17,10 +17,10 @@ import avro.schema
 import fastavro
 import pytest
 
-from streams.codec import Codec, validate
+from streams.contracts.codec import Codec, validate
+from streams.contracts.registry import SCHEMAS_DIR, EmbeddedRegistry, schema_id_for
+from streams.core.events import Click, Event, EventType, Purchase, Share, Support, TicketAction
 from streams.errors import DecodeError, ValidationError
-from streams.events import Click, Event, EventType, Purchase, Share, Support, TicketAction
-from streams.registry import SCHEMAS_DIR, EmbeddedRegistry, schema_id_for
 from tests.bench.sample import sample_events
 
 CODEC = Codec()

@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from streams.clickhouse.migrate import apply_migrations
+from streams.clickhouse.sink import ClickHouseSink
 from streams.settings import load_settings
-from streams.simulate import DEFAULT_START_MS, SimulationConfig, generate
-from streams.sink import ClickHouseSink
+from streams.tools.simulate import DEFAULT_START_MS, SimulationConfig, generate
 from tests.support.inmemory import InMemoryPipeline
 from tests.support.observability import (
     DASHBOARDS_DIR,

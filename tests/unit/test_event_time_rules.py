@@ -1,4 +1,4 @@
-"""Event-time classification and bucketing (``streams.windows``), one rule per test.
+"""Event-time classification and bucketing (``streams.core.windows``), one rule per test.
 
 Boundaries come from docs/definitions.md: late is *earlier than* ingest minus the allowed
 lateness, clamped is *more than* the skew after ingest.
@@ -6,7 +6,7 @@ lateness, clamped is *more than* the skew after ingest.
 
 from __future__ import annotations
 
-from streams.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to, keep_newest, trailing_days
+from streams.core.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to, keep_newest, trailing_days
 
 INGEST = 1_793_491_200_000 + 12 * HOUR_MS  # 2026-11-01T12:00Z
 LATENESS = 3_600_000

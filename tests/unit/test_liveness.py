@@ -3,7 +3,7 @@ changes; /healthz and the watchdog turn unhealthy at the timeout, or when the ch
 
 from __future__ import annotations
 
-from streams.liveness import Liveness, StallRule
+from streams.runtime.liveness import Liveness, StallRule
 
 
 class Clock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from streams.logs import Aggregator, OutageLogFilter, condition_of
+from streams.runtime.logs import Aggregator, OutageLogFilter, condition_of
 
 ERROR, WARNING, INFO = logging.ERROR, logging.WARNING, logging.INFO
 
@@ -17,10 +17,11 @@ def test_records_are_sorted_into_conditions_by_logger_level_and_message() -> Non
     assert condition_of("aiokafka", INFO, "Discovered coordinator %s for group %s").name == "kafka"
     assert condition_of("aiokafka", logging.DEBUG, "Sending request") is None
     assert condition_of("clickhouse_driver.connection", WARNING, "Failed to connect to %s:%s").name == "clickhouse"
-    assert condition_of("streams.sink", WARNING, "ClickHouse insert of %d rows into %s failed").name == "sink_retries"
-    assert condition_of("streams.sink", ERROR, "ClickHouse refuses inserts into %s") is None
+    sink_retry = condition_of("streams.clickhouse.sink", WARNING, "ClickHouse insert of %d rows into %s failed")
+    assert sink_retry is not None and sink_retry.name == "sink_retries"
+    assert condition_of("streams.clickhouse.sink", ERROR, "ClickHouse refuses inserts into %s") is None
     assert condition_of("faust.transport.drivers.aiokafka", ERROR, "No active partitions").name == "faust_consumer"
-    assert condition_of("streams.transport", ERROR, "Stream stopped processing").name == "faust_consumer"
+    assert condition_of("streams.runtime.transport", ERROR, "Stream stopped processing").name == "faust_consumer"
 
 
 def test_the_first_record_of_each_kind_is_written_and_repeats_are_counted() -> None:
@@ -115,7 +116,7 @@ def test_the_filter_strips_tracebacks_of_network_errors_only_and_decides_once_pe
     bug = record("aiokafka.consumer", ERROR, "Unexpected error", exc=KeyError("x"))
     assert log_filter.filter(bug)
     assert bug.exc_info is not None  # not a network error: the traceback stays
-    other = record("streams.worker", ERROR, "something else %s", "here")
+    other = record("streams.runtime.worker", ERROR, "something else %s", "here")
     assert log_filter.filter(other) and other.getMessage() == "something else here"
     calm = record("aiokafka.consumer", INFO, "Joined group %r (generation %s)", "g", 2)
     assert OutageLogFilter(Aggregator()).filter(calm)

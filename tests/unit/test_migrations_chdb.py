@@ -26,9 +26,9 @@ from streams.clickhouse.migrate import (
     load_migrations,
     split_statements,
 )
+from streams.clickhouse.sink import ClickHouseSink
 from streams.clickhouse.tables import TABLES, VIEWS
 from streams.settings import load_settings
-from streams.sink import ClickHouseSink
 from tests.support.rows import row
 
 chdb_session = pytest.importorskip("chdb.session")

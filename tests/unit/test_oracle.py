@@ -8,10 +8,11 @@ from itertools import count
 
 import pytest
 
-from streams.codec import Codec, validate
+from streams.contracts.codec import Codec, validate
+from streams.core.events import Click, Event, EventType, Purchase, Share, Support, TicketAction
 from streams.errors import DecodeError
-from streams.events import Click, Event, EventType, Purchase, Share, Support, TicketAction
-from streams.oracle import (
+from streams.settings import Settings
+from streams.tools.oracle import (
     DAY_MS,
     HOUR_MS,
     MINUTE_MS,
@@ -21,8 +22,7 @@ from streams.oracle import (
     monetary_score,
     recency_score,
 )
-from streams.settings import Settings
-from streams.simulate import SimRecord, SimulationConfig, Tag, generate
+from streams.tools.simulate import SimRecord, SimulationConfig, Tag, generate
 
 S = Settings()
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z, a day (hence hour and minute) boundary

@@ -1,4 +1,4 @@
-"""The profile fold and its snapshot row (``streams.profile``), one rule of docs/definitions.md
+"""The profile fold and its snapshot row (``streams.core.profile``), one rule of docs/definitions.md
 per test. The oracle's own answers are in test_oracle.py; the whole stage against the oracle is
 in test_stages_vs_oracle.py.
 """
@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from streams.clickhouse.tables import CUSTOMER_PROFILES
-from streams.events import Click, Event, Purchase, Share, Support, TicketAction
-from streams.profile import DAILY_KEPT, HOURLY_KEPT, TICKETS_KEPT, Profile, recency_score, scores
-from streams.windows import DAY_MS, HOUR_MS
+from streams.core.events import Click, Event, Purchase, Share, Support, TicketAction
+from streams.core.profile import DAILY_KEPT, HOURLY_KEPT, TICKETS_KEPT, Profile, recency_score, scores
+from streams.core.windows import DAY_MS, HOUR_MS
 
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z: a day boundary
 _ids = count()

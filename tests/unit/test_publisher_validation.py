@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from streams.core.events import Click, Purchase, Support, TicketAction
 from streams.errors import ValidationError
-from streams.events import Click, Purchase, Support, TicketAction
 from streams.publisher import LineError, event_from_json, event_to_json, parse_lines
 from tests.bench.sample import sample_events
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import orjson
 
-from streams.referrals import SharePost, Touch
+from streams.core.referrals import SharePost, Touch
 from streams.settings import load_settings
-from streams.stages import InputRecord, ReferralStage, SourceRecord, partition_for
+from streams.stages.partitioning import partition_for
+from streams.stages.records import InputRecord, SourceRecord
+from streams.stages.referral_stage import ReferralStage
 from tests.support.inmemory import DictState
 
 SETTINGS = load_settings({})

@@ -1,4 +1,4 @@
-"""Referral attribution and the share index (``streams.referrals``), one rule per test.
+"""Referral attribution and the share index (``streams.core.referrals``), one rule per test.
 
 Expiry as the referral stage drives it (clock, store, rebalances) is in
 test_referral_expiry.py; here are the rules of one share id's record.
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from streams.referrals import EARLY_TOUCHES_KEPT, AttributionRules, Credit, ShareIndex, SharePost, Touch
+from streams.core.referrals import EARLY_TOUCHES_KEPT, AttributionRules, Credit, ShareIndex, SharePost, Touch
 
 T0 = 1_793_491_200_000
 WINDOW = 7 * 86_400_000

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from streams.events import EventType
-from streams.registry import (
+from streams.contracts.registry import (
     ConfluentRegistry,
     EmbeddedRegistry,
     UnknownSchemaError,
     load_schema_files,
     registry_from_settings,
 )
+from streams.core.events import EventType
 from streams.settings import load_settings
 
 

@@ -8,13 +8,15 @@ import zlib
 
 import pytest
 
-from streams.codec import Codec, validate
+from streams.contracts.codec import Codec, validate
+from streams.core.events import Click
+from streams.core.repartition import read_origin, read_watermark, rerouted_headers, watermark_headers, watermark_value
+from streams.core.replay import Admission, ReplayBook, lane_topic, rerouted_lane
 from streams.errors import DecodeError
-from streams.events import Click
-from streams.repartition import read_origin, read_watermark, rerouted_headers, watermark_headers, watermark_value
-from streams.replay import Admission, ReplayBook, lane_topic, rerouted_lane
 from streams.settings import load_settings
-from streams.stages import WATERMARK_INTERVAL_S, InputRecord, OutMessage, ProfileStage, SourceRecord, partition_for
+from streams.stages.partitioning import partition_for
+from streams.stages.profile_stage import WATERMARK_INTERVAL_S, ProfileStage
+from streams.stages.records import InputRecord, OutMessage, SourceRecord
 from tests.support.inmemory import DictState
 
 SETTINGS = load_settings({})

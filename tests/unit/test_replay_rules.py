@@ -1,4 +1,4 @@
-"""Replay and duplicate admission (``streams.replay``), one rule per test.
+"""Replay and duplicate admission (``streams.core.replay``), one rule per test.
 
 The cross-lane basics (a duplicate found in another lane of the same topic only, offsets kept
 per lane) are in test_repartition.py; the whole pipeline against the oracle under crashes is in
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import orjson
 
-from streams.replay import (
+from streams.core.replay import (
     DROPPED_KEPT,
     RECENT_KEPT,
     RECENT_WINDOW,

@@ -15,12 +15,12 @@ from typing import Any
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from streams.metrics import Metrics
-from streams.runner import BatchRunner, TableState
+from streams.clickhouse.sink import ClickHouseSink
+from streams.runtime.metrics import Metrics
+from streams.runtime.runner import BatchRunner, TableState
+from streams.runtime.transport import InFlight
 from streams.settings import load_settings
-from streams.sink import ClickHouseSink
-from streams.stages import BatchOutput, InputRecord, OutMessage, SourceRecord
-from streams.transport import InFlight
+from streams.stages.records import BatchOutput, InputRecord, OutMessage, SourceRecord
 from tests.support.rows import row
 
 TOPIC = "clicks"

@@ -1,4 +1,4 @@
-"""The Avro contracts: they parse, are documented, evolve BACKWARD, and match streams/events.py."""
+"""The Avro contracts: they parse, are documented, evolve BACKWARD, and match streams/core/events.py."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import fastavro
 import pytest
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
-from streams.codec import contract_fields
-from streams.events import EVENT_CLASSES, EventType, TicketAction
-from streams.registry import NAMESPACE, SchemaFile, load_schema_files
+from streams.contracts.codec import contract_fields
+from streams.contracts.registry import NAMESPACE, SchemaFile, load_schema_files
+from streams.core.events import EVENT_CLASSES, EventType, TicketAction
 
 FILES = load_schema_files()
 BY_TYPE = {t: list(files) for t, files in groupby(FILES, key=lambda f: f.event_type)}
@@ -124,7 +124,7 @@ def test_adding_an_optional_field_is_accepted() -> None:
     assert _backward_problems(new, old) == []
 
 
-# --- contract drift: Avro fields vs streams/events.py -----------------------------------------
+# --- contract drift: Avro fields vs streams/core/events.py -----------------------------------------
 
 _AVRO_TYPE_OF_ANNOTATION = {"str": "string", "int": "long"}
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from streams.codec import Codec
-from streams.events import Click, Event, EventType, Purchase, Share, Support, TicketAction
+from streams.contracts.codec import Codec
+from streams.core.events import Click, Event, EventType, Purchase, Share, Support, TicketAction
 from streams.settings import Settings
-from streams.simulate import (
+from streams.tools.simulate import (
     DAY_MS,
     MALFORMED_REASONS,
     SimRecord,

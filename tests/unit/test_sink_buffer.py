@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from clickhouse_driver.errors import ServerException
 
+from streams.clickhouse.sink import ClickHouseSink
 from streams.clickhouse.tables import TABLES
 from streams.errors import SinkError, SinkRejected
 from streams.settings import Settings, load_settings
-from streams.sink import ClickHouseSink
 
 
 class FakeClient:
@@ -225,7 +225,7 @@ def test_retries_with_capped_exponential_backoff_until_written(caplog: pytest.Lo
     recorder, metrics = Recorder(), FakeMetrics()
     sink = make_sink(client, recorder, metrics)  # base 0.1 s, cap 1 s, max_retries 3
     sink.add("referral_credits", credit("t1"))
-    with caplog.at_level(logging.WARNING, logger="streams.sink"):
+    with caplog.at_level(logging.WARNING, logger="streams.clickhouse.sink"):
         assert asyncio.run(sink.flush()) == 1
     assert recorder.sleeps == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0])  # jitter's upper bounds
     assert sink.retries == 6 and client.calls == 7 and client.disconnects == 6

@@ -8,9 +8,9 @@ import random
 
 import pytest
 
-from streams.oracle import expected
 from streams.settings import load_settings
-from streams.simulate import SimulationConfig, generate
+from streams.tools.oracle import expected
+from streams.tools.simulate import SimulationConfig, generate
 from tests.support.compare import compare_all
 from tests.support.inmemory import InMemoryPipeline, Partitioner, crc32_partitioner, random_partitioner
 

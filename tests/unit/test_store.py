@@ -10,9 +10,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from streams.app import build_pipeline
+from streams.runtime.app import build_pipeline
+from streams.runtime.store import PersistentStore, decode_key, last_offsets
 from streams.settings import load_settings
-from streams.store import PersistentStore, decode_key, last_offsets
 
 
 class Delivered(NamedTuple):

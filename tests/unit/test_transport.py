@@ -3,8 +3,8 @@ rule), so records fetched again after a seek back are not delivered twice."""
 
 from __future__ import annotations
 
-from streams.stages import InputRecord
-from streams.transport import unread
+from streams.runtime.transport import unread
+from streams.stages.records import InputRecord
 
 
 def records(*offsets: int) -> list[InputRecord]:

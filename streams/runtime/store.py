@@ -3,10 +3,10 @@
 Faust's RocksDB store keeps one database per changelog partition and, in it, the changelog
 offset the database holds everything up to, so that after a restart or a rebalance recovery
 replays only the changelog's tail. This store keeps that on-disk layout and recovery, with two
-changes for how the pipeline writes state (``streams.runner``):
+changes for how the pipeline writes state (``streams.runtime.runner``):
 
 - Reads come from a dict of the active partitions' keys (``data``; as the memory store's, so
-  :class:`streams.runner.TableState` uses it directly): lookups are on the hot path, and a
+  :class:`streams.runtime.runner.TableState` uses it directly): lookups are on the hot path, and a
   dict lookup costs a fraction of a RocksDB one. A partition's keys are loaded from its
   database when it becomes active and dropped when it stops being active.
 - Writes reach the database only once their changelog records are delivered, batch by batch
@@ -79,7 +79,7 @@ class PersistentStore(rocksdb.Store):
         self._loaded: set[int] = set()
         self._sent: list[_Sent] = []
 
-    # -- writes of the worker (streams.runner.TableState) --------------------------------------
+    # -- writes of the worker (streams.runtime.runner.TableState) --------------------------------------
 
     def sent(self, records: list[tuple[int, bytes, bytes | None]], deliveries: Sequence[asyncio.Future[Any]]) -> None:
         """Save ``records`` to their databases once ``deliveries`` are all done.

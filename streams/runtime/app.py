@@ -11,9 +11,9 @@ import faust.tables
 from faust.types import StoreT, TableT, TopicT
 from yarl import URL
 
+from streams.runtime.store import PersistentStore
+from streams.runtime.transport import BatchConsumer
 from streams.settings import Settings
-from streams.store import PersistentStore
-from streams.transport import BatchConsumer
 
 
 class TableManager(faust.tables.TableManager):
@@ -27,7 +27,7 @@ class TableManager(faust.tables.TableManager):
 
 
 class Table(faust.Table):
-    """Faust's table whose ``rocksdb://`` store is the project's (``streams.store``): the
+    """Faust's table whose ``rocksdb://`` store is the project's (``streams.runtime.store``): the
     worker writes tables in batches, outside the stream events Faust's own store writes by."""
 
     def _new_store_by_url(self, url: str | URL) -> StoreT:
@@ -41,7 +41,7 @@ class Table(faust.Table):
 
 class PipelineApp(faust.App):
     """A Faust app whose consumer hands the topics named here to a batch consumer
-    (``streams.transport``) instead of its streams."""
+    (``streams.runtime.transport``) instead of its streams."""
 
     batch_consumers: dict[str, BatchConsumer]
 
@@ -75,7 +75,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = PipelineApp(
         settings.app_id,
-        # The exact:// transport is aiokafka's with safe offset bookkeeping (streams.transport).
+        # The exact:// transport is aiokafka's with safe offset bookkeeping (streams.runtime.transport).
         broker=[f"exact://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
         store=settings.store,
         datadir=str(datadir),

@@ -53,9 +53,10 @@ class Condition:
 CONDITIONS = (
     Condition("kafka", "Kafka broker unreachable or not ready", ("aiokafka", "kafka")),
     Condition("clickhouse", "ClickHouse unreachable", ("clickhouse_driver",)),
-    Condition("sink_retries", "ClickHouse inserts failing, retrying", ("streams.sink",), "ClickHouse insert of"),
-    # streams.transport: the project's subclass of Faust's consumer thread logs there.
-    Condition("faust_consumer", "Faust consumer checks failing", ("faust.transport", "streams.transport")),
+    Condition("sink_retries", "ClickHouse inserts failing, retrying", ("streams.clickhouse.sink",),
+              "ClickHouse insert of"),
+    # streams.runtime.transport: the project's subclass of Faust's consumer thread logs there.
+    Condition("faust_consumer", "Faust consumer checks failing", ("faust.transport", "streams.runtime.transport")),
 )
 _TITLES = {c.name: c.title for c in CONDITIONS}
 

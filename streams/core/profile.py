@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.events import Event, Purchase, Share, Support, TicketAction
-from streams.replay import ReplayBook
-from streams.windows import DAY_MS, HOUR_MS, floor_to, keep_newest, trailing_days
+from streams.core.events import Event, Purchase, Share, Support, TicketAction
+from streams.core.replay import ReplayBook
+from streams.core.windows import DAY_MS, HOUR_MS, floor_to, keep_newest, trailing_days
 
 HOURLY_KEPT = 72
 DAILY_KEPT = 35
@@ -87,7 +87,7 @@ class Profile:
     referred_purchases: int = 0
     referred_revenue_cents: int = 0
     referred_customers: set[str] = field(default_factory=set)
-    book: ReplayBook = field(default_factory=ReplayBook)  # replays and duplicates: streams/replay.py
+    book: ReplayBook = field(default_factory=ReplayBook)  # replays and duplicates: streams/core/replay.py
 
     # -- fold -------------------------------------------------------------------------------
 

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from streams.core.events import EventType
 from streams.errors import StreamsError
-from streams.events import EventType
 from streams.settings import Settings
 
 NAMESPACE = "com.interactions.events"
-SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
+SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 """The repository's ``schemas/`` directory (top level, next to ``streams/``)."""
 
 # Never renumber: ids derived from these are written into every record.

@@ -2,7 +2,7 @@
 
 Computed straight from ``docs/definitions.md``, one definition at a time over the *set* of
 accepted events (collect, then count, group, min and max), never as an incremental fold. It
-shares no code with the pipeline (only :mod:`streams.events`, :mod:`streams.settings` and the
+shares no code with the pipeline (only :mod:`streams.core.events`, :mod:`streams.settings` and the
 standard library), so a mistake has to be made twice, differently, to go unnoticed.
 
 Results are plain dicts with integer cents and epoch milliseconds, keyed like the ClickHouse
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
-from streams.events import Click, Event, EventType, Purchase, Share, Support, TicketAction
+from streams.core.events import Click, Event, EventType, Purchase, Share, Support, TicketAction
 from streams.settings import Settings
 
 MINUTE_MS = 60_000
@@ -27,7 +27,7 @@ OPEN_STATUSES = frozenset({TicketAction.OPENED, TicketAction.REPLIED, TicketActi
 
 
 class InputRecord(Protocol):
-    """A published record as the oracle reads it (``streams.simulate.SimRecord`` fits).
+    """A published record as the oracle reads it (``streams.tools.simulate.SimRecord`` fits).
 
     ``malformed_reason`` set means the bytes are broken in that way and ``event`` is unused.
     """

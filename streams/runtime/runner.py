@@ -1,7 +1,7 @@
 """Runs a stage's pure processing over batches of records: state, messages and rows out.
 
 The consumer hands each partition's fetched records to a :class:`BatchRunner` in one call
-(``streams.transport``), not one by one through Faust's streams, whose per-record machinery
+(``streams.runtime.transport``), not one by one through Faust's streams, whose per-record machinery
 costs more than the processing itself. Acknowledgement is ours: records are acked only after
 the rows they produced are in ClickHouse. While ClickHouse is down the runner blocks in
 ``flush``, its buffer of records fills, the consumer stops handing over and stops fetching:
@@ -23,11 +23,11 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.types import TP, TableT
 
-from streams.metrics import Metrics
-from streams.sink import ClickHouseSink
-from streams.stages import BatchOutput, OutMessage, SourceRecord
-from streams.store import PersistentStore
-from streams.transport import Consumer, InFlight
+from streams.clickhouse.sink import ClickHouseSink
+from streams.runtime.metrics import Metrics
+from streams.runtime.store import PersistentStore
+from streams.runtime.transport import Consumer, InFlight
+from streams.stages.records import BatchOutput, OutMessage, SourceRecord
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class TableState:
 
     One changelog record per key per batch (the stage coalesces), sent to the partition the
     stage names, which is the source partition of the key: Faust recovers it with that
-    partition's assignment. With the persistent store (``streams.store``) the records are
+    partition's assignment. With the persistent store (``streams.runtime.store``) the records are
     saved to disk once delivered (:meth:`sent`).
     """
 
@@ -145,7 +145,7 @@ async def _track_topic(producer: AIOKafkaProducer, topic: str) -> None:
 class BatchRunner:
     """Runs a stage over batches of records; acks them after their rows are written.
 
-    The consumer hands records over (``streams.transport.BatchConsumer``) and :meth:`run`, an
+    The consumer hands records over (``streams.runtime.transport.BatchConsumer``) and :meth:`run`, an
     app task, processes them. Nothing is processed while flow is paused: during a rebalance
     (records read under the old assignment are dropped, the consumer reads them again from
     the committed offsets) and while Faust restores tables from their changelogs, when a

@@ -1,6 +1,6 @@
 """Batching, coalescing, retrying ClickHouse writer. No Faust import.
 
-The caller (``streams.runner``) adds rows as it folds a batch, checks :attr:`ClickHouseSink.full`
+The caller (``streams.runtime.runner``) adds rows as it folds a batch, checks :attr:`ClickHouseSink.full`
 to stop taking input (backpressure), and awaits :meth:`ClickHouseSink.flush` before it
 acknowledges the batch's Kafka offsets. So ``flush`` never returns without having written every
 buffered row. An insert that fails for a reason that passes by itself (the server down, slow or
@@ -48,7 +48,7 @@ Row = Mapping[str, Any]
 
 
 class SinkMetrics(Protocol):
-    """Hooks the sink calls; ``streams.metrics.Metrics`` implements them with prometheus_client."""
+    """Hooks the sink calls; ``streams.runtime.metrics.Metrics`` implements them with prometheus_client."""
 
     def on_insert(self, table: str, rows: int, seconds: float) -> None:
         """An insert of ``rows`` rows into ``table`` succeeded after ``seconds`` (this attempt)."""
@@ -292,7 +292,7 @@ class ClickHouseSink:
             self._metrics.on_failure(table.name, verdict.reason, failures)
         if not verdict.retryable:
             return  # the caller raises, with the fix
-        # One line per attempt; during an outage streams.logs folds them into one per interval.
+        # One line per attempt; during an outage streams.runtime.logs folds them into one per interval.
         log.warning("ClickHouse insert of %d rows into %s failed (%s, attempt %d), retrying: %s",
                     rows, table.name, verdict.reason, failures, describe(exc))
         if failures == self._settings.sink_max_retries + 1:

@@ -15,11 +15,11 @@ from clickhouse_driver import Client
 
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
+from streams.core.windows import DAY_MS
 from streams.publisher import Publisher
 from streams.settings import Settings
-from streams.simulate import SimulationConfig, generate, publish
+from streams.tools.simulate import SimulationConfig, generate, publish
 from streams.topics import ensure_topics
-from streams.windows import DAY_MS
 
 PROMETHEUS_URL = "http://127.0.0.1:19090"
 

@@ -2,7 +2,7 @@
 
 A value is ``0x00 | schema id (4 bytes, big-endian) | Avro binary body``. Bodies are read
 with the *writer's* schema (looked up by id, compiled once per id) and mapped onto the
-dataclasses of :mod:`streams.events` by field name, so fields added by later versions are
+dataclasses of :mod:`streams.core.events` by field name, so fields added by later versions are
 ignored and every registered version decodes to the same record.
 
 Logical types are stripped before compiling: ``timestamp-millis`` stays the epoch-ms ``long``
@@ -25,8 +25,8 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.validation import ValidationError as AvroValidationError
 from fastavro.validation import validate as avro_validate
 
-from streams.errors import DecodeError, ValidationError
-from streams.events import (
+from streams.contracts.registry import EmbeddedRegistry, Schema, SchemaRegistry, UnknownSchemaError
+from streams.core.events import (
     EVENT_CLASSES,
     Event,
     EventType,
@@ -35,7 +35,7 @@ from streams.events import (
     Support,
     TicketAction,
 )
-from streams.registry import EmbeddedRegistry, Schema, SchemaRegistry, UnknownSchemaError
+from streams.errors import DecodeError, ValidationError
 
 MAGIC_BYTE = 0
 HEADER_SIZE = 5

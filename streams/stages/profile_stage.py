@@ -1,47 +1,32 @@
-"""The two processing stages as plain code over a key-value state store. No Faust, no I/O.
-
-A stage takes a batch of source records and returns a :class:`BatchOutput`: state writes
-(changelog records), messages to send, ClickHouse rows and metric counts. ``streams.runner``
-runs the output through Faust and the sink; tests run it against a dict.
-
-- :class:`ProfileStage` (keyed by customer id; reads the four input topics, the repartition
-  topic and the credits topic): decode and validate, dead-letter what fails, fold accepted
-  events into profiles, buckets and per-minute totals, and send shares and touches to the
-  referral index.
-- The pipeline owns the partitioning of its state: a customer's state lives on partition
-  ``partition_for(customer_id)`` (murmur2, as the Java client and kafka-python partition keys),
-  whatever partitioner the upstream producer used (librdkafka's CRC32 default, random,
-  explicit). An input record that arrived on another partition is re-routed, unprocessed, to
-  the repartition topic on its key's partition, carrying its origin (topic, partition,
-  offset); it is processed there in the *lane* of its origin partition (``streams.replay``),
-  exact by origin offsets like any input. Watermarks tell each partition how far every other
-  partition has re-routed (by ingest time), so per-minute totals are final only once no lane
-  can still bring an on-time event.
-- :class:`ReferralStage` (keyed by share id; reads the referral index): the stream-table join
-  that turns touches into credits for the sharer.
-"""
+"""The profile stage (keyed by customer id); see ``streams.stages``."""
 
 from __future__ import annotations
 
-import base64
-import functools
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import orjson
-from kafka.partitioner.default import murmur2
 
+from streams.core.events import Click, Event, EventType, Purchase, Share
+from streams.core.profile import Profile
+from streams.core.referrals import Credit, SharePost, Touch
+from streams.core.repartition import read_origin, read_watermark, rerouted_headers, watermark_headers, watermark_value
+from streams.core.replay import Admission, absorb, rerouted_lane
+from streams.core.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to
 from streams.errors import DecodeError, ValidationError
-from streams.events import Click, Event, EventType, Purchase, Share, Support
-from streams.profile import Profile
-from streams.referrals import AttributionRules, Credit, ShareIndex, SharePost, Touch
-from streams.repartition import read_origin, read_watermark, rerouted_headers, watermark_headers, watermark_value
-from streams.replay import Admission, absorb, rerouted_lane
 from streams.settings import Settings
-from streams.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to
+from streams.stages.partitioning import partition_for
+from streams.stages.records import (
+    BatchOutput,
+    DecodedCache,
+    InputRecord,
+    OutMessage,
+    SourceRecord,
+    StateReader,
+    encode_state,
+)
+from streams.stages.rows import error_row, event_row
 
 # Per-minute totals are held until no on-time event can reach them any more (see
 # evict_old_minutes); this cap only guards memory when an input topic stays idle.
@@ -50,118 +35,8 @@ MINUTES_KEPT = 20_000
 # (processing time): with P partitions that is P - 1 small records per partition and interval,
 # however fast a backlog is read. A later watermark only lets per-minute totals go later.
 WATERMARK_INTERVAL_S = 1.0
-
-T = TypeVar("T")
 Decoder = Callable[[bytes, EventType], Event]
 Validator = Callable[[Event], None]
-
-
-class SourceRecord(Protocol):
-    """A consumed record as the stages read it: aiokafka's ``ConsumerRecord`` in the worker
-    (handed over as fetched, see ``streams.transport``), :class:`InputRecord` elsewhere."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def timestamp(self) -> int:
-        """The Kafka record timestamp: the ingest time, epoch ms."""
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
-
-
-class InputRecord(NamedTuple):
-    """A source record built by hand (tests, the in-memory pipeline), or the origin of a
-    re-routed one."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int
-    headers: Sequence[tuple[str, bytes]] = ()
-
-
-# A NamedTuple, not a frozen dataclass: several are built per batch of records, and a frozen
-# dataclass's __init__ costs about four times as much.
-class OutMessage(NamedTuple):
-    topic: str
-    partition: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
-    timestamp_ms: int | None = None  # None: the broker's time of sending
-
-
-@dataclass(slots=True)
-class BatchOutput:
-    state_writes: list[tuple[int, str, bytes | None]] = field(default_factory=list)
-    messages: list[OutMessage] = field(default_factory=list)
-    rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    counts: Counter[tuple[str, ...]] = field(default_factory=Counter)
-    # State to delete only once this batch's rows are in ClickHouse: a record whose final
-    # row is lost in a crash must still be there when its events are replayed.
-    deletes_after_flush: list[tuple[int, str]] = field(default_factory=list)
-
-
-class StateReader(Protocol):
-    def get(self, key: str) -> bytes | None: ...
-
-    def keys_with_prefix(self, prefix: str) -> Iterable[str]: ...
-
-
-@functools.lru_cache(maxsize=1 << 18)
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition that owns ``key``'s state: Kafka's murmur2 partitioner, as the Java client
-    and kafka-python use, so their records need no re-routing.
-
-    Cached: kafka-python's murmur2 is pure Python (~3 us), and customer, share and sharer ids
-    recur."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def _dumps(obj: Any) -> bytes:
-    # orjson: state records are written for every touched key of every batch, and it encodes
-    # them ~10x faster than json (tests/bench/stage_bench.py). Its bytes keep the ~4 KiB
-    # buffer they were written in; state values live in the store, so they are copied to size.
-    return memoryview(orjson.dumps(obj)).tobytes()
-
-
-class DecodedCache(Generic[T]):
-    """Decoded state records, so a hot key is not parsed again every batch.
-
-    Values mirror what the stage last wrote to the store; the store stays the truth, and the
-    cache is dropped whenever partitions move (a rebalance restores the store from Kafka).
-    Bounded: the oldest entries go first.
-    """
-
-    def __init__(self, limit: int = 50_000) -> None:
-        self.limit = limit
-        self.items: dict[str, T] = {}
-
-    def get(self, key: str) -> T | None:
-        return self.items.get(key)
-
-    def put(self, key: str, value: T) -> None:
-        items = self.items
-        items.pop(key, None)
-        items[key] = value
-        if len(items) > self.limit:
-            del items[next(iter(items))]
-
-    def discard(self, key: str) -> None:
-        self.items.pop(key, None)
-
-    def clear(self) -> None:
-        self.items.clear()
 
 
 class ProfileStage:
@@ -332,7 +207,7 @@ class _ProfileBatch:
 
     def accept(self, record: SourceRecord, partition: int, lane: str) -> None:
         """Decode, validate and fold an input record into the state of ``partition``; ``lane``
-        is how it came (see ``streams.replay``)."""
+        is how it came (see ``streams.core.replay``)."""
         topic_type = self.stage.topic_types[record.topic]
         try:
             event = self.stage.decode(record.value or b"", topic_type)
@@ -395,7 +270,7 @@ class _ProfileBatch:
             # The index keeps the source's ingest time: it is the join's clock for expiry.
             self.out.messages.append(OutMessage(
                 self.settings.referral_index_topic,
-                partition_for(key, self.settings.topic_partitions), key, _dumps(message),
+                partition_for(key, self.settings.topic_partitions), key, encode_state(message),
                 timestamp_ms=record.timestamp))
 
     def dead_letter(self, record: SourceRecord, error: DecodeError) -> None:
@@ -425,7 +300,7 @@ class _ProfileBatch:
     def finish(self) -> BatchOutput:
         out = self.out
         for customer_id, (partition, profile) in self.profiles.items():
-            out.state_writes.append((partition, f"c:{customer_id}", _dumps(profile.to_json())))
+            out.state_writes.append((partition, f"c:{customer_id}", encode_state(profile.to_json())))
             self.stage.profiles.put(customer_id, profile)
             if profile.version:
                 out.rows.append(("customer_profiles", profile.snapshot()))
@@ -435,7 +310,7 @@ class _ProfileBatch:
                 out.rows.append(("customer_daily" if daily else "customer_hourly",
                                  profile.bucket_row(start, daily)))
         for (partition, minute_ms), record in self.minutes.items():
-            out.state_writes.append((partition, f"m:{partition}:{minute_ms}", _dumps(record)))
+            out.state_writes.append((partition, f"m:{partition}:{minute_ms}", encode_state(record)))
             self.stage.minute_index(partition).add(minute_ms)
         for partition, minute_ms, type_channel in self.minute_totals:
             totals = self.minutes[(partition, minute_ms)]["t"].get(type_channel)
@@ -461,145 +336,3 @@ class _ProfileBatch:
                 break
             index.discard(oldest)
             self.out.deletes_after_flush.append((partition, f"m:{partition}:{oldest}"))
-
-
-def event_row(record: SourceRecord, event: Event, time: EventTime) -> dict[str, Any]:
-    """One row of the raw ``events`` table."""
-    row: dict[str, Any] = {
-        "event_id": event.event_id, "event_type": event.type.value,
-        "customer_id": event.customer_id, "occurred_at_ms": time.occurred_at_ms,
-        "ingest_ms": record.timestamp, "channel": event.channel,
-        "session_id": event.session_id, "product_id": None, "referrer_share_id": None,
-        "share_id": None, "network": None, "promotion_id": None, "order_id": None,
-        "amount_cents": None, "currency": None, "ticket_id": None, "action": None,
-        "support_channel": None, "satisfaction": None, "page": None,
-        "is_late": int(time.late), "is_clamped": int(time.clamped),
-        "source_topic": record.topic, "source_partition": record.partition,
-        "source_offset": record.offset,
-    }
-    if isinstance(event, Click):
-        row.update(page=event.page, product_id=event.product_id,
-                   referrer_share_id=event.referrer_share_id)
-    elif isinstance(event, Share):
-        row.update(share_id=event.share_id, network=event.network,
-                   product_id=event.product_id, promotion_id=event.promotion_id)
-    elif isinstance(event, Purchase):
-        row.update(order_id=event.order_id, amount_cents=event.amount_cents,
-                   currency=event.currency, product_id=event.product_id,
-                   referrer_share_id=event.referrer_share_id)
-    elif isinstance(event, Support):
-        row.update(ticket_id=event.ticket_id, action=event.action.value,
-                   support_channel=event.support_channel, satisfaction=event.satisfaction)
-    return row
-
-
-def error_row(record: SourceRecord, kind: str, reason: str, error_class: str, message: str,
-              event: Event | None) -> dict[str, Any]:
-    """One row of ``ingestion_errors``; the payload is kept base64-encoded."""
-    return {
-        "kind": kind, "reason": reason, "error_class": error_class, "message": message,
-        "source_topic": record.topic, "source_partition": record.partition,
-        "source_offset": record.offset,
-        "record_key": (record.key or b"").decode("utf-8", "replace"),
-        "event_id": event.event_id if event else "",
-        "ingest_ms": record.timestamp,
-        "occurred_at_ms": event.occurred_at_ms if event else None,
-        "payload": base64.b64encode(record.value or b"").decode(),
-    }
-
-
-class ReferralStage:
-    """The share-index side of the referral join; see the module docstring."""
-
-    def __init__(self, settings: Settings, store: StateReader) -> None:
-        self.settings = settings
-        self.store = store
-        self.rules = AttributionRules(settings.attribution_window_ms, settings.allow_self_referral,
-                                      settings.pending_touch_ttl_ms)
-        self.ingest_clock_ms = 0  # newest ingest time seen on the index: the clock of expiry
-        self.indexes: DecodedCache[ShareIndex] = DecodedCache()
-        # Share ids whose touches wait for their share: what expire() visits. None until
-        # built from the store (at the first expiry after start or a rebalance).
-        self._waiting: set[str] | None = None
-
-    def forget_partitions(self) -> None:
-        """Drop decoded records after a rebalance: state may have moved."""
-        self.indexes.clear()
-        self._waiting = None
-
-    def _note_waiting(self, share_id: str, index: ShareIndex) -> None:
-        if self._waiting is not None:
-            if index.share is None and index.early:
-                self._waiting.add(share_id)
-            else:
-                self._waiting.discard(share_id)
-
-    def load(self, share_id: str) -> ShareIndex:
-        index = self.indexes.get(share_id)
-        if index is None:
-            raw = self.store.get(f"s:{share_id}")
-            index = ShareIndex.from_json(orjson.loads(raw)) if raw else ShareIndex()
-        return index
-
-    def process(self, records: Sequence[SourceRecord]) -> BatchOutput:
-        out = BatchOutput()
-        loaded: dict[str, tuple[int, ShareIndex]] = {}
-        for record in records:
-            self.ingest_clock_ms = max(self.ingest_clock_ms, record.timestamp)
-            message = orjson.loads(record.value or b"{}")
-            kind = message.pop("k")
-            share_id = message["share_id"]
-            if share_id not in loaded:
-                loaded[share_id] = (record.partition, self.load(share_id))
-            index = loaded[share_id][1]
-            if kind == "share":
-                # The index record carries the share's own ingest time (send_to_referral_index).
-                credits = index.on_share(SharePost(**message), record.offset, record.timestamp, self.rules)
-            else:
-                credits = index.on_touch(Touch(**message), record.offset, self.rules)
-            out.counts[("referral", kind)] += 1
-            for credit in credits:
-                self.emit_credit(credit, out)
-        for share_id, (partition, index) in loaded.items():
-            out.state_writes.append((partition, f"s:{share_id}", _dumps(index.to_json())))
-            self.indexes.put(share_id, index)
-            self._note_waiting(share_id, index)
-        return out
-
-    def _partition(self, share_id: str) -> int:
-        # Index messages were partitioned by share id, so the id tells its partition.
-        return partition_for(share_id.encode(), self.settings.topic_partitions)
-
-    def emit_credit(self, credit: Credit, out: BatchOutput) -> None:
-        key = credit.sharer_customer_id.encode()
-        out.messages.append(OutMessage(
-            self.settings.referral_credits_topic,
-            partition_for(key, self.settings.topic_partitions), key, _dumps(credit.to_json())))
-        out.rows.append(("referral_credits", credit.to_json()))
-        out.counts[("credit_emitted", credit.touch_type)] += 1
-
-    def expire(self, partitions: set[int]) -> tuple[BatchOutput, int]:
-        """Drop touches that waited too long for their share, in the index ``partitions`` this
-        worker owns (the store may still hold others'); returns writes and touches still waiting."""
-        out = BatchOutput()
-        if self._waiting is None:
-            self._waiting = set()
-            for key in self.store.keys_with_prefix("s:"):
-                if self._partition(key[2:]) in partitions:
-                    self._note_waiting(key[2:], self.load(key[2:]))
-        waiting = 0
-        for share_id in list(self._waiting):
-            partition = self._partition(share_id)
-            if partition not in partitions:
-                continue
-            index = self.load(share_id)
-            before = len(index.early)
-            if index.expire(self.ingest_clock_ms, self.settings.pending_touch_ttl_ms):
-                out.state_writes.append((partition, f"s:{share_id}", None))
-                self.indexes.discard(share_id)
-            elif len(index.early) != before:
-                out.state_writes.append((partition, f"s:{share_id}", _dumps(index.to_json())))
-                self.indexes.put(share_id, index)
-            self._note_waiting(share_id, index)
-            waiting += len(index.early) if index.share is None else 0
-        return out, waiting

@@ -9,7 +9,7 @@ late records, far-future clocks, duplicates, and malformed records covering ever
 reason of ``docs/definitions.md``.
 
 Everything comes from one ``random.Random(seed)``: no wall clock, no global random state, so a
-seed always gives the same records byte for byte. :mod:`streams.oracle` computes what the
+seed always gives the same records byte for byte. :mod:`streams.tools.oracle` computes what the
 pipeline must make of them.
 """
 
@@ -30,7 +30,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from streams.events import (
+from streams.core.events import (
     EVENT_CLASSES,
     Click,
     Event,
@@ -43,7 +43,7 @@ from streams.events import (
 from streams.settings import Settings
 
 if TYPE_CHECKING:
-    from streams.codec import Codec
+    from streams.contracts.codec import Codec
 
 SECOND_MS = 1_000
 MINUTE_MS = 60 * SECOND_MS
@@ -197,8 +197,8 @@ def publish(
     Well-formed events are encoded against the registry ``settings`` name (ids differ
     between registries); malformed records go out byte for byte as generated.
     """
-    from streams.codec import Codec
-    from streams.registry import registry_from_settings
+    from streams.contracts.codec import Codec
+    from streams.contracts.registry import registry_from_settings
 
     codec = Codec(registry_from_settings(settings))
     sent: Counter[str] = Counter()
@@ -575,7 +575,7 @@ def _good_record(event: Event, ingest_ms: int, tags: Iterable[Tag]) -> SimRecord
 
 @functools.cache
 def _codec() -> Codec:
-    from streams.codec import Codec  # lazy: only malformed records and publishing need Avro
+    from streams.contracts.codec import Codec  # lazy: only malformed records and publishing need Avro
 
     return Codec()
 

@@ -17,20 +17,22 @@ from faust.types import TP
 from mode.types.signals import BaseSignalT
 from prometheus_client import CollectorRegistry
 
-from streams import logs
-from streams.app import Pipeline, build_pipeline
 from streams.clickhouse.client import connect
-from streams.codec import Codec, validate
-from streams.endpoint import serve
-from streams.events import Event
-from streams.liveness import Liveness, start_watchdog
-from streams.metrics import Metrics
-from streams.registry import registry_from_settings
-from streams.runner import BatchRunner, BatchSender, TableState
+from streams.clickhouse.sink import ClickHouseSink
+from streams.contracts.codec import Codec, validate
+from streams.contracts.registry import registry_from_settings
+from streams.core.events import Event
+from streams.runtime import logs
+from streams.runtime.app import Pipeline, build_pipeline
+from streams.runtime.endpoint import serve
+from streams.runtime.liveness import Liveness, start_watchdog
+from streams.runtime.metrics import Metrics
+from streams.runtime.runner import BatchRunner, BatchSender, TableState
+from streams.runtime.transport import Consumer
 from streams.settings import Settings
-from streams.sink import ClickHouseSink
-from streams.stages import BatchOutput, ProfileStage, ReferralStage, SourceRecord
-from streams.transport import Consumer
+from streams.stages.profile_stage import ProfileStage
+from streams.stages.records import BatchOutput, SourceRecord
+from streams.stages.referral_stage import ReferralStage
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
     referral_stage = ReferralStage(settings, shares)
 
     def aiokafka_producer() -> AIOKafkaProducer:
-        # Faust's producer wraps an aiokafka one; batches go to it directly (streams.runner).
+        # Faust's producer wraps an aiokafka one; batches go to it directly (streams.runtime.runner).
         return cast(Any, app.producer)._ensure_producer()
 
     def runner(name: str, stage_process: Callable[[Sequence[SourceRecord]], BatchOutput],
@@ -72,7 +74,7 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
 
     profile_runner = runner("profile", profile_stage.process, profiles, profile_stage.forget_partitions)
     referral_runner = runner("referral", referral_stage.process, shares, referral_stage.forget_partitions)
-    # The consumer hands these topics' records to the runners in batches (streams.transport).
+    # The consumer hands these topics' records to the runners in batches (streams.runtime.transport).
     app.batch_consumers.update(
         {topic: profile_runner for topic in pipeline.profile_inputs.topics}
         | {topic: referral_runner for topic in pipeline.referral_index.topics})

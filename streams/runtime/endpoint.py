@@ -1,6 +1,6 @@
 """The worker's HTTP endpoint, one port: Prometheus metrics on ``/metrics`` and liveness on
 ``/healthz`` (200 while the worker makes progress, 503 with the reason once it is stalled;
-``streams.liveness``). Served from a thread, so it answers while the event loop is busy."""
+``streams.runtime.liveness``). Served from a thread, so it answers while the event loop is busy."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from streams.liveness import Health
+from streams.runtime.liveness import Health
 
 
 class _QuietHandler(WSGIRequestHandler):

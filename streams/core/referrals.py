@@ -94,7 +94,7 @@ class ShareIndex:
 
     share: SharePost | None = None
     early: list[Touch] = field(default_factory=list)
-    offset: int = -1  # highest offset of the index topic absorbed (see streams/replay.py)
+    offset: int = -1  # highest offset of the index topic absorbed (see streams/core/replay.py)
     share_ingest_ms: int | None = None  # the share's ingest time: how long its touches waited
 
     def on_share(self, share: SharePost, offset: int, ingest_ms: int, rules: AttributionRules) -> list[Credit]:

@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from streams import logs
+from streams.runtime import logs
 
 FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -79,7 +79,7 @@ class Metrics:
         self.rebalances = Counter("streams_rebalances_total", "Partition assignments received", registry=r)
         self.stalled = Gauge("streams_stalled_seconds",
                              "Seconds with records waiting and no progress (the worker exits at "
-                             "STREAMS_STALL_TIMEOUT_S; streams.liveness)", registry=r)
+                             "STREAMS_STALL_TIMEOUT_S; streams.runtime.liveness)", registry=r)
 
     def count_batch(self, counts: Mapping[tuple[str, ...], int]) -> None:
         """Turn a stage's batch counts (see streams.stages) into metric increments."""
@@ -105,7 +105,7 @@ class Metrics:
                 self.credits.labels(key[1]).inc(n)
         self.last_processed.set(time.time())
 
-    # The sink's metrics hooks (streams.sink.SinkMetrics).
+    # The sink's metrics hooks (streams.clickhouse.sink.SinkMetrics).
     def on_insert(self, table: str, rows: int, seconds: float) -> None:
         self.sink_rows.labels(table).inc(rows)
         self.sink_batches.labels(table).inc()
@@ -121,7 +121,7 @@ class Metrics:
 
 
 class _OutageLogRecords(Collector):
-    """Log records of each outage condition (``streams.logs``), counted before they are folded."""
+    """Log records of each outage condition (``streams.runtime.logs``), counted before they are folded."""
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily("streams_outage_log_records", "Log records of a known outage condition "
