@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,9 +43,23 @@ class Table(faust.Table):
 
 class PipelineApp(faust.App):
     """A Faust app whose consumer hands the topics named here to a batch consumer
-    (``streams.runtime.transport``) instead of its streams."""
+    (``streams.runtime.transport``) instead of its streams, and which runs ``checks`` from the
+    moment it starts: Faust's own timers start only once table recovery has finished, and a
+    liveness check must also watch a recovery."""
 
     batch_consumers: dict[str, BatchConsumer]
+    checks: list[tuple[float, Callable[[], Awaitable[None]]]]  # (interval in seconds, check)
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        for interval_s, check in self.checks:
+            self.add_future(_every(interval_s, check))
+
+
+async def _every(interval_s: float, check: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        await check()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +112,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         autodiscover=False,
     )
     app.batch_consumers = {}
+    app.checks = []
     profile_inputs = _raw_topic(app, *settings.input_topics.values(), settings.repartition_topic,
                                 settings.referral_credits_topic)
     referral_index = _raw_topic(app, settings.referral_index_topic)

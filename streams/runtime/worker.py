@@ -129,7 +129,6 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
     runners = (profile_runner, referral_runner)
     metrics.stalled.set_function(liveness.stalled_seconds)
 
-    @app.timer(LIVENESS_INTERVAL_S)
     async def check_progress() -> None:
         # No broker request here (log ends come from the fetcher and the last lag report), so
         # that only a blocked event loop stops the check.
@@ -151,6 +150,8 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
             waiting = max(waiting, 1)
         liveness.observe(progress, waiting, lambda: "; ".join(
             [runner.describe() for runner in runners] + [f"last lag report {report_age:.0f} s ago"]))
+
+    app.checks.append((LIVENESS_INTERVAL_S, check_progress))  # from start: recoveries included
 
     @app.on_rebalance_complete.connect
     def on_rebalance(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
