@@ -38,6 +38,7 @@ demo: install up
 lint: install
 	$(VENV)/ruff check streams tests
 	$(VENV)/mypy
+	$(VENV)/lint-imports
 
 test: lint
 	$(VENV)/pytest
