@@ -50,6 +50,9 @@ class ReplayBook:
     offsets: dict[str, int] = field(default_factory=dict)
     recent: dict[str, dict[str, int]] = field(default_factory=dict)
     dropped: dict[str, list[int]] = field(default_factory=dict)
+    # Whether a re-routed lane exists, so that a duplicate may sit in another lane of its topic
+    # (derived, not serialized): without one, the other lanes are other topics' and need no look.
+    rerouted: bool = field(default=False, compare=False)
 
     def admit(self, lane: str, offset: int, item_id: str) -> Admission:
         """Classify a record and, when it is new to this state record, remember it."""
@@ -58,9 +61,12 @@ class ReplayBook:
                 return Admission.REPLAYED_DUPLICATE
             return Admission.REPLAYED
         self.offsets[lane] = offset
-        recent = self.recent.setdefault(lane, {})
+        recent = self.recent.get(lane)
+        if recent is None:
+            recent = self.recent[lane] = {}
+            self.rerouted = self.rerouted or lane != lane_topic(lane)
         _forget_older(recent, offset - RECENT_WINDOW)
-        if item_id in recent or self._known_in_another_lane(lane, item_id):
+        if item_id in recent or (self.rerouted and self._known_in_another_lane(lane, item_id)):
             dropped = self.dropped.setdefault(lane, [])
             dropped.append(offset)
             del dropped[:-DROPPED_KEPT]
@@ -80,7 +86,7 @@ class ReplayBook:
 
     @classmethod
     def from_json(cls, data: list[Any]) -> ReplayBook:
-        return cls(data[0], data[1], data[2])
+        return cls(data[0], data[1], data[2], rerouted=any(lane != lane_topic(lane) for lane in data[1]))
 
 
 def _forget_older(recent: dict[str, int], oldest: int) -> None:
