@@ -45,6 +45,17 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def stack_dump(self) -> str:
+        """Every thread's Python and native stack (py-spy), for a failure message."""
+        assert self.process is not None
+        py_spy = Path(sys.executable).with_name("py-spy")
+        try:
+            dump = subprocess.run([str(py_spy), "dump", "--native", "--pid", str(self.process.pid)],
+                                  capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"py-spy dump failed: {error}"
+        return f"py-spy dump (exit {dump.returncode}):\n{dump.stdout}{dump.stderr}"
+
     def metric(self, port: int, name: str) -> float:
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
