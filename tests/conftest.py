@@ -7,6 +7,7 @@ that this session started are stopped at its end; ones already running are left 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import uuid
@@ -70,7 +71,9 @@ def clickhouse_settings(settings: Settings) -> Iterator[Settings]:
     from streams.clickhouse.client import connect
 
     yield settings
-    admin = connect(settings, admin=True)
+    # Dropping a database with many parts can outlast the pipeline's 10 s query timeout on a
+    # loaded machine; the test is over, so wait for it.
+    admin = connect(dataclasses.replace(settings, clickhouse_timeout_s=120.0), admin=True)
     admin.execute(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")
     admin.disconnect()
 
