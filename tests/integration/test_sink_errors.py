@@ -36,16 +36,9 @@ def worker(clickhouse_settings: Settings, tmp_path: Path) -> Iterator[Worker]:
     worker.stop()
 
 
-def run_until_exit(worker: Worker) -> tuple[int, str]:
-    worker.start()
-    assert worker.process is not None
-    code = worker.process.wait(timeout=EXIT_TIMEOUT_S)
-    return code, worker.log_path.read_text()
-
-
 def test_a_wrong_password_stops_the_worker_with_what_to_check(worker: Worker) -> None:
     worker.env[PREFIX + "CLICKHOUSE_PASSWORD"] = "not-the-password"
-    code, log = run_until_exit(worker)
+    code, log = worker.run_until_exit(EXIT_TIMEOUT_S)
     assert code != 0
     assert "ClickHouse refuses inserts into" in log
     assert "check STREAMS_CLICKHOUSE_USER and STREAMS_CLICKHOUSE_PASSWORD" in log
@@ -57,7 +50,7 @@ def test_a_missing_column_stops_the_worker_naming_the_table_and_streams_migrate(
     admin = connect(clickhouse_settings, admin=True)
     admin.execute(f"ALTER TABLE {database}.events DROP COLUMN satisfaction")
     admin.disconnect()
-    code, log = run_until_exit(worker)
+    code, log = worker.run_until_exit(EXIT_TIMEOUT_S)
     assert code != 0
     assert f"ClickHouse refuses inserts into {database}.events (schema: " in log
     assert "run `streams migrate`" in log

@@ -19,10 +19,8 @@ def exit_of(settings: Settings, tmp_path: Path, **env: str) -> tuple[int, str]:
     worker = Worker(dataclasses.replace(settings, metrics_port=METRICS_PORT, table_dir=str(tmp_path / "state")),
                     tmp_path / "worker.log")
     worker.env.update(env)
-    worker.start()
-    assert worker.process is not None
     try:
-        return worker.process.wait(timeout=EXIT_TIMEOUT_S), worker.log_path.read_text()
+        return worker.run_until_exit(EXIT_TIMEOUT_S)
     finally:
         worker.stop()
 

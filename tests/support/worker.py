@@ -32,6 +32,13 @@ class Worker:
         self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=self.env,
                                         stdout=log, stderr=subprocess.STDOUT)
 
+    def run_until_exit(self, timeout_s: float) -> tuple[int, str]:
+        """Start the worker and wait for it to exit (a bound on a wait that, when broken, never
+        ends); its exit code and log."""
+        self.start()
+        assert self.process is not None
+        return self.process.wait(timeout=timeout_s), self.log_path.read_text()
+
     def kill(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
