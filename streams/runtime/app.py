@@ -9,32 +9,35 @@ from pathlib import Path
 from typing import Any
 
 import faust
-import faust.tables
-from faust.types import StoreT, TableT, TopicT
+from faust.types import ChannelT, StoreT, TableT, TopicT
 from yarl import URL
 
+from streams.runtime import fence
 from streams.runtime.store import PersistentStore
-from streams.runtime.transport import BatchConsumer
+from streams.runtime.transport import Fetched
 from streams.settings import Settings
 
+# Fetches waiting in an agent's channel, beside the one its agent gathers.
+FETCHES_BUFFERED = 2
 
-class TableManager(faust.tables.TableManager):
+
+class TableManager(fence.TableManager):
     """Faust's table manager without the second it sleeps at start to let tables register:
     the pipeline registers its tables before the app starts."""
 
     async def on_start(self) -> None:
         if not self.should_stop:
-            await self._update_channels()
+            await self.update_channels()
             await self.recovery.start()
 
 
-class Table(faust.Table):
+class Table(fence.Table):
     """Faust's table whose ``rocksdb://`` store is the project's (``streams.runtime.store``): the
     worker writes tables in batches, outside the stream events Faust's own store writes by."""
 
-    def _new_store_by_url(self, url: str | URL) -> StoreT:
+    def new_store_by_url(self, url: str | URL) -> StoreT:
         if URL(str(url)).scheme != "rocksdb":
-            return super()._new_store_by_url(url)
+            return super().new_store_by_url(url)
         options: Any = self.options  # Faust's store takes it as a dict
         return PersistentStore(url, self.app, self, table_name=self.name, key_type=self.key_type,
                                key_serializer=self.key_serializer, value_serializer=self.value_serializer,
@@ -42,12 +45,12 @@ class Table(faust.Table):
 
 
 class PipelineApp(faust.App):
-    """A Faust app whose consumer hands the topics named here to a batch consumer
-    (``streams.runtime.transport``) instead of its streams, and which runs ``checks`` from the
+    """A Faust app whose consumer hands each fetch of the topics named in ``batch_channels`` to
+    that channel as one item (``streams.runtime.transport``), and which runs ``checks`` from the
     moment it starts: Faust's own timers start only once table recovery has finished, and a
     liveness check must also watch a recovery."""
 
-    batch_consumers: dict[str, BatchConsumer]
+    batch_channels: dict[str, ChannelT[Fetched]]
     checks: list[tuple[float, Callable[[], Awaitable[None]]]]  # (interval in seconds, check)
 
     async def on_start(self) -> None:
@@ -64,11 +67,14 @@ async def _every(interval_s: float, check: Callable[[], Awaitable[None]]) -> Non
 
 @dataclass(frozen=True, slots=True)
 class Pipeline:
-    """The Faust objects a worker runs: the app, its input channels and its state tables."""
+    """The Faust objects a worker runs: the app, its input topics, the channels their fetches
+    reach the agents by, and the state tables."""
 
     app: PipelineApp
     profile_inputs: TopicT
     referral_index: TopicT
+    profile_fetches: ChannelT[Fetched]
+    referral_fetches: ChannelT[Fetched]
     profiles: TableT
     share_index: TableT
 
@@ -111,15 +117,21 @@ def build_pipeline(settings: Settings) -> Pipeline:
         web_enabled=False,
         autodiscover=False,
     )
-    app.batch_consumers = {}
     app.checks = []
     profile_inputs = _raw_topic(app, *settings.input_topics.values(), settings.repartition_topic,
                                 settings.referral_credits_topic)
     referral_index = _raw_topic(app, settings.referral_index_topic)
+    profile_fetches: ChannelT[Fetched] = app.channel(maxsize=FETCHES_BUFFERED)
+    referral_fetches: ChannelT[Fetched] = app.channel(maxsize=FETCHES_BUFFERED)
+    # The consumer hands these topics' fetches to the channels, not to Faust's streams.
+    app.batch_channels = ({topic: profile_fetches for topic in profile_inputs.topics}
+                          | {topic: referral_fetches for topic in referral_index.topics})
     return Pipeline(
         app=app,
         profile_inputs=profile_inputs,
         referral_index=referral_index,
+        profile_fetches=profile_fetches,
+        referral_fetches=referral_fetches,
         profiles=_state_table(app, "profiles", settings),
         share_index=_state_table(app, "share-index", settings),
     )

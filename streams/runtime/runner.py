@@ -1,37 +1,42 @@
-"""Runs a stage's pure processing over batches of records: state, messages and rows out.
+"""Runs a stage's pure processing over a batch of fetched records: state and messages to
+Kafka, rows into the sink, and what the batch owes to the checkpoint.
 
-The consumer hands each partition's fetched records to a :class:`BatchRunner` in one call
-(``streams.runtime.transport``), not one by one through Faust's streams, whose per-record machinery
-costs more than the processing itself. Acknowledgement is ours: records are acked only after
-the rows they produced are in ClickHouse. While ClickHouse is down the runner blocks in
-``flush``, its buffer of records fills, the consumer stops handing over and stops fetching:
-memory stays bounded and nothing is acked that is not written.
+An agent (``streams.runtime.agents``) hands a :class:`BatchRunner` the records of several
+partitions' fetches at once, not one by one through Faust's per-record machinery, which costs
+more than the processing itself. The batch's offsets are acknowledged by the checkpoint
+(``streams.runtime.checkpoint``) once its rows are in ClickHouse. While ClickHouse is down the
+sink's buffer fills, :meth:`BatchRunner.run_batch` waits for a commit that cannot complete,
+the agent's channel fills, and the consumer stops handing over and stops fetching: memory
+stays bounded and nothing is acknowledged that is not written.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from typing import Any, TypeVar, cast
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.types import TP, TableT
 
 from streams.clickhouse.sink import ClickHouseSink
+from streams.runtime import fence
+from streams.runtime.checkpoint import Checkpoint, Settled
 from streams.runtime.metrics import Metrics
 from streams.runtime.store import PersistentStore
-from streams.runtime.transport import Consumer, InFlight
+from streams.runtime.transport import Consumer, Fetched
 from streams.stages.records import BatchOutput, OutMessage, SourceRecord
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# How often a paused runner looks whether processing may go on.
+PAUSE_POLL_S = 0.05
 
 
 class TableState:
@@ -57,11 +62,11 @@ class TableState:
             store = self.table.data
             inner = getattr(store, "data", None)
             self._local = inner if isinstance(inner, dict) else cast(MutableMapping[str, bytes], store)
-            # The memory store drops the keys of partitions it no longer holds after each
-            # rebalance, but knows the partitions only of keys it restored from the changelog:
-            # tell it those of the keys written here too, or they stay in memory for good.
-            key_partition = getattr(store, "_key_partition", None)
-            self._key_partition = key_partition if isinstance(key_partition, dict) else None
+            # A store drops the keys of partitions it no longer holds after each rebalance by
+            # its key -> partition map; the memory store's knows only keys it restored from the
+            # changelog: tell it those of the keys written here too, or they stay in memory for good.
+            self._key_partition = (store.key_partition if isinstance(store, PersistentStore)
+                                   else fence.memory_key_partitions(store))
         return self._local
 
     def get(self, key: str) -> bytes | None:
@@ -143,21 +148,19 @@ async def _track_topic(producer: AIOKafkaProducer, topic: str) -> None:
 
 
 class BatchRunner:
-    """Runs a stage over batches of records; acks them after their rows are written.
+    """Runs a stage over batches of fetched records; its checkpoint commits them.
 
-    The consumer hands records over (``streams.runtime.transport.BatchConsumer``) and :meth:`run`, an
-    app task, processes them. Nothing is processed while flow is paused: during a rebalance
-    (records read under the old assignment are dropped, the consumer reads them again from
-    the committed offsets) and while Faust restores tables from their changelogs, when a
-    batch read from a half-restored store would write stale state back. When the assignment
-    changes, the stage drops what it cached from the old one.
+    Nothing is processed while processing is paused: during a rebalance (records read under
+    the old assignment are dropped, the consumer reads them again from the committed offsets)
+    and while Faust restores tables from their changelogs, when a batch read from a
+    half-restored store would write stale state back. When the assignment changes, the stage
+    drops what it cached from the old one.
     """
 
     def __init__(self, name: str, process: Callable[[Sequence[SourceRecord]], BatchOutput],
                  state: TableState, sink: ClickHouseSink, metrics: Metrics, sender: BatchSender,
-                 consumer: Callable[[], Consumer], max_events: int, max_wait_s: float,
-                 flush_wait_s: float, paused: Callable[[], bool], generation: Callable[[], int],
-                 on_new_generation: Callable[[], None]) -> None:
+                 consumer: Callable[[], Consumer], flush_wait_s: float, paused: Callable[[], bool],
+                 generation: Callable[[], int], on_new_generation: Callable[[], None]) -> None:
         self.name = name
         self.process = process
         self.state = state
@@ -165,95 +168,28 @@ class BatchRunner:
         self.metrics = metrics
         self.sender = sender
         self.consumer = consumer
-        self.max_events = max_events
-        self.max_wait_s = max_wait_s
-        self.flush_wait_s = flush_wait_s
         self.paused = paused
         self.generation = generation
         self.on_new_generation = on_new_generation
         self.seen_generation = generation()
-        self.pending: list[tuple[TP, int, Sequence[SourceRecord]]] = []  # (tp, generation, records)
-        self.pending_records = 0
-        self.unflushed = _Unflushed()
-        self.flushing: asyncio.Future[None] | None = None
-        self.pending_since = 0.0
-        self.last_flush = time.monotonic()
+        self.checkpoint = Checkpoint(name, sink, self.delete_settled,
+                                     lambda in_flight, offsets: consumer().ack_batch(in_flight, offsets),
+                                     paused, metrics, flush_wait_s)
         self.lock = asyncio.Lock()
         self.changelog_lock = asyncio.Lock()
         self.waits: dict[str, float] = {}  # what the runner awaits now, since when (describe())
-        self.wake = asyncio.Event()
-        self.room = asyncio.Event()
-        self.room.set()
 
-    # -- records in (called by the consumer) --------------------------------------------------
-
-    async def wait_for_room(self) -> None:
-        # Two batches' worth: one being processed, the next one filling.
-        while self.pending_records >= 2 * self.max_events:
-            self.room.clear()
-            await self.room.wait()
-
-    def accept(self, tp: TP, records: Sequence[ConsumerRecord[bytes, bytes]], generation: int) -> None:
-        if not self.pending:
-            self.pending_since = time.monotonic()
-        self.pending.append((tp, generation, records))
-        self.pending_records += len(records)
-        if self.pending_records >= self.max_events:
-            self.wake.set()
-
-    # -- processing (an app task) -------------------------------------------------------------
-
-    async def run(self) -> None:
-        """Process batches and flush rows until the worker stops.
-
-        Wakes when a batch is full, when a flush ends, or when a partial batch or a flush is
-        due, whichever comes first."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self._until_due())
-            self.wake.clear()
-            if self.paused():
-                # Nothing new is processed, but what was is flushed and acked at once: a
-                # rebalance waits for those acks.
-                await self.step(process=False)
-                await asyncio.sleep(min(self.max_wait_s, self.flush_wait_s))
-                continue
-            await self.step()
-
-    def _until_due(self) -> float:
-        now = time.monotonic()
-        due = now + min(self.max_wait_s, self.flush_wait_s)
-        if self.pending:
-            due = min(due, self.pending_since + self.max_wait_s)
-        if self.unflushed.acks and self.flushing is None:
-            due = min(due, self.last_flush + self.flush_wait_s)
-        return max(0.0, due - now)
-
-    async def step(self, process: bool = True) -> None:
-        """Process the pending records if a batch is due; start a flush if rows waited long
-        enough. A flush runs beside the next batches (it acks only what came before it), one at
-        a time; a full sink waits for it."""
+    async def run_batch(self, fetches: Sequence[Fetched]) -> None:
+        """Process the records fetched under the current assignment, once processing is not
+        paused; return when the sink has room for the next batch's rows."""
         async with self.lock:
-            if self.flushing is not None and self.flushing.done():
-                flushed, self.flushing = self.flushing, None
-                flushed.result()  # a failed delivery stops the worker here
-            process = process and not self.paused()  # checked again under the lock
-            now = time.monotonic()
-            if process and self.pending and (self.pending_records >= self.max_events
-                                             or now - self.pending_since >= self.max_wait_s):
-                chunks, self.pending, self.pending_records = self._current(self.pending), [], 0
-                self.room.set()
-                if chunks:
-                    await self._process(chunks)
-                now = time.monotonic()
-            if self.flushing is None and self.unflushed.acks and (
-                    not process or self.sink.full or now - self.last_flush >= self.flush_wait_s):
-                self.flushing = asyncio.ensure_future(self._flush(self.unflushed))
-                self.flushing.add_done_callback(lambda _: self.wake.set())
-                self.unflushed = _Unflushed()
-                self.last_flush = now  # flushes start every flush_wait_s, or as soon as one ends
-            if self.flushing is not None and self.sink.full:
-                await asyncio.wait([self.flushing])
+            while self.paused():
+                await asyncio.sleep(PAUSE_POLL_S)
+            generation = self._sync_generation()
+            current = [fetched for fetched in fetches if fetched.generation == generation]
+            if current:
+                await self._process(current)
+        await self.checkpoint.wait_for_room()
 
     async def maintain(self, task: Callable[[], tuple[BatchOutput, T]]) -> T | None:
         """Run a stage's housekeeping (a timer's) between batches and deliver its state writes.
@@ -268,20 +204,30 @@ class BatchRunner:
             await self._write_state_now(lambda: out.state_writes)
             return result
 
+    async def delete_settled(self, settled: Sequence[Settled]) -> None:
+        """Delete settled state that no batch wrote again since (every write is a new bytes
+        object), and wait until the tombstones are delivered."""
+        await self._write_state_now(lambda: [(partition, key, None) for partition, key, value in settled
+                                             if self.state.get(key) is value])
+
     async def _write_state_now(self, writes: Callable[[], Iterable[tuple[int, str, bytes | None]]]) -> None:
         """Write state outside a batch and wait until its changelog records are delivered."""
-        await _delivered(await self._send(writes))
+        for delivery in await self._send(writes):
+            await delivery
 
     async def _send(self, writes: Callable[[], Iterable[tuple[int, str, bytes | None]]],
                     messages: Sequence[OutMessage] = ()) -> list[asyncio.Future[Any]]:
         """Apply state writes and send their changelog records (and ``messages``), one send at a
-        time: the sends of a batch and of a flush's deletes would otherwise interleave, and a
+        time: the sends of a batch and of a commit's deletes would otherwise interleave, and a
         changelog partition could hold a key's writes in another order than the store applied
         them. ``writes`` is called under the lock, so what it checks still holds when it applies."""
         async with self.changelog_lock:
             changelog = self.state.apply(writes())
-            with self._waiting_for("Kafka to take records (producer send)"):
+            self.waits["Kafka to take records (producer send)"] = time.monotonic()
+            try:
                 deliveries = await self.sender.send([*changelog, *messages])
+            finally:
+                del self.waits["Kafka to take records (producer send)"]
             self.state.sent(changelog, deliveries)
         return deliveries
 
@@ -289,16 +235,7 @@ class BatchRunner:
         """What the runner holds and waits on: the message when the worker is stalled says it."""
         now = time.monotonic()
         waits = "".join(f", waiting {now - since:.0f} s for {what}" for what, since in self.waits.items())
-        return (f"{self.name} runner: {self.pending_records} records pending, {len(self.unflushed.acks)} "
-                f"batches not flushed, {self.sink.buffered_rows} rows buffered{waits}")
-
-    @contextlib.contextmanager
-    def _waiting_for(self, what: str) -> Iterator[None]:
-        self.waits[what] = time.monotonic()
-        try:
-            yield
-        finally:
-            del self.waits[what]
+        return f"{self.name} runner: {self.checkpoint.describe()}{waits}"
 
     def _sync_generation(self) -> int:
         generation = self.generation()
@@ -307,64 +244,20 @@ class BatchRunner:
             self.on_new_generation()
         return generation
 
-    def _current(self, chunks: list[tuple[TP, int, Sequence[SourceRecord]]]
-                 ) -> list[tuple[TP, Sequence[SourceRecord]]]:
-        """The records read under the current assignment (older ones are read again)."""
-        generation = self._sync_generation()
-        return [(tp, records) for tp, read_in, records in chunks if read_in == generation]
-
-    async def _process(self, chunks: list[tuple[TP, Sequence[SourceRecord]]]) -> None:
+    async def _process(self, fetches: Sequence[Fetched]) -> None:
         started = time.perf_counter()
         in_flight = self.consumer().begin_batch()  # a rebalance waits for its ack
         offsets: dict[TP, list[int]] = {}
         records: list[SourceRecord] = []
-        for tp, chunk in chunks:
-            offsets.setdefault(tp, []).extend(r.offset for r in chunk)
-            records.extend(chunk)
+        for tp, fetched_records, _ in fetches:
+            offsets.setdefault(tp, []).extend(r.offset for r in fetched_records)
+            records.extend(fetched_records)
         out = self.process(records)
-        unflushed = self.unflushed
-        unflushed.deliveries.extend(await self._send(lambda: out.state_writes, out.messages))
+        deliveries = await self._send(lambda: out.state_writes, out.messages)
         for table, row in out.rows:
             self.sink.add(table, row)
-        unflushed.acks.append((in_flight, offsets))
-        # With the value it had (every write is a new bytes object): a later batch may write the
-        # key again before the flush, and then it stays.
-        unflushed.deletes.extend((partition, key, self.state.get(key)) for partition, key in out.deletes_after_flush)
-        unflushed.ingest_times.extend(r.timestamp for r in records)
-        self.metrics.sink_buffered.labels(self.name).set(self.sink.buffered_rows)
+        # With the value it had: a later batch may write the key again before the commit, and then it stays.
+        settled = [(partition, key, self.state.get(key)) for partition, key in out.deletes_after_flush]
+        self.checkpoint.owe(deliveries, in_flight, offsets, settled, (r.timestamp for r in records))
         self.metrics.count_batch(out.counts)
         self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)
-
-    async def _flush(self, batches: _Unflushed) -> None:
-        # Acks only once state, messages and rows are all out: then a commit loses nothing.
-        # The sink writes every row buffered when it starts, those of ``batches`` included.
-        with self._waiting_for("Kafka to acknowledge records sent"):
-            await _delivered(batches.deliveries)
-        with self._waiting_for("ClickHouse inserts"):
-            await self.sink.flush()  # retries until written; never returns without writing
-        if batches.deletes:
-            await self._write_state_now(lambda: [(partition, key, None) for partition, key, value in batches.deletes
-                                                 if self.state.get(key) is value])  # not written again since
-        now_ms = time.time() * 1000
-        for ingest_ms in batches.ingest_times:
-            self.metrics.freshness.observe(max(0.0, (now_ms - ingest_ms) / 1000))
-        consumer = self.consumer()
-        for in_flight, offsets in batches.acks:
-            consumer.ack_batch(in_flight, offsets)
-        self.metrics.sink_buffered.labels(self.name).set(self.sink.buffered_rows)
-
-
-@dataclass(slots=True)
-class _Unflushed:
-    """What processed batches wait on until a flush: deliveries, then acks and deletes."""
-
-    deliveries: list[asyncio.Future[Any]] = field(default_factory=list)
-    acks: list[tuple[InFlight, dict[TP, list[int]]]] = field(default_factory=list)
-    deletes: list[tuple[int, str, bytes | None]] = field(default_factory=list)  # settled state: key, value
-    ingest_times: list[int] = field(default_factory=list)
-
-
-async def _delivered(futures: Iterable[asyncio.Future[Any]]) -> None:
-    for future in futures:
-        await future
-

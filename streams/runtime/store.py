@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import rocksdict
-from faust.stores import rocksdb
 from faust.types import TP, EventT
+
+from streams.runtime.fence import RocksStore
 
 # RocksDB caches blocks for reads, and reads happen only while a partition loads: a small
 # cache. Smaller memtables than Faust's 3 x 64 MiB per partition database bound memory.
@@ -69,13 +70,13 @@ def last_offsets(topic: str, deliveries: Iterable[asyncio.Future[Any]]) -> dict[
     return offsets
 
 
-class PersistentStore(rocksdb.Store):
+class PersistentStore(RocksStore):
     """See the module docstring."""
 
     def __init__(self, *args: Any, options: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, options={**ROCKSDB_OPTIONS, **(options or {})}, **kwargs)
         self.data: dict[str, bytes] = {}
-        self._key_partition: dict[str, int] = {}  # the memory store's name: TableState keeps it too
+        self.key_partition: dict[str, int] = {}  # TableState keeps it for the keys it writes
         self._loaded: set[int] = set()
         self._sent: list[_Sent] = []
 
@@ -123,7 +124,7 @@ class PersistentStore(rocksdb.Store):
                     batch.put(key, value)
             for partition, batch in batches.items():
                 batch.put(self.offset_key, str(offsets[partition]).encode())
-                self._db_for_partition(partition).write(batch)
+                self.db_for_partition(partition).write(batch)
 
     # -- recovery (Faust) ---------------------------------------------------------------------
 
@@ -148,13 +149,13 @@ class PersistentStore(rocksdb.Store):
             key = to_key(event.key)
             if message.value is None:
                 self.data.pop(key, None)
-                self._key_partition.pop(key, None)
+                self.key_partition.pop(key, None)
             else:
                 self.data[key] = to_value(event.value)
-                self._key_partition[key] = partition
+                self.key_partition[key] = partition
         for partition, write in batches.items():
             write.put(self.offset_key, str(offsets[partition]).encode())
-            self._db_for_partition(partition).write(write)
+            self.db_for_partition(partition).write(write)
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:
@@ -164,38 +165,33 @@ class PersistentStore(rocksdb.Store):
         async with self.db_lock:
             for partition in self._loaded - actives:
                 self._unload(partition)
-            for partition in set(self._dbs) - actives - standbys:
-                self._close(partition)
+            for partition in set(self.open_partitions) - actives - standbys:
+                self.close_partition(partition)
             for partition in sorted(actives - self._loaded):
-                if await self._try_open_db_for_partition(partition, generation_id=generation_id) is None:
+                if not await self.open_partition(partition, generation_id):
                     return  # rebalanced again meanwhile: the next rebalance loads what is active
                 self._load(partition)
                 await asyncio.sleep(0)
 
     def _load(self, partition: int) -> None:
-        data, key_partition = self.data, self._key_partition
+        data, key_partition = self.data, self.key_partition
         for key, value in self._stored_items(partition):
             data[key] = value
             key_partition[key] = partition
         self._loaded.add(partition)
 
     def _stored_items(self, partition: int) -> Iterator[tuple[str, bytes]]:
-        for raw, value in self._db_for_partition(partition).items():
+        for raw, value in self.db_for_partition(partition).items():
             if raw != self.offset_key:
                 yield decode_key(raw), value
 
     def _unload(self, partition: int) -> None:
-        gone = [key for key, p in self._key_partition.items() if p == partition]
+        gone = [key for key, p in self.key_partition.items() if p == partition]
         for key in gone:
-            del self.data[key], self._key_partition[key]
+            del self.data[key], self.key_partition[key]
         self._loaded.discard(partition)
 
-    def _close(self, partition: int) -> None:
-        db = self._dbs.pop(partition, None)
-        if db is not None:
-            db.close()
-
     async def stop(self) -> None:
-        for partition in list(self._dbs):
-            self._close(partition)
+        for partition in self.open_partitions:
+            self.close_partition(partition)
         self._loaded.clear()

@@ -22,7 +22,8 @@ from streams.clickhouse.sink import ClickHouseSink
 from streams.contracts.codec import Codec, validate
 from streams.contracts.registry import registry_from_settings
 from streams.core.events import Event
-from streams.runtime import logs
+from streams.runtime import fence, logs
+from streams.runtime.agents import register_agents
 from streams.runtime.app import Pipeline, build_pipeline
 from streams.runtime.endpoint import serve
 from streams.runtime.liveness import Liveness, start_watchdog
@@ -51,6 +52,9 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
     def validate_event(event: Event) -> None:
         validate(event, settings.currency)
 
+    def consumer() -> Consumer:
+        return cast(Consumer, app.consumer)  # the exact:// transport's (streams.runtime.transport)
+
     profiles = TableState(pipeline.profiles)
     shares = TableState(pipeline.share_index)
     profile_stage = ProfileStage(settings, codec.decode, validate_event, profiles)
@@ -58,15 +62,13 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
 
     def aiokafka_producer() -> AIOKafkaProducer:
         # Faust's producer wraps an aiokafka one; batches go to it directly (streams.runtime.runner).
-        return cast(Any, app.producer)._ensure_producer()
+        return fence.aiokafka_producer(app.producer)
 
     def runner(name: str, stage_process: Callable[[Sequence[SourceRecord]], BatchOutput],
                state: TableState, on_new_generation: Callable[[], None]) -> BatchRunner:
         sink = ClickHouseSink(settings, lambda: connect(settings), metrics)
         return BatchRunner(name, stage_process, state, sink, metrics, BatchSender(aiokafka_producer),
-                           consumer=lambda: cast(Consumer, app.consumer),
-                           max_events=settings.batch_max_events,
-                           max_wait_s=settings.batch_max_wait_ms / 1000,
+                           consumer=consumer,
                            flush_wait_s=settings.sink_max_wait_ms / 1000,
                            paused=lambda: bool(app.in_recovery) or not app.flow_control.is_active(),
                            generation=lambda: app.consumer_generation_id,
@@ -74,25 +76,14 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
 
     profile_runner = runner("profile", profile_stage.process, profiles, profile_stage.forget_partitions)
     referral_runner = runner("referral", referral_stage.process, shares, referral_stage.forget_partitions)
-    # The consumer hands these topics' records to the runners in batches (streams.runtime.transport).
-    app.batch_consumers.update(
-        {topic: profile_runner for topic in pipeline.profile_inputs.topics}
-        | {topic: referral_runner for topic in pipeline.referral_index.topics})
+    register_agents(pipeline, settings, profile_runner, referral_runner)
     for topic in (pipeline.profile_inputs, pipeline.referral_index):
-        app.topics.add(topic)  # subscribe
-
-    @app.task
-    async def run_profiles() -> None:
-        await profile_runner.run()
-
-    @app.task
-    async def run_referrals() -> None:
-        await referral_runner.run()
+        app.topics.add(topic)  # subscribe: the consumer hands their fetches to the agents' channels
 
     @app.timer(SWEEP_INTERVAL_S)
     async def expire_waiting_touches() -> None:
         def owned() -> set[int]:
-            return {tp.partition for tp in app.consumer.assignment()
+            return {tp.partition for tp in consumer().assignment()
                     if tp.topic == settings.referral_index_topic}
 
         waiting = await referral_runner.maintain(lambda: referral_stage.expire(owned()))
@@ -107,14 +98,12 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
     async def report_lag() -> None:
         nonlocal log_ends_at
         metrics.profiles.set(sum(1 for _ in profiles.keys_with_prefix("c:")))
-        consumer = app.consumer
-        assigned = consumer.assignment()
-        ends = await consumer.highwaters(*assigned) if assigned else {}
+        assigned = consumer().assignment()
+        ends = await consumer().highwaters(*assigned) if assigned else {}
         log_ends.clear()
         log_ends.update(ends)
         log_ends_at = time.monotonic()
-        # Faust keeps the offsets it committed; there is no public accessor.
-        committed: dict[TP, int] = getattr(consumer, "_committed_offset", {})
+        committed = consumer().committed_offsets
         reported = set()
         for tp, end in ends.items():
             labels = (tp.topic, str(tp.partition))
@@ -132,10 +121,9 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
     async def check_progress() -> None:
         # No broker request here (log ends come from the fetcher and the last lag report), so
         # that only a blocked event loop stops the check.
-        consumer = app.consumer
-        committed: dict[TP, int | None] = getattr(consumer, "_committed_offset", {})
-        inputs = frozenset(tp for tp in consumer.assignment() if tp.topic in app.batch_consumers)
-        waiting = sum(max(0, max(consumer.highwater(tp) or 0, log_ends.get(tp, 0)) - (committed.get(tp) or 0))
+        committed = consumer().committed_offsets
+        inputs = frozenset(tp for tp in consumer().assignment() if tp.topic in app.batch_channels)
+        waiting = sum(max(0, max(consumer().highwater(tp) or 0, log_ends.get(tp, 0)) - (committed.get(tp) or 0))
                       for tp in inputs)
         recovery = cast(faust.tables.TableManager, app.tables).recovery
         if app.in_recovery:
@@ -175,18 +163,15 @@ def run_worker(settings: Settings) -> None:
     _Worker(pipeline.app, loglevel="INFO", quiet=True).execute_from_commandline()
 
 
-class _Worker(faust.Worker):
+class _Worker(fence.Worker):
     """Faust's worker replaces the log handlers when it starts: the outage filter goes on the new ones."""
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)
         logs.install()
 
-    async def _sentinel_task(self) -> None:
-        # mode runs this last, once every service has stopped and every task is gathered, so
-        # that callbacks still queued run before the loop closes; its 1 s was a second of
-        # every restart.
-        await asyncio.sleep(0.1)
+    async def last_task(self) -> None:
+        await asyncio.sleep(0.1)  # mode's 1 s was a second of every restart
 
 
 # Every record allocates a few dozen objects, almost none of them in reference cycles, while

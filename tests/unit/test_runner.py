@@ -1,8 +1,9 @@
-"""BatchRunner's ordering guarantees, with the project's real sink over an in-process insert
-client and a producer whose deliveries the test completes: a batch is acked only after its
-state and messages are delivered and its rows written, a flush acks only the batches that
-came before it, records read under an old assignment are not processed, the consumer is held
-back when two batches wait, and a paused runner still flushes (a rebalance waits for it)."""
+"""BatchRunner with its checkpoint, the project's real sink over an in-process insert client and
+a producer whose deliveries the test completes: a batch is acked only after its state and
+messages are delivered and its rows written, a commit acks only the batches that came before
+it, records read under an old assignment are not processed, a full sink holds the next batch
+back, a paused runner processes nothing but still commits (a rebalance waits for it), and
+settled state is deleted after the commit unless a later batch wrote it again."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from streams.clickhouse.sink import ClickHouseSink
+from streams.runtime.fence import InFlight
 from streams.runtime.metrics import Metrics
 from streams.runtime.runner import BatchRunner, TableState
-from streams.runtime.transport import InFlight
+from streams.runtime.transport import Fetched
 from streams.settings import load_settings
 from streams.stages.records import BatchOutput, InputRecord, OutMessage, SourceRecord
 from tests.support.rows import row
@@ -90,7 +92,7 @@ def credit_rows(records: Sequence[SourceRecord]) -> BatchOutput:
 
 
 class Harness:
-    def __init__(self, max_events: int = 2, flush_wait_s: float = 0.0) -> None:
+    def __init__(self, flush_wait_s: float = 0.0, sink_max_rows: int = 20_000) -> None:
         self.client = GatedClient()
         self.producer = Producer()
         self.consumer = Consumer()
@@ -108,18 +110,22 @@ class Harness:
         def forget() -> None:
             self.forgotten += 1
 
-        settings = load_settings({})
+        settings = load_settings({"STREAMS_SINK_MAX_ROWS": str(sink_max_rows)})
         self.runner = BatchRunner(
             "test", process, TableState(table),  # type: ignore[arg-type]
             ClickHouseSink(settings, lambda: self.client), Metrics(CollectorRegistry()),
             self.producer,  # type: ignore[arg-type]
             consumer=lambda: self.consumer,  # type: ignore[arg-type, return-value]
-            max_events=max_events, max_wait_s=0.0, flush_wait_s=flush_wait_s,
+            flush_wait_s=flush_wait_s,
             paused=lambda: self.paused, generation=lambda: self.generation, on_new_generation=forget)
+        self.checkpoint = self.runner.checkpoint
 
-    def feed(self, *offsets: int, generation: int | None = None) -> None:
+    def fetched(self, *offsets: int, generation: int | None = None) -> Fetched:
         records = [InputRecord(TOPIC, 0, offset, b"k", b"v", 1_000) for offset in offsets]
-        self.runner.accept(TP0, records, self.generation if generation is None else generation)
+        return Fetched(TP0, records, self.generation if generation is None else generation)
+
+    async def feed(self, *offsets: int, generation: int | None = None) -> None:
+        await self.runner.run_batch([self.fetched(*offsets, generation=generation)])
 
 
 async def settle() -> None:
@@ -130,40 +136,36 @@ async def settle() -> None:
 def test_a_batch_is_acked_only_after_its_deliveries_and_rows() -> None:
     async def scenario() -> None:
         h = Harness()
-        h.feed(0, 1)
-        await h.runner.step()  # processes and starts a flush
+        await h.feed(0, 1)
         assert h.processed == [0, 1] and h.consumer.acked == []
+        commit = asyncio.ensure_future(h.checkpoint.commit())
         await settle()
         assert h.consumer.acked == []  # deliveries pending, insert not started
         h.producer.deliver_all()
         await settle()
         assert h.consumer.acked == [] and h.client.inserted == []  # the insert waits at the gate
         h.client.gate.set()
-        await asyncio.wait_for(h.runner.flushing, 5)  # type: ignore[arg-type]
+        await asyncio.wait_for(commit, 5)
         assert h.client.inserted == ["c0", "c1"] and h.consumer.acked == [0, 1]
         assert not h.consumer.in_flight
 
     asyncio.run(scenario())
 
 
-def test_a_flush_acks_only_the_batches_before_it_and_the_next_flush_the_rest() -> None:
+def test_a_commit_acks_only_the_batches_before_it_and_the_next_commit_the_rest() -> None:
     async def scenario() -> None:
         h = Harness()
-        h.producer.deliveries = []
-        h.feed(0, 1)
-        await h.runner.step()
+        await h.feed(0, 1)
         h.producer.deliver_all()
-        await settle()  # the first flush is inserting, held at the gate
-        h.feed(2, 3)
-        await h.runner.step()  # processed beside the running flush
+        first = asyncio.ensure_future(h.checkpoint.commit())
+        await settle()  # the first commit is inserting, held at the gate
+        await h.feed(2, 3)  # processed beside the running commit
         assert h.processed == [0, 1, 2, 3]
         h.producer.deliver_all()
         h.client.gate.set()
-        first = h.runner.flushing
-        await asyncio.wait_for(first, 5)  # type: ignore[arg-type]
+        await asyncio.wait_for(first, 5)
         assert h.consumer.acked == [0, 1]
-        await h.runner.step()  # starts the next flush
-        await asyncio.wait_for(h.runner.flushing, 5)  # type: ignore[arg-type]
+        await asyncio.wait_for(h.checkpoint.commit(), 5)
         assert h.consumer.acked == [0, 1, 2, 3]
         assert sorted(h.client.inserted) == ["c0", "c1", "c2", "c3"]
 
@@ -173,52 +175,53 @@ def test_a_flush_acks_only_the_batches_before_it_and_the_next_flush_the_rest() -
 def test_records_read_under_an_old_assignment_are_not_processed() -> None:
     async def scenario() -> None:
         h = Harness()
-        h.feed(0, 1)  # generation 1
+        stale = h.fetched(0, 1)  # generation 1
         h.generation = 2  # a rebalance: the consumer reads from the committed offsets again
-        h.feed(0, 1, 2)
-        await h.runner.step()
+        await h.runner.run_batch([stale, h.fetched(0, 1, 2)])
         assert h.processed == [0, 1, 2] and h.forgotten == 1
 
     asyncio.run(scenario())
 
 
-def test_the_consumer_waits_while_two_batches_are_pending() -> None:
+def test_a_full_sink_holds_the_next_batch_until_a_commit_writes_it() -> None:
     async def scenario() -> None:
-        h = Harness(max_events=2)
-        h.feed(0, 1, 2, 3)
-        waiting = asyncio.ensure_future(h.runner.wait_for_room())
-        await settle()
-        assert not waiting.done()
-        await h.runner.step()  # takes the pending records
-        await asyncio.wait_for(waiting, 1)
-        h.producer.deliver_all()
+        h = Harness(flush_wait_s=3600, sink_max_rows=2)
+        h.producer.deliver_at_once = True
         h.client.gate.set()
+        batch = asyncio.ensure_future(h.feed(0, 1))
+        await settle()
+        assert h.processed == [0, 1] and not batch.done()  # processed, waiting for room
+        commits = asyncio.ensure_future(h.checkpoint.run(poll_s=0.01))
+        await asyncio.wait_for(batch, 5)
+        assert h.consumer.acked == [0, 1]
+        commits.cancel()
 
     asyncio.run(scenario())
 
 
-def test_a_paused_runner_flushes_what_it_processed_but_processes_nothing_new() -> None:
+def test_a_paused_runner_commits_what_it_processed_but_processes_nothing_new() -> None:
     async def scenario() -> None:
-        h = Harness(flush_wait_s=3600)  # no flush is due on its own
-        h.feed(0, 1)
-        await h.runner.step()
-        assert h.runner.flushing is None
+        h = Harness(flush_wait_s=3600)  # no commit is due on its own
+        await h.feed(0, 1)
         h.paused = True
-        h.feed(2, 3)
+        waiting = asyncio.ensure_future(h.feed(2, 3))
         h.producer.deliver_all()
         h.client.gate.set()
-        running = asyncio.ensure_future(h.runner.run())
+        commits = asyncio.ensure_future(h.checkpoint.run(poll_s=0.01))
         for _ in range(100):
             await asyncio.sleep(0.01)
             if h.consumer.acked:
                 break
-        running.cancel()
-        assert h.consumer.acked == [0, 1] and h.processed == [0, 1]
+        assert h.consumer.acked == [0, 1] and h.processed == [0, 1] and not waiting.done()
+        h.paused = False
+        await asyncio.wait_for(waiting, 5)
+        assert h.processed == [0, 1, 2, 3]
+        commits.cancel()
 
     asyncio.run(scenario())
 
 
-def test_settled_state_is_deleted_after_the_flush_unless_a_later_batch_wrote_it_again() -> None:
+def test_settled_state_is_deleted_after_the_commit_unless_a_later_batch_wrote_it_again() -> None:
     async def scenario() -> None:
         h = Harness()
         store = h.runner.state.local
@@ -230,21 +233,18 @@ def test_settled_state_is_deleted_after_the_flush_unless_a_later_batch_wrote_it_
 
         h.runner.process = settle_keys
         h.producer.deliver_at_once = True
-        h.feed(1, 2)
-        await h.runner.step()
-        h.producer.deliver_all()
+        await h.feed(1, 2)
         h.client.gate.set()
-        await asyncio.wait_for(h.runner.flushing, 5)  # type: ignore[arg-type]
+        await asyncio.wait_for(h.checkpoint.commit(), 5)
         assert {"k1", "k2"} <= store.keys()
 
         h.client.gate.clear()
-        h.feed(11, 12)  # settles k1 and k2
-        await h.runner.step()  # a flush starts and waits at the gate
-        h.feed(1, 3)  # a replay writes k1 again before that flush deletes it
-        await h.runner.step()
-        h.producer.deliver_all()
+        await h.feed(11, 12)  # settles k1 and k2
+        commit = asyncio.ensure_future(h.checkpoint.commit())  # waits at the gate
+        await settle()
+        await h.feed(1, 3)  # a replay writes k1 again before that commit deletes it
         h.client.gate.set()
-        await asyncio.wait_for(h.runner.flushing, 5)  # type: ignore[arg-type]
+        await asyncio.wait_for(commit, 5)
         assert "k2" not in store and "k1" in store
         assert [m.key for m in h.producer.sent if m.value is None] == [b'"k2"']  # the tombstone
 
