@@ -40,11 +40,15 @@ def register_agents(pipeline: Pipeline, settings: Settings, profile_runner: Batc
 
     @app.agent(pipeline.profile_fetches, name="profiles", supervisor_strategy=CrashingSupervisor)
     async def profiles(fetches: StreamT[Fetched]) -> None:
+        """Events, re-routed records and referral credits -> customer profiles, buckets, minute
+        totals and rows; referral touches -> the referral index (ProfileStage.process)."""
         async for batch in gathered(fetches, max_events, max_wait_s):
             await profile_runner.run_batch(batch)
 
     @app.agent(pipeline.referral_fetches, name="referrals", supervisor_strategy=CrashingSupervisor)
     async def referrals(fetches: StreamT[Fetched]) -> None:
+        """Shares and touches keyed by share -> the share index, and credits to the sharers
+        (ReferralStage.process)."""
         async for batch in gathered(fetches, max_events, max_wait_s):
             await referral_runner.run_batch(batch)
 

@@ -14,7 +14,7 @@ from yarl import URL
 
 from streams.runtime import fence
 from streams.runtime.store import PersistentStore
-from streams.runtime.transport import Fetched
+from streams.runtime.transport import FetchChannel, Fetched
 from streams.settings import Settings
 
 # Fetches waiting in an agent's channel, beside the one its agent gathers.
@@ -121,8 +121,8 @@ def build_pipeline(settings: Settings) -> Pipeline:
     profile_inputs = _raw_topic(app, *settings.input_topics.values(), settings.repartition_topic,
                                 settings.referral_credits_topic)
     referral_index = _raw_topic(app, settings.referral_index_topic)
-    profile_fetches: ChannelT[Fetched] = app.channel(maxsize=FETCHES_BUFFERED)
-    referral_fetches: ChannelT[Fetched] = app.channel(maxsize=FETCHES_BUFFERED)
+    profile_fetches: ChannelT[Fetched] = FetchChannel(app, maxsize=FETCHES_BUFFERED)
+    referral_fetches: ChannelT[Fetched] = FetchChannel(app, maxsize=FETCHES_BUFFERED)
     # The consumer hands these topics' fetches to the channels, not to Faust's streams.
     app.batch_channels = ({topic: profile_fetches for topic in profile_inputs.topics}
                           | {topic: referral_fetches for topic in referral_index.topics})

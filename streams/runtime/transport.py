@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from time import monotonic
 from typing import Any, NamedTuple, cast
 
+import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -45,6 +46,7 @@ from faust.transport.drivers import aiokafka
 from faust.types import TP, ChannelT, EventT, Message
 from faust.types.tuples import ack_lock
 from mode.types import ServiceT
+from mode.utils.queues import ThrowableQueue
 
 from streams.runtime import fence
 from streams.runtime.fence import InFlight
@@ -60,6 +62,28 @@ class Fetched(NamedTuple):
     tp: TP
     records: Sequence[ConsumerRecord[bytes, bytes]]
     generation: int  # of the assignment they were fetched under
+
+
+class FetchChannel(faust.Channel[Fetched]):
+    """The channel a batch topic's fetches reach their agent by; its queue is not cleared when
+    flow resumes.
+
+    Faust's channels clear their queue at every flow resume (the end of a rebalance or of a
+    recovery), without waking a put waiting for room (asyncio's queue wakes those only on a
+    get). The transport waits so whenever the agent holds a batch while processing is paused,
+    as during a recovery: after the clear the agent waits for items and the transport for room,
+    for good (a restarted worker stalled so). Stale fetches need no clearing: the runner drops
+    those fetched under an older assignment."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fetches: ThrowableQueue | None = None
+
+    @property
+    def queue(self) -> ThrowableQueue:
+        if self.fetches is None:
+            self.fetches = self.app.FlowControlQueue(maxsize=self.maxsize, clear_on_resume=False)
+        return self.fetches
 
 
 def unread(records: Sequence[Any], read_offset: int | None) -> Sequence[Any]:
