@@ -22,7 +22,6 @@ import pytest
 
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
-from streams.core.windows import DAY_MS
 from streams.publisher import Publisher
 from streams.settings import PREFIX, Settings
 from streams.tools.oracle import Expected, expected
@@ -31,11 +30,11 @@ from streams.topics import ensure_topics
 from tests.conftest import STACK
 from tests.support.exact import source_lag, wait_for_exact
 from tests.support.services import service_pid
+from tests.support.upstream import simulated_day_start_ms
 from tests.support.worker import Worker, wait_until
 
 METRICS_PORT = 22150
-YESTERDAY_MS = (int(time.time() * 1000) // DAY_MS - 1) * DAY_MS
-CONFIG = SimulationConfig(seed=7, customers=300, events=6_000, start_ms=YESTERDAY_MS)
+CONFIG = SimulationConfig(seed=7, customers=300, events=6_000, start_ms=simulated_day_start_ms())
 CLICKHOUSE_DOWN_S = 60
 CLICKHOUSE_HUNG_S = 45
 BROKER_DOWN_S = 20

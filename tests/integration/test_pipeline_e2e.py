@@ -21,7 +21,6 @@ from kafka import KafkaConsumer
 
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
-from streams.core.windows import DAY_MS
 from streams.settings import PREFIX, Settings
 from streams.tools.oracle import Expected, expected
 from streams.tools.simulate import SimRecord, SimulationConfig, generate, publish
@@ -29,11 +28,10 @@ from streams.topics import ensure_topics
 from tests.support.clickhouse_rows import read_final_rows
 from tests.support.compare import compare_all
 from tests.support.exact import source_lag, wait_for_exact
-from tests.support.upstream import UPSTREAM_CLIENTS, upstream_publisher
+from tests.support.upstream import UPSTREAM_CLIENTS, simulated_day_start_ms, upstream_publisher
 from tests.support.worker import Worker, wait_until
 
-YESTERDAY_MS = (int(time.time() * 1000) // DAY_MS - 1) * DAY_MS
-CONFIG = SimulationConfig(seed=42, customers=300, events=6_000, start_ms=YESTERDAY_MS)
+CONFIG = SimulationConfig(seed=42, customers=300, events=6_000, start_ms=simulated_day_start_ms())
 
 
 @pytest.fixture()

@@ -7,20 +7,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from streams.clickhouse.migrate import migrate
-from streams.core.windows import DAY_MS
 from streams.publisher import Publisher
 from streams.runtime.liveness import STALL_EXIT_CODE
 from streams.settings import PREFIX, Settings
 from streams.tools.simulate import SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 from tests.support.services import service_pid
+from tests.support.upstream import simulated_day_start_ms
 from tests.support.worker import Worker, wait_until
 
 METRICS_PORT = 21152
@@ -35,9 +34,8 @@ def busy_worker(clickhouse_settings: Settings, tmp_path: Path) -> Iterator[Worke
     settings = dataclasses.replace(clickhouse_settings, metrics_port=METRICS_PORT, table_dir=str(tmp_path / "state"))
     ensure_topics(settings)
     migrate(settings)
-    yesterday_ms = (int(time.time() * 1000) // DAY_MS - 1) * DAY_MS
     with Publisher(settings) as publisher:
-        publish(generate(SimulationConfig(seed=3, customers=200, events=4_000, start_ms=yesterday_ms)),
+        publish(generate(SimulationConfig(seed=3, customers=200, events=4_000, start_ms=simulated_day_start_ms())),
                 publisher, settings)
     worker = Worker(settings, tmp_path / "worker.log")
     # The stall timeout may be short only with a short ClickHouse timeout and backoff (settings).

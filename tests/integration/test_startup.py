@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -30,7 +29,6 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from streams.clickhouse.migrate import migrate
-from streams.core.windows import DAY_MS
 from streams.publisher import Publisher
 from streams.runtime.runner import BatchSender
 from streams.settings import Settings
@@ -38,6 +36,7 @@ from streams.stages.records import OutMessage
 from streams.tools.simulate import SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 from tests.conftest import unique
+from tests.support.upstream import simulated_day_start_ms
 from tests.support.worker import Worker, wait_until
 
 STARTS = 20
@@ -86,8 +85,7 @@ def database(clickhouse_settings: Settings) -> Iterator[Settings]:
 
 
 def test_fresh_workers_on_new_topics_make_progress_every_time(database: Settings, tmp_path: Path) -> None:
-    yesterday_ms = (int(time.time() * 1000) // DAY_MS - 1) * DAY_MS
-    records = generate(SimulationConfig(seed=7, customers=40, events=300, start_ms=yesterday_ms))
+    records = generate(SimulationConfig(seed=7, customers=40, events=300, start_ms=simulated_day_start_ms()))
     for start in range(STARTS):
         name = unique(f"start{start}")
         # New topics and a new consumer group (and so new changelog topics) every time. No
