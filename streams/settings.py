@@ -185,9 +185,12 @@ def _check_schema_registry(settings: Settings) -> None:
         raise SettingsError(f"{PREFIX}SCHEMA_REGISTRY_PASSWORD is set: set {PREFIX}SCHEMA_REGISTRY_USER too")
     if settings.schema_registry_ca_path and not os.path.isfile(settings.schema_registry_ca_path):
         raise SettingsError(f"{PREFIX}SCHEMA_REGISTRY_CA_PATH={settings.schema_registry_ca_path!r}: no such file")
-    if settings.schema_registry_url and not settings.schema_registry_url.startswith(("http://", "https://")):
-        raise SettingsError(f"{PREFIX}SCHEMA_REGISTRY_URL={settings.schema_registry_url!r}: expected an http:// "
-                            "or https:// URL")
+    url = settings.schema_registry_url
+    if url and not url.startswith(("http://", "https://")):
+        raise SettingsError(f"{PREFIX}SCHEMA_REGISTRY_URL={url!r}: expected an http:// or https:// URL")
+    if "@" in url.split("://", 1)[-1].split("/", 1)[0]:  # the URL shows up in errors and logs
+        raise SettingsError(f"{PREFIX}SCHEMA_REGISTRY_URL: no credentials in the URL; set {PREFIX}SCHEMA_REGISTRY_USER "
+                            f"and {PREFIX}SCHEMA_REGISTRY_PASSWORD")
 
 
 def describe() -> list[tuple[str, str, str]]:

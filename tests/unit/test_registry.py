@@ -138,6 +138,9 @@ def test_registry_settings_are_checked_at_start_up(tmp_path: Path) -> None:
         load_settings({"STREAMS_SCHEMA_REGISTRY_CA_PATH": str(tmp_path / "ca.pem")})
     with pytest.raises(SettingsError, match="http"):
         load_settings({"STREAMS_SCHEMA_REGISTRY_URL": "127.0.0.1:18081"})
+    with pytest.raises(SettingsError, match="no credentials in the URL") as raised:
+        load_settings({"STREAMS_SCHEMA_REGISTRY_URL": "https://svc:s3cret-pw@registry.example/apis/ccompat/v7"})
+    assert "s3cret-pw" not in str(raised.value)
 
 
 def test_registry_password_stays_out_of_reprs() -> None:
