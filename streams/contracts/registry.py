@@ -211,6 +211,8 @@ def registry_from_settings(settings: Settings, schemas_dir: Path | None = None) 
     """
     if not settings.schema_registry_url:
         return EmbeddedRegistry(schemas_dir)
+    # Here, not at the top: streams.contracts.confluent imports this module, and the client
+    # library loads only where a registry is configured.
     from streams.contracts.confluent import ConfluentRegistry, client_from_settings
 
     remote = ConfluentRegistry(client_from_settings(settings), settings.input_topics, schemas_dir)
