@@ -1,5 +1,5 @@
-# Developer entry points. The native services (Kafka, ClickHouse, Prometheus) are managed by
-# deploy/local/stack; see `deploy/local/stack help`.
+# Developer entry points. The native services (Kafka, ClickHouse, Prometheus, Schema Registry)
+# are managed by deploy/local/stack; see `deploy/local/stack help`.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
@@ -10,7 +10,7 @@ VENV  := .venv/bin
 
 help:
 	@echo "make install   apt packages, Kafka jars, .venv (idempotent)"
-	@echo "make up        start Kafka, ClickHouse and Prometheus on loopback"
+	@echo "make up        start Kafka, ClickHouse, Prometheus and the Schema Registry on loopback"
 	@echo "make down      stop them"
 	@echo "make demo      install, up, then run the demo against the local stack"
 	@echo "make lint      ruff and mypy"
@@ -31,7 +31,7 @@ status:
 
 # The demo talks to the local stack whatever ports it was started on.
 demo: install up
-	eval "$$($(STACK) env)" && $(VENV)/streams topics && $(VENV)/streams migrate
+	eval "$$($(STACK) env)" && $(VENV)/streams topics && $(VENV)/streams schemas && $(VENV)/streams migrate
 	$(STACK) up worker
 	eval "$$($(STACK) env)" && $(VENV)/streams demo
 

@@ -1,4 +1,4 @@
-"""The ``streams`` command: worker, migrate, topics, publish, simulate, demo, settings.
+"""The ``streams`` command: worker, migrate, topics, schemas, publish, simulate, demo, settings.
 
 Logging is configured here, once. Every setting is an environment variable (``streams
 settings`` lists them); invalid values stop the command with a message naming the variable.
@@ -45,6 +45,19 @@ def _cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     for drift in report.drift:
         print(f"DRIFT {drift}")
     return 1 if report.drift and args.strict else 0
+
+
+def _cmd_schemas(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.contracts.confluent import client_from_settings
+    from streams.contracts.subjects import register_contracts
+
+    if not settings.schema_registry_url:
+        raise SettingsError("STREAMS_SCHEMA_REGISTRY_URL is empty: there is no registry to register the contracts in")
+    done = register_contracts(client_from_settings(settings), settings.input_topics)
+    for registration in done:
+        print(registration)
+    print(f"registered {sum(r.registered for r in done)} new, {sum(not r.registered for r in done)} already there")
+    return 0
 
 
 def _cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
@@ -106,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     topics = sub.add_parser("topics", help="create missing topics, report drift")
     topics.add_argument("--strict", action="store_true", help="exit 1 when a topic drifted")
     topics.set_defaults(run=_cmd_topics)
+    schemas = sub.add_parser("schemas", help="register schemas/ in the Schema Registry, compatibility checked first")
+    schemas.set_defaults(run=_cmd_schemas)
     publish = sub.add_parser("publish", help="publish events given as JSON")
     source = publish.add_mutually_exclusive_group(required=True)
     source.add_argument("--event", help="one event as a JSON object")
@@ -127,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # the registry client's one INFO line per request
     logs.install()
     try:
         settings = load_settings()

@@ -37,7 +37,17 @@ class Settings:
     topic_partitions: int = _setting(4, "partitions of every input and internal topic", minimum=1)
     topic_replication: int = _setting(1, "replication factor of created topics", minimum=1)
     input_retention_ms: int = _setting(7 * 86_400_000, "retention of input and dead-letter topics", minimum=-1)
-    schema_registry_url: str = _setting("", "Schema Registry URL; empty: the embedded registry from schemas/")
+    schema_registry_url: str = _setting(
+        "", "Confluent-compatible Schema Registry URL (Apicurio: .../apis/ccompat/v7); records with registry "
+        "ids and with embedded ids are both read; empty: the embedded registry from schemas/ only")
+    schema_ids: str = _setting(
+        "", "ids producers write: registry or embedded; empty: registry when STREAMS_SCHEMA_REGISTRY_URL is "
+        "set, else embedded (schemas/README.md, schema ids)")
+    schema_registry_user: str = _setting("", "Schema Registry basic-auth user; empty: no authentication")
+    schema_registry_password: Secret = _setting(Secret(""), "password of schema_registry_user (secret)")
+    schema_registry_ca_path: str = _setting("", "CA certificate file (PEM) the registry's TLS certificate is checked "
+                                            "against; empty: the system's CAs")
+    schema_registry_timeout_s: float = _setting(5.0, "timeout of one Schema Registry request", minimum=0.1)
     # Worker
     app_id: str = _setting("interaction-pipeline", "Faust application id (consumer group, changelog topic prefix)")
     table_dir: str = _setting(".state/worker", "directory of the table store (rocksdb), one subdirectory per app_id")
@@ -152,6 +162,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     settings = Settings(**values)
     if settings.store.split("://")[0] not in ("memory", "rocksdb"):
         raise SettingsError(f"{PREFIX}STORE={settings.store!r}: expected memory:// or rocksdb://")
+    _check_schema_registry(settings)
     if len(settings.currency) != 3 or not settings.currency.isupper():
         raise SettingsError(f"{PREFIX}CURRENCY={settings.currency!r}: expected an ISO 4217 code such as EUR")
     # A healthy worker may go this long without visible progress: a batch and a flush wait,
@@ -163,6 +174,23 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
                             "twice the longest a healthy worker goes without progress (batch and sink waits, "
                             "commit interval, ClickHouse timeout and backoff)")
     return settings
+
+
+def _check_schema_registry(settings: Settings) -> None:
+    if settings.schema_ids not in ("", "registry", "embedded"):
+        raise SettingsError(f"{PREFIX}SCHEMA_IDS={settings.schema_ids!r}: expected registry or embedded")
+    if settings.schema_ids == "registry" and not settings.schema_registry_url:
+        raise SettingsError(f"{PREFIX}SCHEMA_IDS=registry needs {PREFIX}SCHEMA_REGISTRY_URL")
+    if settings.schema_registry_password and not settings.schema_registry_user:
+        raise SettingsError(f"{PREFIX}SCHEMA_REGISTRY_PASSWORD is set: set {PREFIX}SCHEMA_REGISTRY_USER too")
+    if settings.schema_registry_ca_path and not os.path.isfile(settings.schema_registry_ca_path):
+        raise SettingsError(f"{PREFIX}SCHEMA_REGISTRY_CA_PATH={settings.schema_registry_ca_path!r}: no such file")
+    url = settings.schema_registry_url
+    if url and not url.startswith(("http://", "https://")):
+        raise SettingsError(f"{PREFIX}SCHEMA_REGISTRY_URL={url!r}: expected an http:// or https:// URL")
+    if "@" in url.split("://", 1)[-1].split("/", 1)[0]:  # the URL shows up in errors and logs
+        raise SettingsError(f"{PREFIX}SCHEMA_REGISTRY_URL: no credentials in the URL; set {PREFIX}SCHEMA_REGISTRY_USER "
+                            f"and {PREFIX}SCHEMA_REGISTRY_PASSWORD")
 
 
 def describe() -> list[tuple[str, str, str]]:

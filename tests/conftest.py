@@ -1,7 +1,8 @@
 """Session fixtures: the real local services (started here when not already up) and settings.
 
 Unit tests (tests/unit) run with the network blocked; integration tests (marked
-``integration``) get Kafka, ClickHouse and Prometheus from ``deploy/local/stack``. Services
+``integration``) get Kafka, ClickHouse, Prometheus and the Schema Registry from
+``deploy/local/stack``. Services
 that this session started are stopped at its end; ones already running are left alone.
 """
 
@@ -51,6 +52,14 @@ def stack() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def base_settings(stack: None) -> Settings:
     return load_settings(local_environ())
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url(stack: None) -> str:
+    """The local stack's Schema Registry (Apicurio), as ``deploy/local/stack env`` names it."""
+    exports = subprocess.run([str(STACK), "env"], capture_output=True, text=True, check=True).stdout
+    prefix = "export STREAMS_SCHEMA_REGISTRY_URL="
+    return next(line.removeprefix(prefix) for line in exports.splitlines() if line.startswith(prefix))
 
 
 @pytest.fixture(scope="session")

@@ -1,20 +1,22 @@
-"""Schema registry: schema ids <-> Avro schemas, embedded (from ``schemas/``) or Confluent REST.
+"""Schema registry: schema ids <-> Avro schemas, embedded (from ``schemas/``) or a Schema Registry.
 
-Both implementations answer the same three questions (:class:`SchemaRegistry`): the schema
+Every implementation answers the same three questions (:class:`SchemaRegistry`): the schema
 with an id, the event type of an id, and the (id, schema) a producer writes with for a type.
 Schemas are returned as their JSON objects (``dict``); the codec compiles them.
 
 Embedded ids are fixed by the file layout, never by load order, so records written before a
-new version was added keep decoding: ``id = 100 * slot(type) + version`` with the slots below
-(click v1 = 101, click v2 = 102, share v1 = 201, ...). See ``schemas/README.md``.
+new version was added keep decoding: ``id = EMBEDDED_ID_BASE + 100 * slot(type) + version``
+with the slots below. The base puts them in a range no Schema Registry reaches (registries
+number schemas upwards from 1), so one reader can tell the two id spaces apart by the id alone
+and never decodes a record with the wrong schema (:class:`TwoIdSpaces`). Records written
+before the base existed carry ``100 * slot + version`` (click v1 = 101): the embedded registry
+still reads those, a registry reader cannot tell them from its own ids. See ``schemas/README.md``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +38,9 @@ TYPE_SLOTS: dict[EventType, int] = {
     EventType.SUPPORT: 4,
 }
 MAX_VERSION = 99
+# Registries hand out ids from 1 upwards; 2,130,706,432 ids are never reached.
+EMBEDDED_ID_BASE = 0x7F00_0000
 _VERSION_FILE = re.compile(r"v([1-9][0-9]*)\.avsc")
-_CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
-_SCHEMA_NOT_FOUND = 40403  # Confluent error code
 
 Schema = dict[str, Any]
 
@@ -80,12 +82,26 @@ class SchemaFile:
     def schema_id(self) -> int:
         return schema_id_for(self.event_type, self.version)
 
+    @property
+    def legacy_schema_id(self) -> int:
+        return legacy_schema_id_for(self.event_type, self.version)
+
 
 def schema_id_for(event_type: EventType, version: int) -> int:
     """Embedded registry id of ``event_type`` schema version ``version``."""
+    return EMBEDDED_ID_BASE + legacy_schema_id_for(event_type, version)
+
+
+def legacy_schema_id_for(event_type: EventType, version: int) -> int:
+    """The id embedded registries wrote before :data:`EMBEDDED_ID_BASE`; still read, never written."""
     if not 1 <= version <= MAX_VERSION:
         raise ValueError(f"schema version {version} outside 1..{MAX_VERSION}")
     return 100 * TYPE_SLOTS[event_type] + version
+
+
+def is_embedded_id(schema_id: int) -> bool:
+    """True for ids in the embedded range, which no Schema Registry hands out."""
+    return schema_id >= EMBEDDED_ID_BASE
 
 
 def event_type_of(schema: Mapping[str, Any]) -> EventType:
@@ -117,7 +133,8 @@ def load_schema_files(schemas_dir: Path | None = None) -> list[SchemaFile]:
     return sorted(files, key=lambda f: (f.event_type.value, f.version))
 
 
-def _latest_files(files: list[SchemaFile]) -> dict[EventType, SchemaFile]:
+def latest_files(files: list[SchemaFile]) -> dict[EventType, SchemaFile]:
+    """The highest version of each type."""
     latest: dict[EventType, SchemaFile] = {}
     for schema_file in files:  # sorted by version, so the last one per type wins
         latest[schema_file.event_type] = schema_file
@@ -125,12 +142,18 @@ def _latest_files(files: list[SchemaFile]) -> dict[EventType, SchemaFile]:
 
 
 class EmbeddedRegistry:
-    """Read-only registry built from the schema files; ids per :func:`schema_id_for`."""
+    """Read-only registry built from the schema files; ids per :func:`schema_id_for`.
 
-    def __init__(self, schemas_dir: Path | None = None) -> None:
+    ``legacy_ids`` also reads the ids written before the embedded range existed; only a reader
+    without a Schema Registry may, since a registry can hand out the same small numbers.
+    """
+
+    def __init__(self, schemas_dir: Path | None = None, legacy_ids: bool = True) -> None:
         files = load_schema_files(schemas_dir)
         self._by_id = {f.schema_id: f for f in files}
-        self._latest = _latest_files(files)
+        if legacy_ids:
+            self._by_id.update({f.legacy_schema_id: f for f in files})
+        self._latest = latest_files(files)
 
     def _file(self, schema_id: int) -> SchemaFile:
         try:
@@ -152,91 +175,45 @@ class EmbeddedRegistry:
         return newest.schema_id, newest.schema
 
 
-class ConfluentRegistry:
-    """Client of a Confluent Schema Registry (stdlib HTTP, lazy cache, TopicNameStrategy).
+class TwoIdSpaces:
+    """Reads ids of both spaces, each from its own registry; writes the ids of one of them.
 
-    ``latest(type)`` registers the newest local schema of the type under ``<topic>-value``
-    (the registry returns the existing id when it already has it), as Confluent serializers
-    do with ``auto.register.schemas``; the registry enforces its compatibility level there.
+    An id in the embedded range is looked up in the schema files, any other in the Schema
+    Registry: the ranges are disjoint, so a record never meets the wrong schema, whichever
+    setting its producer had.
     """
 
-    def __init__(
-        self,
-        url: str,
-        topics: Mapping[str, str],
-        schemas_dir: Path | None = None,
-        timeout_s: float = 5.0,
-    ) -> None:
-        self._url = url.rstrip("/")
-        self._topics = dict(topics)
-        self._timeout_s = timeout_s
-        self._local_latest = _latest_files(load_schema_files(schemas_dir))
-        self._schemas: dict[int, Schema] = {}
-        self._latest: dict[EventType, tuple[int, Schema]] = {}
+    def __init__(self, embedded: EmbeddedRegistry, remote: SchemaRegistry, write_embedded: bool) -> None:
+        self._embedded = embedded
+        self._remote = remote
+        self._writer = embedded if write_embedded else remote
 
-    def _request(self, path: str, body: Mapping[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self._url + path,
-            data=data,
-            method="GET" if data is None else "POST",
-            headers={"Accept": _CONTENT_TYPE, "Content-Type": _CONTENT_TYPE},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:500]
-            # Only the registry's own "schema not found" blames the record; a bare 404 from a
-            # wrong URL must not dead-letter every record.
-            if exc.code == 404 and f'"error_code":{_SCHEMA_NOT_FOUND}' in detail.replace(" ", ""):
-                raise UnknownSchemaError(f"registry has no {path}") from None
-            raise RegistryError(f"{request.method} {path}: HTTP {exc.code} {detail}") from None
-        except (OSError, ValueError) as exc:  # URLError, timeouts, refused, bad JSON
-            raise RegistryError(f"{request.method} {self._url}{path}: {exc}") from exc
+    def _reader(self, schema_id: int) -> SchemaRegistry:
+        return self._embedded if is_embedded_id(schema_id) else self._remote
 
     def schema(self, schema_id: int) -> Schema:
-        """``GET /schemas/ids/{id}``, cached (ids are immutable)."""
-        cached = self._schemas.get(schema_id)
-        if cached is None:
-            payload = self._request(f"/schemas/ids/{schema_id}")
-            try:
-                schema_type = payload.get("schemaType", "AVRO")
-                cached = json.loads(payload["schema"])
-            except (AttributeError, KeyError, TypeError, ValueError) as exc:
-                raise RegistryError(f"schema {schema_id}: unexpected payload {payload!r:.200}") from exc
-            if schema_type != "AVRO":
-                raise UnknownSchemaError(f"schema {schema_id} is {schema_type}, not AVRO")
-            self._schemas[schema_id] = cached
-        return cached
+        """The schema with this id, from the registry of its id space."""
+        return self._reader(schema_id).schema(schema_id)
 
     def event_type(self, schema_id: int) -> EventType:
-        """Event type from the record name of schema ``schema_id``."""
-        return event_type_of(self.schema(schema_id))
-
-    def subject(self, event_type: EventType) -> str:
-        """TopicNameStrategy subject of the type's value schema: ``<topic>-value``."""
-        return f"{self._topics[event_type]}-value"
-
-    def register(self, event_type: EventType, schema: Schema) -> int:
-        """``POST /subjects/{subject}/versions``; returns the schema id (existing or new)."""
-        payload = self._request(f"/subjects/{self.subject(event_type)}/versions", {"schema": json.dumps(schema)})
-        schema_id = int(payload["id"])
-        self._schemas[schema_id] = schema
-        return schema_id
+        """The event type of the schema with this id."""
+        return self._reader(schema_id).event_type(schema_id)
 
     def latest(self, event_type: EventType) -> tuple[int, Schema]:
-        """The newest local schema of the type, registered once per process."""
-        cached = self._latest.get(event_type)
-        if cached is None:
-            schema = self._local_latest[event_type].schema
-            cached = (self.register(event_type, schema), schema)
-            self._latest[event_type] = cached
-        return cached
+        """(id, schema) producers write with, in the id space ``STREAMS_SCHEMA_IDS`` chose."""
+        return self._writer.latest(event_type)
 
 
 def registry_from_settings(settings: Settings, schemas_dir: Path | None = None) -> SchemaRegistry:
-    """Confluent client when ``settings.schema_registry_url`` is set, else the embedded one."""
-    if settings.schema_registry_url:
-        return ConfluentRegistry(settings.schema_registry_url, settings.input_topics, schemas_dir)
-    return EmbeddedRegistry(schemas_dir)
+    """Both id spaces when ``settings.schema_registry_url`` is set, else the embedded registry.
+
+    Producers write registry ids unless ``settings.schema_ids`` is ``embedded``.
+    """
+    if not settings.schema_registry_url:
+        return EmbeddedRegistry(schemas_dir)
+    # Here, not at the top: streams.contracts.confluent imports this module, and the client
+    # library loads only where a registry is configured.
+    from streams.contracts.confluent import ConfluentRegistry, client_from_settings
+
+    remote = ConfluentRegistry(client_from_settings(settings), settings.input_topics, schemas_dir)
+    return TwoIdSpaces(EmbeddedRegistry(schemas_dir, legacy_ids=False), remote, settings.schema_ids == "embedded")

@@ -328,3 +328,13 @@ def test_settings_defaults_point_at_the_local_stack() -> None:
     assert settings_default("kafka_bootstrap_servers") == f"127.0.0.1:{stack_default('STREAMS_LOCAL_KAFKA_PORT')}"
     assert settings_default("clickhouse_port") == stack_default("STREAMS_LOCAL_CLICKHOUSE_PORT")
     assert settings_default("metrics_port") == stack_default("STREAMS_LOCAL_METRICS_PORT")
+
+
+def test_schema_registry_is_the_local_stacks_release_on_its_port(services: dict[str, dict[str, Any]]) -> None:
+    registry = services["schema-registry"]
+    version = re.search(r"^APICURIO_VERSION=(\S+)$", STACK.read_text(), re.MULTILINE)
+    assert version and registry["image"] == f"apicurio/apicurio-registry:{version.group(1)}"
+    assert published(registry) == {8080: ("127.0.0.1", stack_default("STREAMS_LOCAL_SCHEMA_REGISTRY_PORT"))}
+    for name in APP_SERVICES:
+        assert env(services[name])["STREAMS_SCHEMA_REGISTRY_URL"] == "http://schema-registry:8080/apis/ccompat/v7"
+    assert env(registry)["APICURIO_RULES_GLOBAL_COMPATIBILITY"] == "BACKWARD"
