@@ -1,8 +1,8 @@
 """Connections to ClickHouse built from :class:`~streams.settings.Settings`.
 
 One place decides user, password, database and timeouts, so workers, the migration runner and
-tests connect the same way. Passwords come from settings as :class:`~streams.settings.Secret`
-and are never logged.
+tests connect the same way. Passwords come from settings as :class:`~streams.settings.Secret`;
+this is the one place that reveals them, straight to the driver, and never logs them.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def connect(settings: Settings, admin: bool = False, *, database: str | None = N
         port=settings.clickhouse_port,
         database=target,
         user=user,
-        password=str(password),
+        password=password.reveal(),
         connect_timeout=timeout,
         send_receive_timeout=timeout,
         sync_request_timeout=timeout,
