@@ -102,8 +102,10 @@ def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
-    for name, default, doc in describe():
-        print(f"{name:40} {default:28} {doc}")
+    defaults = {name: default for name, default, _ in describe()}
+    for name, value, doc in describe(settings):
+        changed = "" if value == defaults[name] else f" (default {defaults[name]})"
+        print(f"{name:40} {value:28} {doc}{changed}")
     return 0
 
 
@@ -135,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--customers", type=int, default=500)
     demo.add_argument("--events", type=int, default=10_000)
     demo.set_defaults(run=_cmd_demo)
-    sub.add_parser("settings", help="list every setting").set_defaults(run=_cmd_settings)
+    sub.add_parser("settings", help="list every setting and its value (secrets masked)").set_defaults(
+        run=_cmd_settings)
     return parser
 
 

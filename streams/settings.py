@@ -8,6 +8,7 @@ variable and what is expected, so a worker fails at start-up rather than mid-str
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,11 +19,46 @@ from streams.errors import SettingsError
 PREFIX = "STREAMS_"
 
 
-class Secret(str):
-    """A string that never shows its value in ``repr`` (logs, tracebacks, ``--help``)."""
+class Secret:
+    """A value that never shows itself: ``repr``, ``str`` and formatting give ``***``.
+
+    Not a ``str``: a secret cannot reach a log line, an f-string, an exception message or a
+    concatenation by accident, because only :meth:`reveal` hands out the value, and only the
+    code that authenticates (the ClickHouse client) calls it. Equal values compare equal, in
+    constant time.
+    """
+
+    __slots__ = ("_value",)
+    MASK = "***"
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"Secret takes a str, not {type(value).__name__}")
+        self._value = value
+
+    def reveal(self) -> str:
+        """The value itself: pass it straight to the library that authenticates, nowhere else."""
+        return self._value
 
     def __repr__(self) -> str:
-        return "Secret('****')"
+        return f"Secret({self.MASK!r})"
+
+    def __str__(self) -> str:
+        return self.MASK
+
+    def __format__(self, spec: str) -> str:
+        return format(self.MASK, spec)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
 
 
 def _setting(default: Any, doc: str, **extra: Any) -> Any:
@@ -193,11 +229,16 @@ def _check_schema_registry(settings: Settings) -> None:
                             f"and {PREFIX}SCHEMA_REGISTRY_PASSWORD")
 
 
-def describe() -> list[tuple[str, str, str]]:
-    """(variable, default, meaning) for every setting: the README table and ``--help`` use it."""
-    rows = []
-    for f in dataclasses.fields(Settings):
-        default = "****" if str(f.type) == "Secret" else repr(f.default)
-        rows.append((PREFIX + f.name.upper(), default, f.metadata["doc"]))
-    return rows
+def shown(value: Any) -> str:
+    """A setting's value as tables and ``streams settings`` show it: secrets as their mask."""
+    return str(value) if isinstance(value, Secret) else repr(value)
 
+
+def describe(settings: Settings | None = None) -> list[tuple[str, str, str]]:
+    """(variable, value, meaning) for every setting, with the defaults or ``settings``' values.
+
+    The README table, ``--help`` and ``streams settings`` use it; secrets show only their mask.
+    """
+    source = Settings() if settings is None else settings
+    return [(PREFIX + f.name.upper(), shown(getattr(source, f.name)), f.metadata["doc"])
+            for f in dataclasses.fields(Settings)]

@@ -1,8 +1,8 @@
 """Connections to ClickHouse built from :class:`~streams.settings.Settings`.
 
 One place decides user, password, database and timeouts, so workers, the migration runner and
-tests connect the same way. Passwords come from settings as :class:`~streams.settings.Secret`
-and are never logged.
+tests connect the same way. Passwords come from settings as :class:`~streams.settings.Secret`;
+this is the one place that reveals them, straight to the driver, and never logs them.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def connect(settings: Settings, admin: bool = False, *, database: str | None = N
     ``admin=True`` uses ``clickhouse_admin_user`` (DDL rights) and connects to ``default`` so it
     works before the pipeline's database exists; pass ``database`` to override either default.
     The client connects lazily, on its first query. Connect, send/receive and sync timeouts are
-    all ``settings.clickhouse_timeout_s``. No session settings are sent: a ``readonly=1`` user
-    (the analyst) would be refused any.
+    all ``settings.clickhouse_timeout_s``. No session settings are sent, so a user of any
+    profile can connect, a ``readonly=1`` one included.
     """
     user = settings.clickhouse_admin_user if admin else settings.clickhouse_user
     password = settings.clickhouse_admin_password if admin else settings.clickhouse_password
@@ -48,7 +48,7 @@ def connect(settings: Settings, admin: bool = False, *, database: str | None = N
         port=settings.clickhouse_port,
         database=target,
         user=user,
-        password=str(password),
+        password=password.reveal(),
         connect_timeout=timeout,
         send_receive_timeout=timeout,
         sync_request_timeout=timeout,

@@ -40,7 +40,7 @@ def client_from_settings(settings: Settings) -> SchemaRegistryClient:
     """A client for ``STREAMS_SCHEMA_REGISTRY_URL`` with the configured credentials and CA."""
     conf: dict[str, object] = {"url": settings.schema_registry_url, "timeout": settings.schema_registry_timeout_s}
     if settings.schema_registry_user:
-        conf["basic.auth.user.info"] = f"{settings.schema_registry_user}:{settings.schema_registry_password}"
+        conf["basic.auth.user.info"] = f"{settings.schema_registry_user}:{settings.schema_registry_password.reveal()}"
     if settings.schema_registry_ca_path:
         conf["ssl.ca.location"] = settings.schema_registry_ca_path
     return SchemaRegistryClient(conf)

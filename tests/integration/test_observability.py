@@ -31,11 +31,12 @@ import yaml
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
 from streams.publisher import Publisher
-from streams.settings import Secret, Settings, load_settings
+from streams.settings import Settings, load_settings
 from streams.tools.oracle import expected
 from streams.tools.simulate import SimRecord, SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 from tests.conftest import local_environ, unique
+from tests.support.analyst import as_analyst
 from tests.support.observability import (
     RULES_DIR,
     Target,
@@ -50,7 +51,6 @@ from tests.support.worker import Worker
 METRICS_PORT = 19101
 INSTANCE = f"127.0.0.1:{METRICS_PORT}"
 PROMETHEUS = "http://127.0.0.1:19090"
-ANALYST_PASSWORD = "analyst-local"  # LOCAL ONLY, deploy/clickhouse/users.xml
 BASE = SimulationConfig(seed=11, customers=200, events=4_000, start_ms=0)
 #: Panels that must show numbers while the worker runs.
 MUST_HAVE_DATA = {"Consumed", "Consumer lag", "Freshness p99", "Consumed by topic", "Processed by topic",
@@ -270,8 +270,7 @@ def landed(scraped: Running) -> Running:
 
 @pytest.mark.parametrize("target", targets(BOARDS, "clickhouse"), ids=lambda t: t.name)
 def test_dashboard_sql_returns_rows_on_18_16(landed: Running, target: Target) -> None:
-    analyst = connect(dataclasses.replace(landed.settings, clickhouse_user="analyst",
-                                          clickhouse_password=Secret(ANALYST_PASSWORD)))
+    analyst = connect(as_analyst(landed.settings))
     assert analyst.connection.user == "analyst"
     now = dt.datetime.now(dt.UTC)
     sql = expand_clickhouse(target.query, now - dt.timedelta(days=30), now)  # the dashboard's default range

@@ -29,6 +29,7 @@ from streams.clickhouse.migrate import (
 from streams.clickhouse.sink import ClickHouseSink
 from streams.clickhouse.tables import TABLES, VIEWS
 from streams.settings import load_settings
+from tests.support.dictionary import DICTIONARY, documented_columns
 from tests.support.rows import row
 
 chdb_session = pytest.importorskip("chdb.session")
@@ -502,24 +503,6 @@ def test_a_replayed_batch_changes_no_view(client: ChdbClient) -> None:
 
 
 # -- the data dictionary ----------------------------------------------------------------------
-
-DICTIONARY = Path(__file__).resolve().parents[2] / "docs" / "data-dictionary.md"
-
-
-def documented_columns() -> dict[str, list[str]]:
-    """Section name -> the columns its table lists (``### a / b`` documents both a and b)."""
-    out: dict[str, list[str]] = {}
-    names: list[str] = []
-    for line in DICTIONARY.read_text().splitlines():
-        if line.startswith("### "):
-            names = [n.strip() for n in line[4:].split("/")]
-            for name in names:
-                out[name] = []
-        elif names and (match := re.match(r"^\| `(\w+)` \|", line)):
-            for name in names:
-                out[name].append(match.group(1))
-    return out
-
 
 def test_data_dictionary_documents_every_column(migrated: dict[str, ChdbClient]) -> None:
     client = migrated["modern"]
