@@ -13,8 +13,9 @@ from typing import Any
 
 #: Columns whose integer values are cents of the reporting currency.
 CENTS_SUFFIX = "_cents"
-#: Columns whose values are durations in seconds.
+#: Columns whose values are durations in seconds, and in milliseconds.
 SECONDS_SUFFIX = "_seconds"
+MILLISECONDS_SUFFIX = "_ms_total"
 
 
 def count(value: float, unit: str = "") -> str:
@@ -62,6 +63,8 @@ def value(name: str, raw: Any, currency: str) -> str:
         return money(raw, currency)
     if isinstance(raw, int | float) and name.endswith(SECONDS_SUFFIX):
         return duration(raw)
+    if isinstance(raw, int) and name.endswith(MILLISECONDS_SUFFIX):
+        return duration(raw / 1000)
     if isinstance(raw, float):
         return "-" if math.isnan(raw) else f"{raw:,.2f}"
     if isinstance(raw, int):

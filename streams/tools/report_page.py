@@ -62,7 +62,7 @@ def daily_activity(data: ReportData) -> Section:
     title = "Daily activity"
     if not data.daily:
         return Section("daily", title, "No events have landed yet.", None)
-    days = [row["day"] for row in data.daily]
+    days = [str(row["day"]) for row in data.daily]
     figure = go.Figure([go.Bar(name=label, x=days, y=[row[column] for row in data.daily])
                         for label, column in EVENT_COLUMNS])
     figure.add_trace(go.Scatter(name="active customers", x=days, y=[row["active_customers"] for row in data.daily],
@@ -73,7 +73,8 @@ def daily_activity(data: ReportData) -> Section:
                    f"Events per UTC day by type (bars) and active customers (line), from daily_engagement: "
                    f"{count(total, 'events')} on time, {money(revenue, data.currency)} revenue over "
                    f"{count(len(days), 'day' if len(days) == 1 else 'days')}.",
-                   _layout(figure, barmode="stack", yaxis_title="events",
+                   # Days as categories: a few late events days earlier do not stretch the axis.
+                   _layout(figure, barmode="stack", yaxis_title="events", xaxis={"type": "category"},
                            yaxis2={"title": "active customers", "overlaying": "y", "side": "right",
                                    "rangemode": "tozero"},
                            legend={"orientation": "h", "y": -0.15}))

@@ -36,6 +36,7 @@ def test_values_are_formatted_by_what_their_column_holds() -> None:
     assert value("revenue_cents", 250_075, "EUR") == "EUR 2,500.75"
     assert value("avg_first_reply_seconds", 3_725, "EUR") == "1 h 2 min"
     assert value("avg_resolution_seconds", None, "EUR") == "-"
+    assert value("first_reply_ms_total", 132_079_558, "EUR") == "1 d 12 h"
     assert value("events", 10_000, "EUR") == "10,000"
     assert value("last_seen_at_ms", 1_793_491_200_000, "EUR") == "1793491200000"
     assert value("avg_satisfaction", 3.6666, "EUR") == "3.67"
