@@ -149,13 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(command: str, *, verbose: bool) -> None:
+    """INFO on the console; the client libraries' INFO lines only for the worker or with ``-v``."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.INFO)
+    quiet = command != "worker" and not verbose
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
+    logs.install()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command != "worker" and not args.verbose:
-        for name in LIBRARY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
-    logs.install()
+    configure_logging(args.command, verbose=args.verbose)
     try:
         settings = load_settings()
         return int(args.run(settings, args))

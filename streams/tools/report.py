@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from clickhouse_driver import Client
+from clickhouse_driver.errors import Error as ClickHouseError
 
 from streams.clickhouse.client import connect
+from streams.clickhouse.errors import describe
+from streams.errors import StreamsError
 from streams.settings import Settings
 from streams.tools.report_page import ReportData, render
 
@@ -55,6 +58,11 @@ def write_report(settings: Settings, path: str | Path) -> Path:
     client = connect(settings)
     try:
         data = read_report_data(client, settings)
+    except (ClickHouseError, OSError) as exc:
+        raise StreamsError(
+            f"cannot read the report from ClickHouse {settings.clickhouse_host}:{settings.clickhouse_port}, database "
+            f"{settings.clickhouse_database!r}, as {settings.clickhouse_user!r} ({describe(exc)}): check the "
+            "STREAMS_CLICKHOUSE_* settings and that `streams migrate` ran there") from None
     finally:
         client.disconnect()
     target = Path(path).resolve()
