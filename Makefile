@@ -33,7 +33,7 @@ status:
 demo: install up
 	eval "$$($(STACK) env)" && $(VENV)/streams topics && $(VENV)/streams schemas && $(VENV)/streams migrate
 	$(STACK) up worker
-	eval "$$($(STACK) env)" && $(VENV)/streams demo
+	eval "$$($(STACK) env)" && $(VENV)/streams demo --prometheus-url "$$STREAMS_LOCAL_PROMETHEUS_URL"
 
 lint: install
 	$(VENV)/ruff check streams tests

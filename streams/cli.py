@@ -1,7 +1,10 @@
-"""The ``streams`` command: worker, migrate, topics, schemas, publish, simulate, demo, settings.
+"""The ``streams`` command: worker, migrate, topics, schemas, publish, simulate, demo, report, settings.
 
-Logging is configured here, once. Every setting is an environment variable (``streams
-settings`` lists them); invalid values stop the command with a message naming the variable.
+Logging is configured here, once: the worker logs at INFO, its client libraries included (an
+operator reads them); every other command keeps the client libraries' INFO lines (connections,
+metadata, group joins) out of its output unless ``-v`` asks for them. Every setting is an
+environment variable (``streams settings`` lists them); invalid values stop the command with a
+message naming the variable.
 """
 
 from __future__ import annotations
@@ -16,6 +19,12 @@ from streams.runtime import logs
 from streams.settings import Settings, describe, load_settings
 
 log = logging.getLogger("streams")
+
+#: Where ``streams report`` and ``streams demo`` write the page unless told otherwise.
+DEFAULT_REPORT_PATH = "interactions-report.html"
+
+#: Client libraries that log every connection and metadata refresh at INFO.
+LIBRARY_LOGGERS = ("kafka", "aiokafka", "faust", "mode", "clickhouse_driver", "urllib3", "asyncio", "httpx2")
 
 
 def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -98,7 +107,15 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from streams.tools.demo import run_demo
 
-    return run_demo(settings, customers=args.customers, events=args.events)
+    return run_demo(settings, customers=args.customers, events=args.events, report_path=args.report,
+                    prometheus_url=args.prometheus_url)
+
+
+def _cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.tools.report import write_report
+
+    print(write_report(settings, args.out))
+    return 0
 
 
 def _cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
@@ -113,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streams", description=__doc__,
         epilog="Settings come from STREAMS_* environment variables; `streams settings` lists them.")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show the client libraries' INFO logs too (the worker always shows them)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("worker", help="run a pipeline worker").set_defaults(run=_cmd_worker)
     migrate = sub.add_parser("migrate", help="apply ClickHouse migrations (--dry-run prints them)")
@@ -136,17 +155,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="topics, migrations, a worker, traffic, and what landed")
     demo.add_argument("--customers", type=int, default=500)
     demo.add_argument("--events", type=int, default=10_000)
+    demo.add_argument("--report", default=DEFAULT_REPORT_PATH, help="where to write the HTML report")
+    demo.add_argument("--prometheus-url", default="http://127.0.0.1:19090",
+                      help="the Prometheus to point at (the local stack's)")
     demo.set_defaults(run=_cmd_demo)
+    report = sub.add_parser("report", help="write an HTML page of charts of what landed in ClickHouse")
+    report.add_argument("--out", default=DEFAULT_REPORT_PATH, help="the page's path")
+    report.set_defaults(run=_cmd_report)
     sub.add_parser("settings", help="list every setting and its value (secrets masked)").set_defaults(
         run=_cmd_settings)
     return parser
 
 
+def configure_logging(command: str, *, verbose: bool) -> None:
+    """INFO on the console; the client libraries' INFO lines only for the worker or with ``-v``."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.INFO)
+    quiet = command != "worker" and not verbose
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
+    logs.install()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx2").setLevel(logging.WARNING)  # the registry client's one INFO line per request
-    logs.install()
+    configure_logging(args.command, verbose=args.verbose)
     try:
         settings = load_settings()
         return int(args.run(settings, args))

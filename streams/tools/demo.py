@@ -1,79 +1,138 @@
-"""``streams demo``: topics, migrations, a worker, a simulated day of traffic, and what landed.
+"""``streams demo``: topics, migrations, a simulated day of traffic, what landed, and the report.
 
-Runs against the local stack (``make demo`` starts it, and the demo's worker, which keep
-running until ``make down``).
+Runs against the local stack and its worker (``make demo`` starts them; they keep running
+until ``make down``). The health line is measured on this run: how long the accepted events
+took from the first publish to being visible in ClickHouse, and the worker's lag afterwards.
+(Event-time freshness means nothing here: simulated events are stamped up to a day ago.)
 """
 
 from __future__ import annotations
 
-import json
+import sys
 import time
-import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 
 from clickhouse_driver import Client
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
 from streams.core.windows import DAY_MS
 from streams.publisher import Publisher
 from streams.settings import Settings
+from streams.tools import humanize
+from streams.tools.humanize import count, duration
+from streams.tools.oracle import expected
+from streams.tools.report import write_report
 from streams.tools.simulate import SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 
-PROMETHEUS_URL = "http://127.0.0.1:19090"
+#: Longest the demo waits for the accepted events to be visible in ClickHouse.
+LANDING_TIMEOUT_S = 180.0
 
 
-def _print_query(client: Client, title: str, sql: str) -> None:
+@dataclass(frozen=True, slots=True)
+class Landing:
+    """How this run's accepted events reached ClickHouse, in seconds from the first publish."""
+
+    expected: int
+    visible: int
+    published_s: float  # the last record acknowledged by Kafka
+    visible_s: float  # the last accepted event visible in ClickHouse (or the timeout)
+    caught_up_s: float | None  # the worker's /metrics first showed no lag; None: not within the timeout
+
+    def line(self) -> str:
+        if self.visible < self.expected:
+            return (f"only {count(self.visible)} of {count(self.expected, 'accepted events')} visible in ClickHouse "
+                    f"after {duration(self.visible_s)}: see `deploy/local/stack logs worker`")
+        text = (f"{count(self.expected, 'accepted events')} visible in ClickHouse "
+                f"{duration(self.visible_s - self.published_s)} after publishing ended "
+                f"({count(round(self.expected / self.visible_s), 'events/s')} end to end); ")
+        if self.caught_up_s is None:
+            return text + "the worker still lags (or its /metrics is unreachable)"
+        return text + f"worker lag 0 records {duration(self.caught_up_s - self.published_s)} after publishing ended"
+
+
+def _print_rows(client: Client, title: str, sql: str, currency: str, *, vertical: bool = False) -> None:
     rows, columns = client.execute(sql, with_column_types=True)
-    print(f"\n== {title}\n   {sql}")
     names = [name for name, _ in columns]
-    print("   " + " | ".join(names))
-    for row in rows:
-        print("   " + " | ".join(str(v) for v in row))
+    print(f"\n== {title}\n   {sql}")
+    if not rows:
+        print("   (no rows yet)")
+    elif vertical:
+        for row in rows:
+            print("\n".join(humanize.vertical(dict(zip(names, row, strict=True)), currency)))
+    else:
+        print("\n".join(humanize.table(names, rows, currency)))
 
 
-def _prometheus(query: str) -> str:
-    url = f"{PROMETHEUS_URL}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+def worker_metrics(settings: Settings) -> dict[str, float] | None:
+    """The demo's worker's source lag (changelogs left out) from its /metrics, or None if unreachable."""
+    url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
     try:
-        body = json.loads(urllib.request.urlopen(url, timeout=5).read())
-        result = body["data"]["result"]
-        return f"{float(result[0]['value'][1]):.3g}" if result else "n/a"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
     except OSError:
-        return "n/a"
+        return None
+    lag = sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+              if sample.name == "streams_consumer_lag_records" and not sample.labels["topic"].endswith("-changelog"))
+    return {"lag": lag}
 
 
-def run_demo(settings: Settings, customers: int, events: int) -> int:
+def _wait_for_landing(client: Client, settings: Settings, before: int, accepted: int, started: float,
+                      published: float) -> Landing:
+    def elapsed() -> float:
+        return time.monotonic() - started
+
+    visible, visible_s, caught_up_s = 0, 0.0, None
+    while elapsed() < LANDING_TIMEOUT_S and (visible < accepted or caught_up_s is None):
+        if visible < accepted:
+            visible = client.execute("SELECT count() FROM events FINAL")[0][0] - before
+            visible_s = elapsed()
+            if sys.stdout.isatty():
+                print(f"\r   events visible in ClickHouse: {count(visible)} of {count(accepted)}", end="", flush=True)
+        if caught_up_s is None and (metrics := worker_metrics(settings)) is not None and metrics["lag"] == 0:
+            caught_up_s = elapsed()
+        time.sleep(0.25)
+    print(f"\r   events visible in ClickHouse: {count(visible)} of {count(accepted)}")
+    return Landing(accepted, visible, published - started, visible_s, caught_up_s)
+
+
+def run_demo(settings: Settings, customers: int, events: int, *, report_path: str,
+             prometheus_url: str) -> int:
     ensure_topics(settings)
     migrate(settings, echo=lambda _: None)
-    start_ms = (int(time.time() * 1000) // DAY_MS - 1) * DAY_MS  # yesterday, so rolling windows show
+    # The UTC day before yesterday: whole days show in the charts, and every record's Kafka
+    # timestamp stays in the past (the publisher refuses timestamps over 1 h ahead of the clock).
+    start_ms = (int(time.time() * 1000) // DAY_MS - 2) * DAY_MS
     records = generate(SimulationConfig(seed=int(time.time()), customers=customers, events=events,
                                         start_ms=start_ms))
+    accepted = len(expected(records, settings).accepted)
+    client = connect(settings)
+    before = client.execute("SELECT count() FROM events FINAL")[0][0]
+    started = time.monotonic()
     with Publisher(settings) as publisher:
         sent = publish(records, publisher, settings)
-    print(f"published {sum(sent.values())} records ({events} events for {customers} customers, with "
-          "duplicates, late, far-future and malformed ones)")
-    client = connect(settings)
-    deadline = time.monotonic() + 180
-    landed = 0
-    while time.monotonic() < deadline:
-        landed = client.execute("SELECT count() FROM events FINAL")[0][0]
-        print(f"\r   events in ClickHouse: {landed}", end="", flush=True)
-        if landed >= events:
-            break
-        time.sleep(2)
-    print()
-    _print_query(client, "referral leaderboard", "SELECT * FROM referral_leaderboard LIMIT 5")
-    _print_query(client, "one customer 360 row", "SELECT * FROM customer_360 ORDER BY events DESC LIMIT 1")
-    _print_query(client, "support KPIs", "SELECT * FROM support_kpis")
-    _print_query(client, "ingestion errors", "SELECT * FROM ingestion_errors_by_reason")
-    processed = _prometheus("sum(streams_events_processed_total)")
-    lag = _prometheus('sum(streams_consumer_lag_records{topic!~".*-changelog"})')
-    freshness = _prometheus("histogram_quantile(0.99, sum(rate(streams_event_freshness_seconds_bucket[5m])) by (le))")
-    print(f"\nhealth: processed {processed} events, lag {lag} records, freshness p99 {freshness} s"
-          " (freshness counts from the simulated ingest time)")
+    published = time.monotonic()
+    print(f"published {count(sum(sent.values()), 'records')} in {duration(published - started)}: "
+          f"{count(events, 'events')} for {count(customers, 'customers')}, with duplicates, late, far-future and "
+          f"malformed ones ({count(accepted)} to be accepted)")
+    landing = _wait_for_landing(client, settings, before, accepted, started, published)
+    currency = settings.currency
+    _print_rows(client, "referral leaderboard", "SELECT sharer_customer_id, referred_clicks, referred_purchases, "
+                "referred_revenue_cents, referred_customers FROM referral_leaderboard LIMIT 5", currency)
+    _print_rows(client, "one customer 360 row", "SELECT * FROM customer_360 ORDER BY events DESC LIMIT 1", currency,
+                vertical=True)
+    _print_rows(client, "support KPIs", "SELECT * FROM support_kpis", currency, vertical=True)
+    _print_rows(client, "ingestion errors", "SELECT * FROM ingestion_errors_by_reason ORDER BY day, kind, reason",
+                currency)
+    client.disconnect()
+    print(f"\nhealth: {landing.line()}")
     print(f"\nwhere to look next:\n  worker metrics  http://{settings.metrics_host}:{settings.metrics_port}/metrics"
-          f"\n  Prometheus      {PROMETHEUS_URL}\n  ClickHouse      clickhouse-client --port {settings.clickhouse_port}"
-          " --user analyst --password analyst-local -d interactions\n  data dictionary docs/data-dictionary.md"
-          "\n  stop everything make down")
+          f"\n  Prometheus      {prometheus_url}"
+          f"\n  ClickHouse      clickhouse-client --port {settings.clickhouse_port} --user analyst "
+          f"-d {settings.clickhouse_database} (local password in deploy/clickhouse/users.xml)"
+          "\n  data dictionary docs/data-dictionary.md\n  stop everything make down")
+    path = write_report(settings, report_path)
+    print(f"\nthe report of what landed, charts in one HTML file (open it in a browser):\n{path}")
     return 0

@@ -6,6 +6,7 @@ different interleavings of the input topics.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import zlib
@@ -14,13 +15,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.clickhouse.sink import ClickHouseSink
 from streams.contracts.codec import Codec, validate
 from streams.settings import Settings
 from streams.stages.partitioning import partition_for
 from streams.stages.profile_stage import ProfileStage
 from streams.stages.records import BatchOutput, InputRecord, OutMessage, SourceRecord
 from streams.stages.referral_stage import ReferralStage
-from streams.tools.simulate import SimRecord, record_value
+from streams.tools.simulate import SimRecord, SimulationConfig, generate, record_value
 from tests.support.compare import TABLE_KEYS
 
 #: An upstream producer's choice of partition: (key, value, partitions) -> partition.
@@ -185,3 +187,16 @@ class InMemoryPipeline:
         self.profile_stage.forget_partitions()
         self.referral_stage.forget_partitions()
         self.referral_stage.ingest_clock_ms = 0  # a new process starts its clock again
+
+
+def write_simulated_rows(client: Any, settings: Settings, config: SimulationConfig) -> None:
+    """Write the rows the pipeline makes of ``config``'s traffic to ClickHouse through the sink,
+    without Kafka or a worker (``client``: clickhouse-driver's or one with its ``execute``)."""
+    pipeline = InMemoryPipeline(settings)
+    pipeline.publish(generate(config))
+    pipeline.run(random.Random(config.seed))
+    sink = ClickHouseSink(settings, lambda: client)
+    for table, rows in pipeline.rows.tables.items():
+        for row in rows.values():
+            sink.add(table, row)
+    asyncio.run(sink.flush())

@@ -8,7 +8,6 @@ in tests/integration/test_observability.py.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import shutil
 import subprocess
@@ -20,10 +19,9 @@ import pytest
 import yaml
 
 from streams.clickhouse.migrate import apply_migrations
-from streams.clickhouse.sink import ClickHouseSink
 from streams.settings import load_settings
-from streams.tools.simulate import DEFAULT_START_MS, SimulationConfig, generate
-from tests.support.inmemory import InMemoryPipeline
+from streams.tools.simulate import DEFAULT_START_MS, SimulationConfig
+from tests.support.inmemory import write_simulated_rows
 from tests.support.observability import (
     DASHBOARDS_DIR,
     PROVISIONING_DIR,
@@ -196,24 +194,10 @@ def chdb_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     try:
         client = ChdbClient(session, "interactions")
         apply_migrations(client, echo=lambda _: None)
-        write_simulated_rows(client)
+        write_simulated_rows(client, load_settings({}), SimulationConfig(seed=3, customers=80, events=1_500))
         yield client
     finally:
         session.close()
-
-
-def write_simulated_rows(client: Any) -> None:
-    settings = load_settings({})
-    pipeline = InMemoryPipeline(settings)
-    pipeline.publish(generate(SimulationConfig(seed=3, customers=80, events=1_500)))
-    import random
-
-    pipeline.run(random.Random(3))
-    sink = ClickHouseSink(settings, lambda: client)
-    for table, rows in pipeline.rows.tables.items():
-        for row in rows.values():
-            sink.add(table, row)
-    asyncio.run(sink.flush())
 
 
 @pytest.mark.parametrize("target", SQL, ids=lambda t: t.name)
