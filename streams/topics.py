@@ -15,14 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
-from kafka.errors import TopicAlreadyExistsError, for_code
+from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError, for_code
 
 from streams.errors import StreamsError
 from streams.settings import Settings
 
+# How long new topics may take to get a leader for every partition. kafka-python waits 10 s by
+# default; a broker that has just started, on a busy machine, took longer.
+TOPICS_READY_TIMEOUT_S = 60
+
 
 class TopicsError(StreamsError):
-    """The topics a worker needs are missing or partitioned unlike the plan."""
+    """The topics a worker needs are missing, partitioned unlike the plan, or not ready."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +96,12 @@ def _create(admin: KafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
         if topic["error_code"] != 0:
             raise error(f"creating topic {topic['name']}: {topic.get('error_message')}")
         created.append(topic["name"])
-    admin.wait_for_topics(created)
+    try:
+        admin.wait_for_topics(created, timeout_ms=TOPICS_READY_TIMEOUT_S * 1000)
+    except KafkaTimeoutError as error:
+        raise TopicsError(f"created {', '.join(created)}, but they have no leader after {TOPICS_READY_TIMEOUT_S} s "
+                          f"({error}); check the broker (its log, `deploy/local/stack status kafka`) and run "
+                          "`streams topics` again: it creates only what is missing") from error
     return created
 
 
