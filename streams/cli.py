@@ -174,6 +174,9 @@ def configure_logging(command: str, *, verbose: bool) -> None:
     quiet = command != "worker" and not verbose
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
+    # kafka-python warns whenever a step of its network loop took over 100 ms, which a short
+    # publishing burst on a busy machine does; a command's user can do nothing about it.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR if quiet else logging.NOTSET)
     logs.install()
 
 
