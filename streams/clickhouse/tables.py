@@ -195,6 +195,19 @@ REFERRAL_CREDITS = Table(
     key=("sharer_customer_id", "credit_id"),
 )
 
+IDENTITY_MAP = Table(
+    name="identity_map",
+    columns=_columns(
+        """
+        anonymous_id String
+        customer_id String
+        version UInt64
+        """
+    ),
+    key=("anonymous_id",),
+    version="version",
+)
+
 INGESTION_ERRORS = Table(
     name="ingestion_errors",
     columns=_columns(
@@ -227,6 +240,7 @@ TABLES: dict[str, Table] = {
         MINUTE_TOTALS,
         REFERRAL_CREDITS,
         INGESTION_ERRORS,
+        IDENTITY_MAP,
     )
 }
 
@@ -240,7 +254,11 @@ VIEWS: tuple[str, ...] = (
     "click_to_purchase_funnel",
     "ingestion_errors_by_reason",
     "minute_totals_by_type",
+    "identity_events",
+    "identity_credits",
+    "person_360",
+    "person_referral_leaderboard",
 )
 
 #: ``ingestion_errors.kind`` values.
-ERROR_KINDS: tuple[str, ...] = ("dead_letter", "late_event", "clamped_timestamp")
+ERROR_KINDS: tuple[str, ...] = ("dead_letter", "late_event", "clamped_timestamp", "identity_conflict")

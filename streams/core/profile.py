@@ -66,6 +66,27 @@ class Ticket:
         return self.opened_at if self.opened_at is not None else self.any_at
 
 
+@dataclass(frozen=True, slots=True)
+class PersonCredit:
+    """A credit involving an anonymous id, as the sharer's profile keeps it.
+
+    ``resolution`` orders the copies of one credit: 0 while the toucher is not identified,
+    1 once it is (identities never change afterwards), so the newest copy wins in any order.
+    """
+
+    resolution: int
+    referred_person: str
+    touch_type: str
+    amount_cents: int
+
+    def to_json(self) -> list[Any]:
+        return [self.resolution, self.referred_person, self.touch_type, self.amount_cents]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> PersonCredit:
+        return cls(data[0], data[1], data[2], data[3])
+
+
 @dataclass(slots=True)
 class Profile:
     """A customer's state: lifetime values, recent buckets, tickets, and replay bookkeeping."""
@@ -88,6 +109,15 @@ class Profile:
     referred_revenue_cents: int = 0
     referred_customers: set[str] = field(default_factory=set)
     book: ReplayBook = field(default_factory=ReplayBook)  # replays and duplicates: streams/core/replay.py
+    # Identity (streams/core/identity.py): whether this is an anonymous id's profile, the
+    # customer it was identified as, the anonymous profiles identified as this customer (newest
+    # version of each), credits involving anonymous ids, and, for an anonymous id, the credits
+    # its touches earned (resent when it is identified). Empty for most profiles.
+    anonymous: bool = False
+    identified_as: str | None = None
+    merged: dict[str, Profile] = field(default_factory=dict)
+    person_credits: dict[str, PersonCredit] = field(default_factory=dict)
+    touch_credits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # -- fold -------------------------------------------------------------------------------
 
@@ -240,7 +270,22 @@ class Profile:
             "rc": self.referred_clicks, "rp": self.referred_purchases,
             "rr": self.referred_revenue_cents, "ru": sorted(self.referred_customers),
             "b": self.book.to_json(),
+            **self._identity_json(),
         }
+
+    def _identity_json(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        if self.anonymous:
+            found["an"] = 1
+        if self.identified_as is not None:
+            found["ia"] = self.identified_as
+        if self.merged:
+            found["m"] = {k: part.to_json() for k, part in self.merged.items()}
+        if self.person_credits:
+            found["pc"] = {k: credit.to_json() for k, credit in self.person_credits.items()}
+        if self.touch_credits:
+            found["tc"] = self.touch_credits
+        return found
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Profile:
@@ -259,6 +304,10 @@ class Profile:
             referred_clicks=data["rc"], referred_purchases=data["rp"],
             referred_revenue_cents=data["rr"], referred_customers=set(data["ru"]),
             book=ReplayBook.from_json(data["b"]),
+            anonymous=bool(data.get("an")), identified_as=data.get("ia"),
+            merged={k: Profile.from_json(part) for k, part in data.get("m", {}).items()},
+            person_credits={k: PersonCredit.from_json(c) for k, c in data.get("pc", {}).items()},
+            touch_credits=data.get("tc", {}),
         )
 
 

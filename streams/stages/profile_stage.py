@@ -8,11 +8,12 @@ from typing import Any
 
 import orjson
 
-from streams.core.events import Click, Event, EventType, Purchase, Share
-from streams.core.profile import Profile
+from streams.core.events import AnyEvent, Click, Event, EventType, Identify, Purchase, Share
+from streams.core.identity import fold_part, identify, person_view, record_person_credit
+from streams.core.profile import PersonCredit, Profile
 from streams.core.referrals import Credit, SharePost, Touch
 from streams.core.repartition import read_origin, read_watermark, rerouted_headers, watermark_headers, watermark_value
-from streams.core.replay import Admission, absorb, rerouted_lane
+from streams.core.replay import Admission, absorb, lane_topic, rerouted_lane
 from streams.core.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to
 from streams.errors import DecodeError, ValidationError
 from streams.settings import Settings
@@ -35,8 +36,15 @@ MINUTES_KEPT = 20_000
 # (processing time): with P partitions that is P - 1 small records per partition and interval,
 # however fast a backlog is read. A later watermark only lets per-minute totals go later.
 WATERMARK_INTERVAL_S = 1.0
-Decoder = Callable[[bytes, EventType], Event]
-Validator = Callable[[Event], None]
+# Credits an anonymous visitor's touches earned, kept to be resent once it is identified.
+TOUCH_CREDITS_KEPT = 10_000
+Decoder = Callable[[bytes, EventType], AnyEvent]
+Validator = Callable[[AnyEvent], None]
+
+
+def state_key(actor_id: str, anonymous: bool) -> str:
+    """Store key of a profile: customers and anonymous ids are kept apart."""
+    return f"a:{actor_id}" if anonymous else f"c:{actor_id}"
 
 
 class ProfileStage:
@@ -50,10 +58,12 @@ class ProfileStage:
         self.validate = validate
         self.store = store
         self.topic_types = {topic: EventType(t) for t, topic in settings.input_topics.items()}
+        # Identifies reach no per-minute total, so they take no part in deciding when one is final.
+        self.timed_topics = {topic for topic, t in self.topic_types.items() if t is not EventType.IDENTIFY}
         self.credits_topic = settings.referral_credits_topic
         self.repartition_topic = settings.repartition_topic
         # Every partition is reached by each input topic directly and from each other partition.
-        self.lanes_per_partition = len(self.topic_types) * settings.topic_partitions
+        self.lanes_per_partition = len(self.timed_topics) * settings.topic_partitions
         self._minutes: dict[int, set[int]] = {}
         self.profiles: DecodedCache[Profile] = DecodedCache()
         self.ingest_progress: dict[int, dict[str, int]] = {}  # partition -> lane -> newest ingest
@@ -69,6 +79,8 @@ class ProfileStage:
 
     def advance(self, partition: int, lane: str, ingest_ms: int) -> None:
         """Note that ``lane`` has brought ``partition`` every record up to ``ingest_ms``."""
+        if lane_topic(lane) not in self.timed_topics:
+            return
         progress = self.ingest_progress.setdefault(partition, {})
         if ingest_ms > progress.get(lane, -1):
             progress[lane] = ingest_ms
@@ -106,7 +118,7 @@ class ProfileStage:
         self.watermarks_due = now + WATERMARK_INTERVAL_S
         messages: list[OutMessage] = []
         for origin, progress in self.ingest_progress.items():
-            direct = {topic: progress[topic] for topic in self.topic_types if topic in progress}
+            direct = {topic: progress[topic] for topic in self.timed_topics if topic in progress}
             if not direct or direct == self.watermarks_sent.get(origin):
                 continue
             self.watermarks_sent[origin] = direct
@@ -131,7 +143,8 @@ class _ProfileBatch:
         self.stage = stage
         self.settings = stage.settings
         self.out = BatchOutput()
-        self.profiles: dict[str, tuple[int, Profile]] = {}
+        self.profiles: dict[str, tuple[int, Profile]] = {}  # by state_key
+        self.identified: set[str] = set()  # anonymous ids whose identify was read in this batch
         self.minutes: dict[tuple[int, int], dict[str, Any]] = {}
         # (partition, minute, "type|channel") totals this batch's events went into: their rows.
         self.minute_totals: set[tuple[int, int, str]] = set()
@@ -139,14 +152,15 @@ class _ProfileBatch:
 
     # -- loading state ------------------------------------------------------------------------
 
-    def profile(self, customer_id: str, partition: int) -> Profile:
-        loaded = self.profiles.get(customer_id)
+    def profile(self, actor_id: str, partition: int, anonymous: bool = False) -> Profile:
+        key = state_key(actor_id, anonymous)
+        loaded = self.profiles.get(key)
         if loaded is None:
-            profile = self.stage.profiles.get(customer_id)
+            profile = self.stage.profiles.get(key)
             if profile is None:
-                raw = self.stage.store.get(f"c:{customer_id}")
-                profile = Profile.from_json(orjson.loads(raw)) if raw else Profile(customer_id)
-            self.profiles[customer_id] = loaded = (partition, profile)
+                raw = self.stage.store.get(key)
+                profile = Profile.from_json(orjson.loads(raw)) if raw else Profile(actor_id, anonymous=anonymous)
+            self.profiles[key] = loaded = (partition, profile)
         return loaded[1]
 
     def minute(self, partition: int, minute_ms: int) -> dict[str, Any]:
@@ -161,13 +175,81 @@ class _ProfileBatch:
     # -- records ------------------------------------------------------------------------------
 
     def on_credit(self, record: SourceRecord) -> None:
-        credit = Credit.from_json(orjson.loads(record.value or b"{}"))
-        profile = self.profile(credit.sharer_customer_id, record.partition)
+        """A referral credit, or an identity record: an anonymous profile to fold into its
+        customer, or a credit resolved to the person who earned it (see below)."""
+        message = orjson.loads(record.value or b"{}")
+        if message.pop("k", None) == "fold":
+            self.on_fold(record, message)
+            return
+        resolution, referred_person = message.pop("rv", None), message.pop("rp", None)
+        credit = Credit.from_json(message)
+        if credit.referred_anonymous and resolution is None:
+            self.on_anonymous_touch_credit(record, credit)
+            return
+        profile = self.profile(credit.sharer_customer_id, record.partition, credit.sharer_anonymous)
+        if credit.involves_anonymous:
+            changed = record_person_credit(profile, credit.credit_id, PersonCredit(
+                resolution or 0, referred_person or credit.referred_customer_id, credit.touch_type,
+                credit.amount_cents))
+            self.out.counts[("credit", "new" if changed else "replayed")] += 1
+            return
         admission = profile.book.admit(record.topic, record.offset, credit.credit_id)
         if admission is Admission.NEW:
             profile.apply_credit(credit.touch_type, credit.referred_customer_id,
                                  credit.amount_cents)
         self.out.counts[("credit", admission.value)] += 1
+
+    def on_anonymous_touch_credit(self, record: SourceRecord, credit: Credit) -> None:
+        """On the toucher's partition: keep the credit to resend once the visitor is identified,
+        and send it on to the sharer naming the person the touch resolves to so far."""
+        toucher = self.profile(credit.referred_customer_id, record.partition, anonymous=True)
+        if len(toucher.touch_credits) < TOUCH_CREDITS_KEPT:
+            toucher.touch_credits[credit.credit_id] = credit.to_json()
+        self.send_resolved_credit(credit.to_json(), toucher)
+        self.out.counts[("credit", "anonymous_touch")] += 1
+
+    def send_resolved_credit(self, credit: dict[str, Any], toucher: Profile) -> None:
+        person = toucher.identified_as
+        message = {**credit, "rv": 0 if person is None else 1, "rp": person or toucher.customer_id}
+        self.send_keyed(self.stage.credits_topic, credit["sharer_customer_id"], message)
+
+    def send_keyed(self, topic: str, key_id: str, message: dict[str, Any]) -> None:
+        key = key_id.encode()
+        self.out.messages.append(OutMessage(topic, partition_for(key, self.settings.topic_partitions), key,
+                                            encode_state(message)))
+
+    def on_fold(self, record: SourceRecord, message: dict[str, Any]) -> None:
+        """On the customer's partition: the newest profile of an anonymous id identified as it."""
+        customer = self.profile(message["customer_id"], record.partition)
+        part = Profile.from_json(message["p"])
+        if fold_part(customer, message["anonymous_id"], part):
+            key = state_key(customer.customer_id, False)
+            self.buckets.update((key, start, False) for start in part.hourly)
+            self.buckets.update((key, start, True) for start in part.daily)
+            self.out.counts[("identity_fold", "new")] += 1
+        else:
+            self.out.counts[("identity_fold", "replayed")] += 1
+
+    def on_identify(self, record: SourceRecord, event: Identify, partition: int, lane: str) -> None:
+        """On the anonymous id's partition: the first identify links it; the profile goes to the
+        customer at the end of the batch (and after every later change)."""
+        anonymous = self.profile(event.anonymous_id, partition, anonymous=True)
+        admission = anonymous.book.admit(lane, record.offset, event.event_id)
+        self.out.counts[("admission", record.topic, admission.value)] += 1
+        if admission is Admission.NEW:
+            outcome = identify(anonymous, event.customer_id)
+            self.out.counts[("identify", outcome.value)] += 1
+            self.out.counts[("processed", record.topic, EventType.IDENTIFY.value)] += 1
+        if admission not in (Admission.NEW, Admission.REPLAYED):
+            return
+        if anonymous.identified_as == event.customer_id:
+            self.identified.add(event.anonymous_id)
+            self.out.rows.append(("identity_map", {
+                "anonymous_id": event.anonymous_id, "customer_id": event.customer_id, "version": 1}))
+        else:
+            self.warning(record, event, "identity_conflict",
+                         f"{event.anonymous_id!r} is already customer {anonymous.identified_as!r}, "
+                         f"not {event.customer_id!r}: nothing merged")
 
     def on_input(self, record: SourceRecord) -> None:
         topic_type = self.stage.topic_types[record.topic]
@@ -212,15 +294,18 @@ class _ProfileBatch:
         try:
             event = self.stage.decode(record.value or b"", topic_type)
             self.stage.validate(event)
-            if record.key != event.customer_id.encode():
-                raise ValidationError("key", "record key differs from customer_id",
+            if record.key != event.actor_id.encode():
+                raise ValidationError("key", "record key differs from the event's customer_id or anonymous_id",
                                       reason="key_mismatch")
         except DecodeError as error:
             self.dead_letter(record, error)
             return
+        if isinstance(event, Identify):
+            self.on_identify(record, event, partition, lane)
+            return
         time = classify(event.occurred_at_ms, record.timestamp,
                         self.settings.allowed_lateness_ms, self.settings.max_future_skew_ms)
-        profile = self.profile(event.customer_id, partition)
+        profile = self.profile(event.actor_id, partition, event.anonymous)
         admission = profile.book.admit(lane, record.offset, event.event_id)
         self.out.counts[("admission", record.topic, admission.value)] += 1
         if admission is Admission.NEW:
@@ -233,8 +318,9 @@ class _ProfileBatch:
                       lane: str) -> None:
         """Everything an accepted event produces; sent again when it is replayed."""
         if not time.late:
-            self.buckets.add((event.customer_id, floor_to(time.occurred_at_ms, HOUR_MS), False))
-            self.buckets.add((event.customer_id, floor_to(time.occurred_at_ms, DAY_MS), True))
+            key = state_key(event.actor_id, event.anonymous)
+            self.buckets.add((key, floor_to(time.occurred_at_ms, HOUR_MS), False))
+            self.buckets.add((key, floor_to(time.occurred_at_ms, DAY_MS), True))
             minute_ms = floor_to(time.occurred_at_ms, MINUTE_MS)
             minute = self.minute(partition, minute_ms)
             type_channel = f"{event.type.value}|{event.channel}"
@@ -256,15 +342,15 @@ class _ProfileBatch:
     def send_to_referral_index(self, record: SourceRecord, event: Event, time: EventTime) -> None:
         message: dict[str, Any] | None = None
         if isinstance(event, Share):
-            message = {"k": "share", **SharePost(event.share_id, event.customer_id,
-                                                 time.occurred_at_ms, event.network).to_json()}
+            message = {"k": "share", **SharePost(event.share_id, event.actor_id, time.occurred_at_ms,
+                                                 event.network, event.anonymous).to_json()}
             share_id = event.share_id
         elif isinstance(event, Click | Purchase) and event.referrer_share_id:
             share_id = event.referrer_share_id
             amount = event.amount_cents if isinstance(event, Purchase) else 0
-            message = {"k": "touch", **Touch(event.event_id, event.customer_id, share_id,
+            message = {"k": "touch", **Touch(event.event_id, event.actor_id, share_id,
                                              event.type.value, time.occurred_at_ms,
-                                             record.timestamp, amount).to_json()}
+                                             record.timestamp, amount, event.anonymous).to_json()}
         if message is not None:
             key = share_id.encode()
             # The index keeps the source's ingest time: it is the join's clock for expiry.
@@ -290,7 +376,7 @@ class _ProfileBatch:
             record, "dead_letter", error.reason, type(error).__name__, error.message, None)))
         self.out.counts[("dead_letter", record.topic, error.reason)] += 1
 
-    def warning(self, record: SourceRecord, event: Event, kind: str, message: str) -> None:
+    def warning(self, record: SourceRecord, event: AnyEvent, kind: str, message: str) -> None:
         self.out.rows.append(("ingestion_errors",
                               error_row(record, kind, kind, "", message, event)))
         self.out.counts[(kind, record.topic)] += 1
@@ -299,16 +385,20 @@ class _ProfileBatch:
 
     def finish(self) -> BatchOutput:
         out = self.out
-        for customer_id, (partition, profile) in self.profiles.items():
-            out.state_writes.append((partition, f"c:{customer_id}", encode_state(profile.to_json())))
-            self.stage.profiles.put(customer_id, profile)
-            if profile.version:
-                out.rows.append(("customer_profiles", profile.snapshot()))
-        for customer_id, start, daily in self.buckets:
-            profile = self.profiles[customer_id][1]
-            if start in (profile.daily if daily else profile.hourly):
+        persons: dict[str, Profile] = {}
+        for key, (partition, profile) in self.profiles.items():
+            out.state_writes.append((partition, key, encode_state(profile.to_json())))
+            self.stage.profiles.put(key, profile)
+            person = persons[key] = person_view(profile, self.settings.allow_self_referral)
+            if person.version:
+                out.rows.append(("customer_profiles", person.snapshot()))
+            if profile.identified_as is not None:
+                self.send_to_customer(profile)
+        for key, start, daily in self.buckets:
+            person = persons[key]
+            if start in (person.daily if daily else person.hourly):
                 out.rows.append(("customer_daily" if daily else "customer_hourly",
-                                 profile.bucket_row(start, daily)))
+                                 person.bucket_row(start, daily)))
         for (partition, minute_ms), record in self.minutes.items():
             out.state_writes.append((partition, f"m:{partition}:{minute_ms}", encode_state(record)))
             self.stage.minute_index(partition).add(minute_ms)
@@ -327,6 +417,20 @@ class _ProfileBatch:
         out.messages.extend(self.stage.watermarks())
         return out
 
+    def send_to_customer(self, anonymous: Profile) -> None:
+        """Send an identified anonymous profile, as it is now, to its customer (resent after
+        every change, and on replays: the customer keeps the newest version); after its
+        identify, also the credits its touches earned, now naming the customer."""
+        customer_id = anonymous.identified_as
+        assert customer_id is not None
+        part = {k: v for k, v in anonymous.to_json().items() if k not in _NOT_FOLDED}
+        part["b"] = [{}, {}, {}]
+        self.send_keyed(self.stage.credits_topic, customer_id,
+                        {"k": "fold", "anonymous_id": anonymous.customer_id, "customer_id": customer_id, "p": part})
+        if anonymous.customer_id in self.identified:
+            for credit in anonymous.touch_credits.values():
+                self.send_resolved_credit(credit, anonymous)
+
     def evict_old_minutes(self, partition: int) -> None:
         """Forget per-minute totals that are final (deleted once their rows are in ClickHouse)."""
         index = self.stage.minute_index(partition)
@@ -336,3 +440,8 @@ class _ProfileBatch:
                 break
             index.discard(oldest)
             self.out.deletes_after_flush.append((partition, f"m:{partition}:{oldest}"))
+
+
+# What of an anonymous profile stays on its own partition: its replay book (the customer's
+# part is never replayed event by event), identity and the credits kept for resending.
+_NOT_FOLDED = frozenset({"b", "ia", "m", "tc"})

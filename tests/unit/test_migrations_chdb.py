@@ -102,13 +102,18 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     s.close()
 
 
-@pytest.fixture(scope="module")
-def migrated(session: Any) -> dict[str, ChdbClient]:
+def _migrated_clients(session: Any, prefix: str = "") -> dict[str, ChdbClient]:
     """Two databases: 'modern' (chdb's own version) and 'portable' (told it is 18.16)."""
-    clients = {"modern": ChdbClient(session, "modern"), "portable": ChdbClient(session, "portable", OLD_VERSION)}
+    clients = {"modern": ChdbClient(session, f"{prefix}modern"),
+               "portable": ChdbClient(session, f"{prefix}portable", OLD_VERSION)}
     for client in clients.values():
         assert apply_migrations(client, echo=lambda _: None) == [m.name for m in load_migrations()]
     return clients
+
+
+@pytest.fixture(scope="module")
+def migrated(session: Any) -> dict[str, ChdbClient]:
+    return _migrated_clients(session)
 
 
 # -- the client -------------------------------------------------------------------------------
@@ -389,6 +394,8 @@ def views(client: ChdbClient) -> dict[str, list[dict[str, Any]]]:
         "customer_360": "customer_id", "customer_rfm": "customer_id", "daily_engagement": "day",
         "referral_leaderboard": "", "support_kpis": "", "click_to_purchase_funnel": "day",
         "ingestion_errors_by_reason": "day, kind, reason", "minute_totals_by_type": "minute_start, event_type",
+        "identity_events": "event_id", "identity_credits": "credit_id", "person_360": "customer_id",
+        "person_referral_leaderboard": "",
     }
     return {v: client.dicts(f"SELECT * FROM {v}" + (f" ORDER BY {order[v]}" if order[v] else "")) for v in VIEWS}
 
@@ -489,7 +496,7 @@ def test_minute_totals_by_type(client: ChdbClient) -> None:
 def test_tables_read_with_final(client: ChdbClient) -> None:
     counts = {t: client.execute(f"SELECT count() FROM {t} FINAL")[0][0] for t in TABLES}
     assert counts == {"events": 2, "customer_profiles": 3, "customer_hourly": 1, "customer_daily": 4,
-                      "minute_totals": 3, "referral_credits": 4, "ingestion_errors": 5}
+                      "minute_totals": 3, "referral_credits": 4, "ingestion_errors": 5, "identity_map": 0}
     assert client.execute("SELECT max(events) FROM customer_hourly FINAL") == [(2,)]
     assert client.execute("SELECT occurred_at FROM events FINAL WHERE event_id = 'e1'") == [
         (text(T0),)]
