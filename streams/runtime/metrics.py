@@ -50,6 +50,10 @@ class Metrics:
                                 ["topic"], registry=r)
         self.credits = Counter("streams_referral_credits_total", "Referral credits emitted by the join",
                                ["touch_type"], registry=r)
+        self.identifies = Counter("streams_identifies_total",
+                                  "Identifies accepted, by outcome: linked (the first of its anonymous id), "
+                                  "confirmed (same customer again) or conflict (another customer: nothing merged)",
+                                  ["outcome"], registry=r)
         self.lag = Gauge("streams_consumer_lag_records", "Records between the committed offset and the log end",
                          ["topic", "partition"], registry=r)
         self.last_processed = Gauge("streams_last_processed_timestamp_seconds",
@@ -103,6 +107,8 @@ class Metrics:
                 self.rerouted.labels(key[1]).inc(n)
             elif kind == "credit_emitted":
                 self.credits.labels(key[1]).inc(n)
+            elif kind == "identify":
+                self.identifies.labels(key[1]).inc(n)
         self.last_processed.set(time.time())
 
     # The sink's metrics hooks (streams.clickhouse.sink.SinkMetrics).
