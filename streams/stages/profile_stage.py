@@ -239,7 +239,6 @@ class _ProfileBatch:
         if admission is Admission.NEW:
             outcome = identify(anonymous, event.customer_id)
             self.out.counts[("identify", outcome.value)] += 1
-            self.out.counts[("processed", record.topic, EventType.IDENTIFY.value)] += 1
         if admission not in (Admission.NEW, Admission.REPLAYED):
             return
         if anonymous.identified_as == event.customer_id:
