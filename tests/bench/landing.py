@@ -111,7 +111,7 @@ def exactness_problems(client: Client, truth: Expected) -> dict[str, list[str]]:
     final: dict[str, list[Mapping[str, Any]]] = {table: list(rows) for table, rows in read_final_rows(client).items()}
     problems = compare_all(truth, final)
     landed = set(client.execute("SELECT DISTINCT customer_id, event_id FROM events"))
-    accepted = {(a.event.customer_id, a.event.event_id) for a in truth.accepted}
+    accepted = {(a.event.actor_id, a.event.event_id) for a in truth.accepted}
     if landed != accepted:
         problems["events"] = [f"{len(accepted - landed)} accepted events missing, "
                               f"{len(landed - accepted)} unexpected (e.g. {sorted(landed ^ accepted)[:3]})"]
