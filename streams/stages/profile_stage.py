@@ -222,13 +222,13 @@ class _ProfileBatch:
         """On the customer's partition: the newest profile of an anonymous id identified as it."""
         customer = self.profile(message["customer_id"], record.partition)
         part = Profile.from_json(message["p"])
-        if fold_part(customer, message["anonymous_id"], part):
-            key = state_key(customer.customer_id, False)
-            self.buckets.update((key, start, False) for start in part.hourly)
-            self.buckets.update((key, start, True) for start in part.daily)
-            self.out.counts[("identity_fold", "new")] += 1
-        else:
-            self.out.counts[("identity_fold", "replayed")] += 1
+        changed = fold_part(customer, message["anonymous_id"], part)
+        self.out.counts[("identity_fold", "new" if changed else "replayed")] += 1
+        # Rows again even when the version is known: state is saved before rows are written, so
+        # a replayed fold may be the one whose bucket rows a crash lost.
+        key = state_key(customer.customer_id, False)
+        self.buckets.update((key, start, False) for start in part.hourly)
+        self.buckets.update((key, start, True) for start in part.daily)
 
     def on_identify(self, record: SourceRecord, event: Identify, partition: int, lane: str) -> None:
         """On the anonymous id's partition: the first identify links it; the profile goes to the
