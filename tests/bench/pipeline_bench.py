@@ -38,9 +38,9 @@ from tests.bench.workload import (
     delete_everything_named,
     prepare_run,
     run_settings,
-    yesterday_start_ms,
 )
 from tests.conftest import local_environ
+from tests.support.upstream import simulated_day_start_ms
 
 FULL = {"events": 200_000, "customers": 100_000, "runs": 3, "freshness_s": 30.0}
 QUICK = {"events": 20_000, "customers": 10_000, "runs": 1, "freshness_s": 10.0}
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     base = load_settings(local_environ(), topic_partitions=options.partitions)
     config = SimulationConfig.for_settings(base, seed=options.seed, customers=options.customers,
-                                           events=options.events, start_ms=yesterday_start_ms(),
+                                           events=options.events, start_ms=simulated_day_start_ms(),
                                            span_ms=int(options.span_hours * 3_600_000),
                                            anonymous_visits=options.anonymous_visits)
     measured_on = machine(base)  # before the runs: the work tree may change while they go

@@ -22,7 +22,7 @@ from streams.contracts.registry import registry_from_settings
 from streams.publisher import Publisher
 from streams.settings import Settings, load_settings
 from streams.tools.oracle import Expected, expected
-from streams.tools.simulate import DAY_MS, SimRecord, SimulationConfig, generate, publish
+from streams.tools.simulate import SimRecord, SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 from tests.conftest import local_environ
 
@@ -35,13 +35,6 @@ class Workload:
     records: list[SimRecord]
     truth: Expected
     values: list[bytes]
-
-
-def yesterday_start_ms(now_s: float | None = None) -> int:
-    """00:00 UTC of the day before ``now``: recent enough that retention keeps every record,
-    old enough that no record timestamp is in the future."""
-    now_ms = int((time.time() if now_s is None else now_s) * 1000)
-    return (now_ms // DAY_MS - 1) * DAY_MS
 
 
 def build_workload(config: SimulationConfig, settings: Settings) -> Workload:
