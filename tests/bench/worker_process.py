@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from streams.settings import PREFIX, Settings
+from streams.settings import PREFIX, Secret, Settings
 from tests.conftest import local_environ
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -22,7 +22,9 @@ def settings_environ(settings: Settings) -> dict[str, str]:
     """The environment that makes ``load_settings()`` in the child return ``settings``."""
     env = local_environ()
     for field in dataclasses.fields(Settings):
-        env[PREFIX + field.name.upper()] = str(getattr(settings, field.name))
+        value = getattr(settings, field.name)
+        # A Secret's str() is a mask; the child gets the value, as it would from the environment.
+        env[PREFIX + field.name.upper()] = value.reveal() if isinstance(value, Secret) else str(value)
     return env
 
 
