@@ -21,12 +21,15 @@ from tests.support.clickhouse_rows import read_final_rows
 from tests.support.compare import compare_all
 
 #: Aggregates that only reach their final values when every row of the table has.
+# Rows of anonymous ids identified as a customer are left out, as the oracle's persons leave
+# them out (their customer's rows hold them).
+_PEOPLE = " WHERE customer_id NOT IN (SELECT anonymous_id FROM identity_map FINAL)"
 FINGERPRINT_SQL: dict[str, str] = {
     "events": "SELECT uniqExact(customer_id, event_id) FROM events",
     "customer_profiles": "SELECT count(), sum(events), sum(referred_clicks + referred_purchases) "
-                         "FROM customer_profiles FINAL",
-    "customer_hourly": "SELECT count(), sum(events) FROM customer_hourly FINAL",
-    "customer_daily": "SELECT count(), sum(events) FROM customer_daily FINAL",
+                         "FROM customer_profiles FINAL" + _PEOPLE,
+    "customer_hourly": "SELECT count(), sum(events) FROM customer_hourly FINAL" + _PEOPLE,
+    "customer_daily": "SELECT count(), sum(events) FROM customer_daily FINAL" + _PEOPLE,
     "minute_totals": "SELECT sum(events) FROM minute_totals FINAL",
     "referral_credits": "SELECT count() FROM referral_credits FINAL",
 }
