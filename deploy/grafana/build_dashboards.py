@@ -275,6 +275,10 @@ def state_and_process(board: Board) -> None:
     board.add(series("Referral credits", "Credits emitted by the referral join per second.", "ops",
                      prom(f"sum by (touch_type) (rate(streams_referral_credits_total{{{WORKERS}}}{RATE}))",
                           "{{touch_type}}"), width=8))
+    board.add(series("Identifies", "Identifies per second by outcome: linked, confirmed, conflict (an anonymous "
+                     "id claimed by a second customer; nothing merged).", "ops",
+                     prom(f"sum by (outcome) (rate(streams_identifies_total{{{WORKERS}}}{RATE}))", "{{outcome}}"),
+                     width=8))
     board.add(series("Rebalances", "Partition assignments received (restarts, scaling, session timeouts).",
                      "short", prom(f"sum by (instance) (increase(streams_rebalances_total{{{WORKERS}}}{RATE}))",
                                    "{{instance}}"), width=8, bars=True))
