@@ -15,6 +15,7 @@ can turn "referred A" into "referred X", or into a self-referral that earns noth
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 from streams.core.profile import DAILY_KEPT, HOURLY_KEPT, REFERRED_CUSTOMERS_KEPT, PersonCredit, Profile, Ticket
 from streams.core.windows import keep_newest
@@ -46,13 +47,18 @@ def record_person_credit(sharer: Profile, credit_id: str, credit: PersonCredit) 
     return True
 
 
-def fold_part(customer: Profile, anonymous_id: str, part: Profile) -> bool:
-    """Keep the newest version of an anonymous profile identified as ``customer``; True when
-    it changed the person (an older or equal version is a resend or a replay)."""
+def fold_part(customer: Profile, anonymous_id: str, part: Profile, part_json: dict[str, Any] | None = None) -> bool:
+    """Keep the newest version of an anonymous profile identified as ``customer`` (and its
+    changelog form ``part_json`` when the caller has it); True when it changed the person (an
+    older or equal version is a resend or a replay)."""
     known = customer.merged.get(anonymous_id)
     if known is not None and known.version >= part.version:
         return False
     customer.merged[anonymous_id] = part
+    if part_json is None:
+        customer.merged_json.pop(anonymous_id, None)
+    else:
+        customer.merged_json[anonymous_id] = part_json
     return True
 
 

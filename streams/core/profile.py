@@ -116,6 +116,9 @@ class Profile:
     anonymous: bool = False
     identified_as: str | None = None
     merged: dict[str, Profile] = field(default_factory=dict)
+    # The changelog form of each merged profile as it arrived: written back as is, since a
+    # customer's state is written every batch it is touched and its parts rarely change.
+    merged_json: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
     person_credits: dict[str, PersonCredit] = field(default_factory=dict)
     touch_credits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -280,7 +283,7 @@ class Profile:
         if self.identified_as is not None:
             found["ia"] = self.identified_as
         if self.merged:
-            found["m"] = {k: part.to_json() for k, part in self.merged.items()}
+            found["m"] = {k: self.merged_json.get(k) or part.to_json() for k, part in self.merged.items()}
         if self.person_credits:
             found["pc"] = {k: credit.to_json() for k, credit in self.person_credits.items()}
         if self.touch_credits:
@@ -306,6 +309,7 @@ class Profile:
             book=ReplayBook.from_json(data["b"]),
             anonymous=bool(data.get("an")), identified_as=data.get("ia"),
             merged={k: Profile.from_json(part) for k, part in data.get("m", {}).items()},
+            merged_json=data.get("m", {}),
             person_credits={k: PersonCredit.from_json(c) for k, c in data.get("pc", {}).items()},
             touch_credits=data.get("tc", {}),
         )

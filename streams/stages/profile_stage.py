@@ -222,7 +222,7 @@ class _ProfileBatch:
         """On the customer's partition: the newest profile of an anonymous id identified as it."""
         customer = self.profile(message["customer_id"], record.partition)
         part = Profile.from_json(message["p"])
-        changed = fold_part(customer, message["anonymous_id"], part)
+        changed = fold_part(customer, message["anonymous_id"], part, message["p"])
         self.out.counts[("identity_fold", "new" if changed else "replayed")] += 1
         # Rows again even when the version is known: state is saved before rows are written, so
         # a replayed fold may be the one whose bucket rows a crash lost.
