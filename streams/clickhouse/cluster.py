@@ -101,7 +101,7 @@ def _sharded_table(statement: str, table: re.Match[str], spec: Table, cluster: s
 def _replicated(statement: str, table: re.Match[str], name: str, path: str, cluster: str, database: str) -> str:
     engine = _ENGINE.search(statement, table.end())
     if not engine:
-        raise ClusterRenderError(f"table {table.group('name')}: no ENGINE = *MergeTree to replicate")
+        raise ClusterRenderError(f"table {table.group('name')}: no ENGINE = *MergeTree to replicate on the cluster")
     args = ["'" + path + "'", "'{replica}'"]
     if engine.group("args") and engine.group("args").strip():
         args.append(engine.group("args").strip())
