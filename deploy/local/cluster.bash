@@ -218,6 +218,22 @@ start_clickhouse_node() {
     start_bg "clickhouse-$n" "$CLICKHOUSE_DIR" clickhouse-server "--config-file=$etc/config.xml"
 }
 
+# ClickHouse nodes, then Kafka nodes, then ZooKeeper; the nodes of a group stop together: a
+# broker stopped last and alone waits for a controller quorum that is gone, until it is killed.
+stop_services() {
+    local group name pid pids failed=0
+    for group in clickhouse kafka zookeeper; do
+        pids=()
+        for name in "${NAMES[@]}"; do
+            [[ $name == "$group"* ]] || continue
+            stop_service "$name" &
+            pids+=("$!")
+        done
+        for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    done
+    ((failed == 0)) || die "not every service stopped"
+}
+
 # ---------------------------------------------------------------------------------------------
 # env
 
