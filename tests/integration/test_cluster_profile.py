@@ -25,6 +25,7 @@ from streams.tools.oracle import Expected, expected
 from streams.tools.simulate import SimRecord, SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 from tests.conftest import unique
+from tests.support.analyst import as_analyst
 from tests.support.cluster import (
     applied_on_each_node,
     cluster_environ,
@@ -127,6 +128,13 @@ def test_two_workers_are_exact_and_the_schema_is_the_same_on_every_node(pipeline
         second.start()
         publish_records(records, settings)
         assert_exact_on_every_node(settings, truth)
+        # The analyst's views, read on a node of the other shard, see every customer once.
+        analyst = connect(dataclasses.replace(as_analyst(settings), clickhouse_port=settings.clickhouse_port + 2))
+        assert analyst.execute("SELECT count(), uniqExact(customer_id) FROM customer_360")[0] == (
+            len(truth.profiles), len(truth.profiles))
+        assert analyst.execute("SELECT sum(events) FROM daily_engagement")[0][0] == sum(
+            bucket["events"] for bucket in truth.daily.values())
+        analyst.disconnect()
     finally:
         stop_all(second)
 
