@@ -35,12 +35,10 @@ from tests.bench.workload import (
     Workload,
     bench_name,
     build_workload,
-    delete_everything_named,
-    prepare_run,
-    run_settings,
-    yesterday_start_ms,
+    published_run,
 )
 from tests.conftest import local_environ
+from tests.support.upstream import simulated_day_start_ms
 
 FULL = {"events": 200_000, "customers": 100_000, "runs": 3, "freshness_s": 30.0}
 QUICK = {"events": 20_000, "customers": 10_000, "runs": 1, "freshness_s": 10.0}
@@ -105,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     base = load_settings(local_environ(), topic_partitions=options.partitions)
     config = SimulationConfig.for_settings(base, seed=options.seed, customers=options.customers,
-                                           events=options.events, start_ms=yesterday_start_ms(),
+                                           events=options.events, start_ms=simulated_day_start_ms(),
                                            span_ms=int(options.span_hours * 3_600_000))
     measured_on = machine(base)  # before the runs: the work tree may change while they go
     print(f"generating {options.events:,} events for {options.customers:,} customers and the oracle's answer ...")
@@ -146,16 +144,10 @@ def workload_summary(workload: Workload) -> dict[str, int]:
             "active_customers": len(truth.profiles), "referral_credits": len(truth.credits)}
 
 
-@contextlib.contextmanager
-def prepared_run(bench: Bench, label: str) -> Iterator[tuple[Settings, int]]:
+def prepared_run(bench: Bench, label: str) -> contextlib.AbstractContextManager[tuple[Settings, int]]:
     """Topics and database of one run with the workload published; deleted afterwards."""
-    settings = run_settings(f"{bench.name}_{label}", bench.options.partitions, bench.log_dir / "state")
-    try:
-        print(f"[{label}] publishing {len(bench.workload.records):,} records to {settings.topic_prefix}.*")
-        yield settings, prepare_run(settings, bench.workload)
-    finally:
-        if not bench.options.keep:
-            delete_everything_named(settings, settings.topic_prefix)
+    return published_run(f"{bench.name}_{label}", bench.workload, bench.options.partitions,
+                         bench.log_dir / "state", bench.options.keep)
 
 
 @contextlib.contextmanager

@@ -7,9 +7,11 @@ and all of them are deleted afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from streams.contracts.registry import registry_from_settings
 from streams.publisher import Publisher
 from streams.settings import Settings, load_settings
 from streams.tools.oracle import Expected, expected
-from streams.tools.simulate import DAY_MS, SimRecord, SimulationConfig, generate, publish
+from streams.tools.simulate import SimRecord, SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 from tests.conftest import local_environ
 
@@ -35,13 +37,6 @@ class Workload:
     records: list[SimRecord]
     truth: Expected
     values: list[bytes]
-
-
-def yesterday_start_ms(now_s: float | None = None) -> int:
-    """00:00 UTC of the day before ``now``: recent enough that retention keeps every record,
-    old enough that no record timestamp is in the future."""
-    now_ms = int((time.time() if now_s is None else now_s) * 1000)
-    return (now_ms // DAY_MS - 1) * DAY_MS
 
 
 def build_workload(config: SimulationConfig, settings: Settings) -> Workload:
@@ -83,6 +78,20 @@ def prepare_run(settings: Settings, workload: Workload) -> int:
     with Publisher(settings) as publisher:
         sent = publish(workload.records, publisher, settings)
     return sum(sent.values())
+
+
+@contextlib.contextmanager
+def published_run(name: str, workload: Workload, partitions: int, state_dir: Path,
+                  keep: bool = False) -> Iterator[tuple[Settings, int]]:
+    """Topics and database of one run with the workload published (settings, records sent);
+    deleted afterwards unless ``keep``."""
+    settings = run_settings(name, partitions, state_dir)
+    try:
+        print(f"[{name}] publishing {len(workload.records):,} records to {settings.topic_prefix}.*")
+        yield settings, prepare_run(settings, workload)
+    finally:
+        if not keep:
+            delete_everything_named(settings, settings.topic_prefix)
 
 
 def delete_everything_named(settings: Settings, name: str) -> None:
