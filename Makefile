@@ -6,7 +6,7 @@ SHELL := /bin/bash
 STACK := deploy/local/stack
 VENV  := .venv/bin
 
-.PHONY: help install up down status demo lint test bench
+.PHONY: help install up down status demo lint test test-cluster bench
 
 help:
 	@echo "make install   apt packages, Kafka jars, .venv (idempotent)"
@@ -15,10 +15,13 @@ help:
 	@echo "make demo      install, up, then run the demo against the local stack"
 	@echo "make lint      ruff and mypy"
 	@echo "make test      lint, then pytest (integration tests start the stack themselves)"
+	@echo "make test-cluster  only the tests on the cluster profile (deploy/local/stack up --cluster)"
 	@echo "make bench     install, up, then the benchmarks"
 
+# The cluster profile's extras (ZooKeeper's jars) too: make test runs tests on it.
 install:
 	$(STACK) install
+	$(STACK) install --cluster
 
 up: install
 	$(STACK) up
@@ -42,6 +45,9 @@ lint: install
 
 test: lint
 	$(VENV)/pytest
+
+test-cluster: install
+	$(VENV)/pytest tests/integration/test_cluster_profile.py
 
 # End-to-end benchmark (docs/benchmarks.md); e.g. make bench BENCH_ARGS="--quick --profile".
 bench: install up

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from streams.errors import SettingsError
 
 PREFIX = "STREAMS_"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class Secret:
@@ -72,6 +74,9 @@ class Settings:
     topic_prefix: str = _setting("interactions", "prefix of every topic the pipeline reads or writes")
     topic_partitions: int = _setting(4, "partitions of every input and internal topic", minimum=1)
     topic_replication: int = _setting(1, "replication factor of created topics", minimum=1)
+    topic_min_insync_replicas: int = _setting(
+        1, "min.insync.replicas of created topics: replicas that must have a record before it counts as "
+        "written (2 with replication 3: one broker may die without loss)", minimum=1)
     input_retention_ms: int = _setting(7 * 86_400_000, "retention of input and dead-letter topics", minimum=-1)
     schema_registry_url: str = _setting(
         "", "Confluent-compatible Schema Registry URL (Apicurio: .../apis/ccompat/v7); records with registry "
@@ -120,6 +125,9 @@ class Settings:
     clickhouse_admin_user: str = _setting("admin", "user that applies migrations")
     clickhouse_admin_password: Secret = _setting(Secret(""), "password of clickhouse_admin_user (secret)")
     clickhouse_timeout_s: float = _setting(10.0, "connect and query timeout", minimum=0.1)
+    clickhouse_cluster: str = _setting(
+        "", "ClickHouse cluster (a remote_servers name) to migrate ON CLUSTER, as Replicated tables per shard "
+        "behind Distributed ones (docs/cluster.md); empty: one server")
     sink_max_rows: int = _setting(20_000, "rows buffered before a flush is forced", minimum=1)
     sink_max_wait_ms: int = _setting(500, "longest time a row waits in the buffer", minimum=1)
     sink_max_retries: int = _setting(
@@ -200,6 +208,12 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if settings.store.split("://")[0] not in ("memory", "rocksdb"):
         raise SettingsError(f"{PREFIX}STORE={settings.store!r}: expected memory:// or rocksdb://")
     _check_schema_registry(settings)
+    if settings.topic_min_insync_replicas > settings.topic_replication:
+        raise SettingsError(f"{PREFIX}TOPIC_MIN_INSYNC_REPLICAS={settings.topic_min_insync_replicas}: must be at most "
+                            f"{PREFIX}TOPIC_REPLICATION ({settings.topic_replication}), or no write could succeed")
+    if settings.clickhouse_cluster and not _IDENTIFIER.match(settings.clickhouse_cluster):
+        raise SettingsError(f"{PREFIX}CLICKHOUSE_CLUSTER={settings.clickhouse_cluster!r}: expected the name of a "
+                            "cluster in the servers' remote_servers, a plain identifier [A-Za-z_][A-Za-z0-9_]*")
     if len(settings.currency) != 3 or not settings.currency.isupper():
         raise SettingsError(f"{PREFIX}CURRENCY={settings.currency!r}: expected an ISO 4217 code such as EUR")
     # A healthy worker may go this long without visible progress: a batch and a flush wait,

@@ -11,13 +11,18 @@ Files live in ``streams/clickhouse/migrations/``:
     ``-- requires: X.Y``; it replaces the base file when ``SELECT version()`` is at least X.Y.
 
 The SQL is database-less: it runs on a connection whose database is the pipeline's
-(``settings.clickhouse_database``). The database name enters SQL in exactly one place,
-:func:`migrate`'s ``CREATE DATABASE``, after :func:`check_identifier`.
+(``settings.clickhouse_database``). The database name enters SQL only after
+:func:`check_identifier`: in :func:`migrate`'s ``CREATE DATABASE`` and, in cluster mode, in the
+rendered statements (distributed DDL runs in each node's default database, so names are qualified).
 
 Each applied migration is a row of ``schema_migrations`` (name, variant file, SHA-256 of that
 file, applied_at, server version). Running again applies nothing; editing an applied file is an
 error (write a new migration instead), as is adding a migration numbered below an applied one.
 Run one migrator at a time (the CLI's ``migrate`` command); there is no lock.
+
+With ``settings.clickhouse_cluster`` set, each statement (and the bookkeeping table) is rendered
+for the cluster by :mod:`streams.clickhouse.cluster` and runs ``ON CLUSTER``; the checksums
+recorded are the files', so a server and a cluster record the same migrations.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.clickhouse.client import QueryClient, connect, parse_version, server_version
+from streams.clickhouse.cluster import create_database, render_replicated_everywhere, render_statement
 from streams.errors import StreamsError
 from streams.settings import Settings
 
@@ -75,6 +81,31 @@ class Variant:
     @property
     def statements(self) -> list[str]:
         return split_statements(self.sql)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where the SQL runs: one server (``cluster`` empty) or every node of a cluster."""
+
+    database: str
+    cluster: str = ""
+
+    def render(self, statement: str) -> list[str]:
+        """``statement`` as it runs on this target."""
+        return render_statement(statement, self.cluster, self.database) if self.cluster else [statement]
+
+    @property
+    def bookkeeping_ddl(self) -> str:
+        if not self.cluster:
+            return SCHEMA_MIGRATIONS_DDL
+        return render_replicated_everywhere(SCHEMA_MIGRATIONS_DDL, self.cluster, self.database)
+
+    @property
+    def create_database(self) -> str:
+        # The one place the database name is put into SQL (checked identifier, quoted).
+        if self.cluster:
+            return create_database(self.database, self.cluster)
+        return f"CREATE DATABASE IF NOT EXISTS `{self.database}`"
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,28 +249,32 @@ def apply_migrations(
     *,
     echo: Echo = print,
     migrations: Sequence[Migration] | None = None,
+    target: Target | None = None,
 ) -> list[str]:
     """Apply pending migrations on ``client``'s database, in order; return their names.
 
     The variant of each migration is chosen from the server's version. With ``dry_run`` the SQL
     that would run is passed to ``echo`` (default ``print``) and nothing is executed or recorded;
-    the names returned are those that would be applied.
+    the names returned are those that would be applied. ``target`` (default: the one server
+    ``client`` is on) renders the SQL for a cluster.
     """
+    target = target or Target(database="")
     version = server_version(client)
     migrations = load_migrations() if migrations is None else migrations
     applied = applied_migrations(client)
     pending = pending_migrations(migrations, applied)
     if dry_run:
-        _echo_plan(echo, pending, version, create_bookkeeping=not applied)
+        _echo_plan(echo, pending, version, target, create_bookkeeping=not applied)
         return [m.name for m in pending]
     if pending:
-        client.execute(SCHEMA_MIGRATIONS_DDL)
+        client.execute(target.bookkeeping_ddl)
     version_text = ".".join(map(str, version))
     done = []
     for migration in pending:
         variant = migration.variant_for(version)
         for statement in variant.statements:
-            client.execute(statement)
+            for rendered in target.render(statement):
+                client.execute(rendered)
         # Recorded only once every statement ran: an interrupted migration is re-run whole.
         client.execute(
             "INSERT INTO schema_migrations (name, variant, checksum, applied_at, server_version) VALUES",
@@ -251,43 +286,44 @@ def apply_migrations(
 
 
 def _echo_plan(
-    echo: Echo, pending: Sequence[Migration], version: Sequence[int], create_bookkeeping: bool
+    echo: Echo, pending: Sequence[Migration], version: Sequence[int], target: Target, create_bookkeeping: bool
 ) -> None:
     if create_bookkeeping and pending:
-        echo(SCHEMA_MIGRATIONS_DDL + ";")
+        echo(target.bookkeeping_ddl + ";")
     for migration in pending:
         variant = migration.variant_for(version)
         echo(f"-- migration {migration.name} ({variant.filename})")
         for statement in variant.statements:
-            echo(statement + ";")
+            for rendered in target.render(statement):
+                echo(rendered + ";")
 
 
 def migrate(settings: Settings, dry_run: bool = False, *, echo: Echo = print) -> list[str]:
     """Create the pipeline's database if needed and apply pending migrations as the admin user.
 
     The entry point of ``streams migrate``. With ``dry_run`` nothing is created or applied; the
-    SQL that would run is echoed.
+    SQL that would run is echoed. With ``settings.clickhouse_cluster`` it migrates that cluster
+    through the server it connects to.
     """
     database = check_identifier(settings.clickhouse_database)
+    target = Target(database, settings.clickhouse_cluster)
     admin = connect(settings, admin=True)
     try:
         rows = admin.execute(
             "SELECT count() FROM system.databases WHERE name = %(name)s", {"name": database}
         )
         if not rows[0][0]:
-            # The one place the database name is put into SQL (checked identifier, quoted).
-            create = f"CREATE DATABASE IF NOT EXISTS `{database}`"
             if dry_run:
-                echo(create + ";")
+                echo(target.create_database + ";")
                 migrations = load_migrations()
-                _echo_plan(echo, migrations, server_version(admin), create_bookkeeping=True)
+                _echo_plan(echo, migrations, server_version(admin), target, create_bookkeeping=True)
                 return [m.name for m in migrations]
-            admin.execute(create)
+            admin.execute(target.create_database)
             log.info("created database %s", database)
     finally:
         admin.disconnect()
     client = connect(settings, admin=True, database=database)
     try:
-        return apply_migrations(client, dry_run, echo=echo)
+        return apply_migrations(client, dry_run, echo=echo, target=target)
     finally:
         client.disconnect()

@@ -12,6 +12,10 @@ credentials, a read-only user, rows that do not fit) raises :class:`SinkRejected
 table and the fix: the worker stops. Cancelling ``flush`` (shutdown, rebalance) is the other way
 out; rows not yet written stay buffered either way.
 
+In cluster mode (``settings.clickhouse_cluster``) the sink writes the Distributed tables
+synchronously: the node it is connected to splits each insert by shard and returns once a replica
+of every shard has its rows (``docs/cluster.md`` has the measurements behind this choice).
+
 Rows are absolute values keyed like their table's ReplacingMergeTree (see
 ``streams.clickhouse.tables``), so the buffer keeps one row per key: the newest, or for
 versioned tables the one with the highest version (a tie goes to the newer row). Writing
@@ -64,7 +68,8 @@ class SinkMetrics(Protocol):
 class InsertClient(Protocol):
     """The part of ``clickhouse_driver.Client`` the sink uses."""
 
-    def execute(self, query: str, params: Any = None, *, columnar: bool = False) -> Any: ...
+    def execute(self, query: str, params: Any = None, *, columnar: bool = False,
+                settings: Mapping[str, Any] | None = None) -> Any: ...
 
     def disconnect(self) -> None: ...
 
@@ -150,6 +155,9 @@ class ClickHouseSink:
         self._insert_sql = {
             name: f"INSERT INTO {name} ({', '.join(t.column_names)}) VALUES" for name, t in TABLES.items()
         }
+        # In cluster mode an insert returns only once every shard has its rows (the default
+        # queues them on the node written to, whose SIGKILL would then delay them unseen).
+        self._insert_settings = {"insert_distributed_sync": 1} if settings.clickhouse_cluster else None
         self._rows = 0
         self._lock = asyncio.Lock()
         self._healthy = True
@@ -316,7 +324,7 @@ class ClickHouseSink:
         if client is None:
             client = self._client = self._client_factory()
         try:
-            client.execute(self._insert_sql[table.name], columns, columnar=True)
+            client.execute(self._insert_sql[table.name], columns, columnar=True, settings=self._insert_settings)
         except Exception:
             # The connection may be mid-protocol: start the next attempt from a fresh client.
             self._client = None

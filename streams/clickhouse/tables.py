@@ -33,11 +33,15 @@ class Table:
     ``key`` is the table's ORDER BY key: rows with equal keys are one logical row
     (ReplacingMergeTree keeps one), so the sink coalesces them too. ``version`` names the
     ReplacingMergeTree version column, when there is one: the higher version wins.
+    ``shard_by`` are the columns whose ``cityHash64`` picks a row's shard in cluster mode
+    (``streams.clickhouse.cluster``): a subset of ``key``, so that every version of a row lands
+    on one shard, where FINAL and argMax see them all; the customer wherever a table has one.
     """
 
     name: str
     columns: tuple[Column, ...]
     key: tuple[str, ...]
+    shard_by: tuple[str, ...]
     version: str | None = None
 
     @property
@@ -87,6 +91,7 @@ EVENTS = Table(
         """
     ),
     key=("event_type", "customer_id", "event_id"),
+    shard_by=("customer_id",),
 )
 
 CUSTOMER_PROFILES = Table(
@@ -135,6 +140,7 @@ CUSTOMER_PROFILES = Table(
         """
     ),
     key=("customer_id",),
+    shard_by=("customer_id",),
     version="version",
 )
 
@@ -152,6 +158,7 @@ CUSTOMER_HOURLY = Table(
     name="customer_hourly",
     columns=_columns("customer_id String\nhour_start DateTime('UTC')\n" + _BUCKET_MEASURES),
     key=("customer_id", "hour_start"),
+    shard_by=("customer_id",),
     version="version",
 )
 
@@ -159,6 +166,7 @@ CUSTOMER_DAILY = Table(
     name="customer_daily",
     columns=_columns("customer_id String\nday Date\n" + _BUCKET_MEASURES),
     key=("customer_id", "day"),
+    shard_by=("customer_id",),
     version="version",
 )
 
@@ -176,6 +184,7 @@ MINUTE_TOTALS = Table(
         """
     ),
     key=("minute_start", "event_type", "channel", "source_partition"),
+    shard_by=("source_partition",),  # no customer: a worker partition's rows
     version="version",
 )
 
@@ -193,6 +202,7 @@ REFERRAL_CREDITS = Table(
         """
     ),
     key=("sharer_customer_id", "credit_id"),
+    shard_by=("sharer_customer_id",),
 )
 
 IDENTITY_MAP = Table(
@@ -205,6 +215,7 @@ IDENTITY_MAP = Table(
         """
     ),
     key=("anonymous_id",),
+    shard_by=("anonymous_id",),  # one row per anonymous id; the views join it whole
     version="version",
 )
 
@@ -227,6 +238,7 @@ INGESTION_ERRORS = Table(
         """
     ),
     key=("source_topic", "source_partition", "source_offset", "kind"),
+    shard_by=("source_topic", "source_partition"),  # no customer: a Kafka record's rows
 )
 
 #: Every table the sink writes, by name.

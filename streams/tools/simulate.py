@@ -72,6 +72,7 @@ SATISFACTION_AFTER_RESOLVE = (1, 2, 3, 3, 4, 4, 4, 5, 5, 5)
 SATISFACTION_AFTER_REOPEN = (1, 1, 2, 2, 3)
 
 _DEFAULTS = Settings()
+HOT_CUSTOMER = 0  # index of the customer ``SimulationConfig.hot_customer`` concentrates on
 
 
 class Tag(StrEnum):
@@ -97,8 +98,11 @@ class SimulationConfig:
 
     ``events`` is the exact number of distinct well-formed events; duplicates and malformed
     records come on top. ``self_referrals``, ``outside_window``, ``unknown_share`` and
-    ``touch_before_share`` are per-referral-visit probabilities. The last four fields must
-    match the pipeline's settings for the anomalies to land where intended (defaults do).
+    ``touch_before_share`` are per-referral-visit probabilities. Skew: ``hot_customer`` is the
+    share of picks (and so of events, about) that go to one customer, ``HOT_CUSTOMER``;
+    ``viral_share`` the share of referral visits (and so of touches, about) that follow one
+    share made early in the span. The last four fields must match the pipeline's settings for
+    the anomalies to land where intended (defaults do).
     """
 
     seed: int = 1
@@ -115,6 +119,8 @@ class SimulationConfig:
     outside_window: float = 0.02
     unknown_share: float = 0.01
     touch_before_share: float = 0.05
+    hot_customer: float = 0.0
+    viral_share: float = 0.0
     allowed_lateness_ms: int = _DEFAULTS.allowed_lateness_ms
     max_future_skew_ms: int = _DEFAULTS.max_future_skew_ms
     attribution_window_ms: int = _DEFAULTS.attribution_window_ms
@@ -324,6 +330,7 @@ class _World:
         self.drafts: list[_Draft] = []
         self.shares: list[int] = []  # draft indexes of shares made inside the span
         self.old_shares: list[int] = []  # draft indexes of shares made long before the span
+        self.viral = -1  # draft index of the viral share, if any
 
     # -- small helpers --
 
@@ -331,6 +338,9 @@ class _World:
         return f"{prefix}-{self.rng.getrandbits(64):016x}"
 
     def customer(self) -> int:
+        # Checked first so that unskewed configs draw exactly the numbers they always drew.
+        if self.config.hot_customer and self.rng.random() < self.config.hot_customer:
+            return HOT_CUSTOMER
         x = self.rng.random() * self.cum_weights[-1]
         return min(bisect.bisect(self.cum_weights, x), self.config.customers - 1)
 
@@ -364,6 +374,8 @@ class _World:
         """Generate activities until exactly ``config.events`` events exist."""
         if self.config.events:
             self.make_old_shares(max(1, self.config.events // 500))
+        if self.config.viral_share and self.config.events:
+            self.make_viral_share()
         while len(self.drafts) < self.config.events:
             roll = self.rng.random()
             if roll < 0.62 or not self.shares:
@@ -383,6 +395,15 @@ class _World:
             if index >= 0:
                 self.drafts[index].pinned = True
                 self.old_shares.append(index)
+
+    def make_viral_share(self) -> None:
+        """The share that ``config.viral_share`` of referral visits follow, made in the span's
+        first twentieth so that its touches spread over the rest of it."""
+        customer = self.customer()
+        at_ms = self.config.start_ms + self.rng.randrange(max(1, self.config.span_ms // 20))
+        self.viral = self.add(self.share(customer, at_ms, self.channel(customer), None))
+        if self.viral >= 0:
+            self.drafts[self.viral].pinned = True  # its timing is the scenario: no anomaly
 
     def share(self, customer: int, at_ms: int, channel: str, session_id: str | None) -> Share:
         on_product = self.rng.random() < 0.7
@@ -429,6 +450,9 @@ class _World:
     def referral_visit(self) -> None:
         """Someone follows a shared link: clicks, and sometimes buys through it."""
         rng, config = self.rng, self.config
+        if self.viral >= 0 and rng.random() < config.viral_share:
+            self.viral_visit()
+            return
         roll = rng.random()
         tags: list[Tag] = []
         if roll < config.unknown_share:
@@ -451,7 +475,20 @@ class _World:
             else:
                 delay = int(rng.expovariate(1.0 / (3 * HOUR_MS)))
                 at_ms = share.occurred_at_ms + min(delay, config.attribution_window_ms)
-        self_referral = sharer >= 0 and rng.random() < config.self_referrals
+        self.follow_link(sharer, share_id, product, at_ms, tags)
+
+    def viral_visit(self) -> None:
+        """A visit through the viral share, at any time from the share to the span's end."""
+        share = self.drafts[self.viral].event
+        assert isinstance(share, Share)
+        last_ms = min(self.end_ms, share.occurred_at_ms + self.config.attribution_window_ms) - 1
+        at_ms = self.rng.randint(share.occurred_at_ms, last_ms)
+        self.follow_link(self.sharer(share), share.share_id, share.product_id, at_ms, [])
+
+    def follow_link(self, sharer: int, share_id: str, product: str | None, at_ms: int, tags: list[Tag]) -> None:
+        """The visitor's clicks through ``share_id`` and maybe a purchase (sharer -1: unknown share)."""
+        rng = self.rng
+        self_referral = sharer >= 0 and rng.random() < self.config.self_referrals
         visitor = sharer if self_referral else self.other_customer(sharer)
         if self_referral:
             tags.append(Tag.SELF_REFERRAL)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from clickhouse_driver import Client
 
 from streams.tools.oracle import Expected
-from tests.bench.worker_process import WorkerProcess
 from tests.support.clickhouse_rows import read_final_rows
 from tests.support.compare import compare_all
 
@@ -35,6 +34,20 @@ FINGERPRINT_SQL: dict[str, str] = {
 }
 
 Fingerprint = dict[str, tuple[int, ...]]
+
+
+class Launched(Protocol):
+    """What the wait needs of the worker, or workers, it watches."""
+
+    @property
+    def started_at(self) -> float: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def alive(self) -> bool: ...
+
+    def log_tail(self, chars: int = 3000) -> str: ...
 
 
 class PipelineFailed(RuntimeError):
@@ -78,7 +91,7 @@ def event_rows(client: Client) -> int:
     return int(client.execute("SELECT count() FROM events")[0][0])
 
 
-def wait_until_landed(client: Client, truth: Expected, worker: WorkerProcess, timeout_s: float,
+def wait_until_landed(client: Client, truth: Expected, worker: Launched, timeout_s: float,
                       on_first_row: Callable[[], None] = lambda: None,
                       settle_s: float = 30.0, exact_grace_s: float = 30.0) -> Landing:
     """Poll until the fingerprint matches, then compare everything with the oracle.
@@ -144,7 +157,7 @@ class _FingerprintWatch:
         return self.matched or time.monotonic() - self.changed_at > self.settle_s
 
 
-def _wait(worker: WorkerProcess, timeout_s: float, condition: Callable[[], bool], poll_s: float) -> float:
+def _wait(worker: Launched, timeout_s: float, condition: Callable[[], bool], poll_s: float) -> float:
     """Seconds since the worker's launch when ``condition`` first held."""
     while True:
         now = time.monotonic()

@@ -35,9 +35,7 @@ from tests.bench.workload import (
     Workload,
     bench_name,
     build_workload,
-    delete_everything_named,
-    prepare_run,
-    run_settings,
+    published_run,
 )
 from tests.conftest import local_environ
 from tests.support.upstream import simulated_day_start_ms
@@ -152,16 +150,10 @@ def workload_summary(workload: Workload) -> dict[str, int]:
             "active_customers": len(truth.profiles), "referral_credits": len(truth.credits)}
 
 
-@contextlib.contextmanager
-def prepared_run(bench: Bench, label: str) -> Iterator[tuple[Settings, int]]:
+def prepared_run(bench: Bench, label: str) -> contextlib.AbstractContextManager[tuple[Settings, int]]:
     """Topics and database of one run with the workload published; deleted afterwards."""
-    settings = run_settings(f"{bench.name}_{label}", bench.options.partitions, bench.log_dir / "state")
-    try:
-        print(f"[{label}] publishing {len(bench.workload.records):,} records to {settings.topic_prefix}.*")
-        yield settings, prepare_run(settings, bench.workload)
-    finally:
-        if not bench.options.keep:
-            delete_everything_named(settings, settings.topic_prefix)
+    return published_run(f"{bench.name}_{label}", bench.workload, bench.options.partitions,
+                         bench.log_dir / "state", bench.options.keep)
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from streams.settings import PREFIX, Secret, Settings
+from tests.bench.workload import free_port
 from tests.conftest import local_environ
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -23,7 +24,7 @@ def settings_environ(settings: Settings) -> dict[str, str]:
     env = local_environ()
     for field in dataclasses.fields(Settings):
         value = getattr(settings, field.name)
-        # A Secret's str() is a mask; the child gets the value, as it would from the environment.
+        # A Secret prints as ***: the child needs the value itself, as the operator would set it.
         env[PREFIX + field.name.upper()] = value.reveal() if isinstance(value, Secret) else str(value)
     return env
 
@@ -86,3 +87,40 @@ class WorkerProcess:
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+class WorkerGroup:
+    """``count`` workers of one consumer group, launched together and watched as one: each has
+    its own table directory and metrics port; the group is alive while all of them are."""
+
+    def __init__(self, settings: Settings, count: int, log_dir: Path, label: str) -> None:
+        self.workers = [
+            WorkerProcess(dataclasses.replace(settings, table_dir=f"{settings.table_dir}-w{i}",
+                                              metrics_port=free_port()), log_dir / f"worker-{label}-w{i}.log")
+            for i in range(count)
+        ]
+
+    @property
+    def started_at(self) -> float:
+        return self.workers[0].started_at
+
+    @property
+    def returncode(self) -> int | None:
+        return next((w.returncode for w in self.workers if w.returncode is not None), None)
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    def alive(self) -> bool:
+        return all(worker.alive() for worker in self.workers)
+
+    def cpu_seconds(self) -> list[float]:
+        return [worker.cpu_seconds() for worker in self.workers]
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return "\n".join(f"-- {w.log_path.name}:\n{w.log_tail(chars)}" for w in self.workers)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()

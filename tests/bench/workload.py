@@ -7,9 +7,11 @@ and all of them are deleted afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +78,20 @@ def prepare_run(settings: Settings, workload: Workload) -> int:
     with Publisher(settings) as publisher:
         sent = publish(workload.records, publisher, settings)
     return sum(sent.values())
+
+
+@contextlib.contextmanager
+def published_run(name: str, workload: Workload, partitions: int, state_dir: Path,
+                  keep: bool = False) -> Iterator[tuple[Settings, int]]:
+    """Topics and database of one run with the workload published (settings, records sent);
+    deleted afterwards unless ``keep``."""
+    settings = run_settings(name, partitions, state_dir)
+    try:
+        print(f"[{name}] publishing {len(workload.records):,} records to {settings.topic_prefix}.*")
+        yield settings, prepare_run(settings, workload)
+    finally:
+        if not keep:
+            delete_everything_named(settings, settings.topic_prefix)
 
 
 def delete_everything_named(settings: Settings, name: str) -> None:

@@ -22,7 +22,8 @@ class Worker:
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.env = local_environ()
         for name in ("topic_prefix", "app_id", "clickhouse_database", "metrics_port", "table_dir",
-                     "broker_session_timeout_s"):
+                     "broker_session_timeout_s", "kafka_bootstrap_servers", "clickhouse_port", "clickhouse_cluster",
+                     "topic_replication", "topic_min_insync_replicas"):
             self.env[PREFIX + name.upper()] = str(getattr(settings, name))
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 
+import faust
 import pytest
 
 
@@ -23,3 +25,16 @@ def _block_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     yield
+
+
+@pytest.fixture()
+def app() -> Iterator[faust.App]:
+    """An unstarted Faust app on the exact:// transport, with an event loop of its own."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield faust.App("unit-tests", broker="exact://127.0.0.1:1", loop=loop, web_enabled=False,
+                        autodiscover=False, store="memory://")
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -66,17 +66,6 @@ def test_a_fenced_method_exists_with_its_shape(owner: type, name: str, parameter
     assert [p.name for p in signature.parameters.values()][1:] == parameters, f"{name}{signature} changed"
     assert inspect.iscoroutinefunction(method) is is_coroutine
 
-
-@pytest.fixture()
-def app() -> Iterator[faust.App]:
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        yield faust.App("fence-contract", broker="exact://127.0.0.1:1", loop=loop, web_enabled=False,
-                        autodiscover=False, store="memory://")
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
 
 
 def consumer_of(app: faust.App) -> fence.Consumer:

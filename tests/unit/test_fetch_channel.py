@@ -5,27 +5,14 @@ channels clear their queue then, without waking it)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import faust
-import pytest
 from faust.types import TP, ChannelT
 
 from streams.runtime.transport import FetchChannel, Fetched
 
 TP0 = TP("clicks", 0)
 
-
-@pytest.fixture()
-def app() -> Iterator[faust.App]:
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        yield faust.App("fetch-channel", broker="exact://127.0.0.1:1", loop=loop, web_enabled=False,
-                        autodiscover=False)
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
 
 
 def hand_over_across_a_resume(app: faust.App, channel: ChannelT[Fetched]) -> list[Fetched]:

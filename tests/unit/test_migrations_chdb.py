@@ -64,7 +64,7 @@ class ChdbClient:
         self.version = version
         session.query(f"CREATE DATABASE IF NOT EXISTS {database}")
 
-    def execute(self, query: str, params: Any = None, *, columnar: bool = False) -> Any:
+    def execute(self, query: str, params: Any = None, *, columnar: bool = False, settings: Any = None) -> Any:
         if query.strip() == "SELECT version()" and self.version:
             return [(self.version,)]
         if params is not None:

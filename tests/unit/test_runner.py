@@ -36,7 +36,7 @@ class GatedClient:
         self.gate = threading.Event()
         self.inserted: list[str] = []
 
-    def execute(self, query: str, params: Any = None, *, columnar: bool = False) -> Any:
+    def execute(self, query: str, params: Any = None, *, columnar: bool = False, settings: Any = None) -> Any:
         assert self.gate.wait(10), "the test never opened the gate"
         self.inserted.extend(params[0])  # the first column: credit ids
         return len(params[0])

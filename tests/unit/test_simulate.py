@@ -13,6 +13,7 @@ from streams.core.events import Click, Event, EventType, Purchase, Share, Suppor
 from streams.settings import Settings
 from streams.tools.simulate import (
     DAY_MS,
+    HOT_CUSTOMER,
     MALFORMED_REASONS,
     SimRecord,
     SimulationConfig,
@@ -275,3 +276,30 @@ def test_topics_cover_every_event_type(records: list[SimRecord]) -> None:
     assert {r.topic_type for r in records} == set(EventType) - {EventType.IDENTIFY}
     with_identities = generate(SimulationConfig(seed=3, customers=50, events=2_000, anonymous_visits=0.2))
     assert {r.topic_type for r in with_identities} == set(EventType)
+
+
+def test_hot_customer_and_viral_share_take_their_parts() -> None:
+    skewed = generate(SimulationConfig(seed=3, customers=20_000, events=20_000, hot_customer=0.05, viral_share=0.2))
+    events = [r.event for r in skewed if r.event is not None and Tag.DUPLICATE not in r.tags]
+    by_customer = Counter(e.customer_id for e in events)
+    hot = f"cust-{HOT_CUSTOMER:05d}"
+    assert by_customer.most_common(1)[0][0] == hot
+    assert 0.04 < by_customer[hot] / len(events) < 0.065
+    touches = Counter(e.referrer_share_id for e in events if isinstance(e, Click | Purchase) and e.referrer_share_id)
+    viral, viral_touches = touches.most_common(1)[0]
+    assert 0.17 < viral_touches / touches.total() < 0.27
+    shares = [e for e in events if isinstance(e, Share) and e.share_id == viral]
+    assert len(shares) == 1 and shares[0].occurred_at_ms < CONFIG.start_ms + DAY_MS // 20
+
+
+def test_skew_off_draws_the_same_traffic_as_before() -> None:
+    """The skew options cost no random draws when off: existing seeds keep their traffic."""
+    plain = SimulationConfig(seed=5, customers=50, events=2_000)
+    assert generate(plain) == generate(SimulationConfig(seed=5, customers=50, events=2_000, hot_customer=0.0))
+    assert generate(plain) != generate(SimulationConfig(seed=5, customers=50, events=2_000, hot_customer=0.01))
+
+
+def test_everything_on_one_customer() -> None:
+    """``hot_customer=1``: every pick is the hot customer; visitors of its links are the next one."""
+    one_key = generate(SimulationConfig(seed=4, customers=100, events=3_000, hot_customer=1.0, malformed=0.0))
+    assert {r.key for r in one_key} == {b"cust-00", b"cust-01"}

@@ -28,7 +28,7 @@ class FakeClient:
         self.calls = 0
         self.disconnects = 0
 
-    def execute(self, query: str, params: Any = None, *, columnar: bool = False) -> Any:
+    def execute(self, query: str, params: Any = None, *, columnar: bool = False, settings: Any = None) -> Any:
         assert columnar
         table = query.split()[2]
         self.calls += 1

@@ -34,7 +34,7 @@ def test_plan_follows_settings_and_co_partitions_every_topic() -> None:
     assert {spec.partitions for spec in specs} == {6}
     assert {spec.replication for spec in specs} == {3}
     for spec in specs:
-        assert spec.configs == {"retention.ms": "86400000", "cleanup.policy": "delete"}
+        assert spec.configs == {"retention.ms": "86400000", "cleanup.policy": "delete", "min.insync.replicas": "1"}
 
 
 def test_plan_covers_every_topic_the_settings_name() -> None:
