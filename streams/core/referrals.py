@@ -8,10 +8,22 @@ goes to the sharer, re-keyed by the sharer's customer id. See docs/definitions.m
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-EARLY_TOUCHES_KEPT = 1_000
+# Touches kept waiting for one share id: what a flood of touches for a share that never comes
+# can hold until they expire. A backlog can bring a popular share's touches long before the
+# share (its topic read behind the others), so the bound is far above any real share's reach.
+EARLY_TOUCHES_KEPT = 100_000
+# Waiting touches are stored in pages of this many (~200 KB): no record nears Kafka's 1 MB
+# message limit, and a batch rewrites only the pages it added touches to.
+WAITING_PAGE = 1_000
+
+
+def waiting_pages(waiting: int) -> int:
+    """Pages a share id's ``waiting`` touches are stored in; 0: inline in the share's record."""
+    return 0 if waiting <= WAITING_PAGE else -(-waiting // WAITING_PAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +123,17 @@ class ShareIndex:
             return []
         return [c for t in self.early if (c := rules.credit(share, t, self.share_ingest_ms)) is not None]
 
-    def on_touch(self, touch: Touch, offset: int, rules: AttributionRules) -> list[Credit]:
-        """Credit the touch if its share is known, otherwise keep it waiting (bounded)."""
+    def on_touch(self, touch: Touch, offset: int, rules: AttributionRules) -> list[Credit] | None:
+        """Credit the touch if its share is known, otherwise keep it waiting; None when it cannot
+        wait, ``EARLY_TOUCHES_KEPT`` touches waiting already: it earns nothing."""
         is_new = offset > self.offset
         self.offset = max(self.offset, offset)
         if self.share is not None:
             credit = rules.credit(self.share, touch, self.share_ingest_ms)
             return [credit] if credit is not None else []
-        if is_new and len(self.early) < EARLY_TOUCHES_KEPT:
+        if is_new:
+            if len(self.early) >= EARLY_TOUCHES_KEPT:
+                return None
             self.early.append(touch)
         return []
 
@@ -129,15 +144,25 @@ class ShareIndex:
         return self.share is None and not self.early
 
     def to_json(self) -> dict[str, Any]:
+        """The share's record; waiting touches are inline, or counted in "p" when paged."""
+        pages = waiting_pages(len(self.early))
         return {
             "s": self.share.to_json() if self.share else None,
-            "e": [t.to_json() for t in self.early],
+            "e": [] if pages else [t.to_json() for t in self.early],
             "o": self.offset,
             "i": self.share_ingest_ms,
+            "p": pages,
         }
 
+    def page_json(self, page: int) -> list[dict[str, Any]]:
+        """Page ``page`` of the waiting touches, when ``to_json`` counts pages."""
+        return [t.to_json() for t in self.early[page * WAITING_PAGE:(page + 1) * WAITING_PAGE]]
+
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ShareIndex:
+    def from_json(cls, data: dict[str, Any], pages: Iterable[list[dict[str, Any]]] = ()) -> ShareIndex:
+        """The index from its record and, when the record counts pages, those pages in order."""
         share = SharePost(**data["s"]) if data["s"] else None
+        early = [Touch(**t) for t in data["e"]]
+        early.extend(Touch(**t) for page in pages for t in page)
         # "i" is absent from records written before the share's ingest time was kept.
-        return cls(share, [Touch(**t) for t in data["e"]], data["o"], data.get("i"))
+        return cls(share, early, data["o"], data.get("i"))

@@ -50,6 +50,10 @@ class Metrics:
                                 ["topic"], registry=r)
         self.credits = Counter("streams_referral_credits_total", "Referral credits emitted by the join",
                                ["touch_type"], registry=r)
+        self.touches_dropped = Counter("streams_referral_touches_dropped_total",
+                                       "Touches that earned nothing because their share id had the most touches "
+                                       "that may wait for it (streams.core.referrals.EARLY_TOUCHES_KEPT)",
+                                       ["reason"], registry=r)
         self.lag = Gauge("streams_consumer_lag_records", "Records between the committed offset and the log end",
                          ["topic", "partition"], registry=r)
         self.last_processed = Gauge("streams_last_processed_timestamp_seconds",
@@ -103,6 +107,8 @@ class Metrics:
                 self.rerouted.labels(key[1]).inc(n)
             elif kind == "credit_emitted":
                 self.credits.labels(key[1]).inc(n)
+            elif kind == "touch_dropped":
+                self.touches_dropped.labels(key[1]).inc(n)
         self.last_processed.set(time.time())
 
     # The sink's metrics hooks (streams.clickhouse.sink.SinkMetrics).

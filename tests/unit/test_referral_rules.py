@@ -10,7 +10,15 @@ from collections.abc import Sequence
 
 import orjson
 
-from streams.core.referrals import EARLY_TOUCHES_KEPT, AttributionRules, Credit, ShareIndex, SharePost, Touch
+from streams.core.referrals import (
+    EARLY_TOUCHES_KEPT,
+    WAITING_PAGE,
+    AttributionRules,
+    Credit,
+    ShareIndex,
+    SharePost,
+    Touch,
+)
 
 T0 = 1_793_491_200_000
 WINDOW = 7 * 86_400_000
@@ -141,10 +149,24 @@ def test_once_the_share_is_known_nothing_expires_and_the_record_is_kept() -> Non
 
 def test_at_most_early_touches_kept_touches_wait_first_come_first_kept() -> None:
     index = ShareIndex()
-    for offset in range(EARLY_TOUCHES_KEPT + 1):
-        index.on_touch(touch(f"t{offset}"), offset, RULES)
+    assert all(index.on_touch(touch(f"t{offset}"), offset, RULES) == [] for offset in range(EARLY_TOUCHES_KEPT))
+    assert index.on_touch(touch("one-too-many"), EARLY_TOUCHES_KEPT, RULES) is None  # dropped, and said so
+    assert index.on_touch(touch("replayed"), 0, RULES) == []  # a replayed offset was kept already
     assert len(index.early) == EARLY_TOUCHES_KEPT
     assert index.early[-1].credit_id == f"t{EARLY_TOUCHES_KEPT - 1}"
+
+
+def test_waiting_touches_are_stored_inline_up_to_a_page_then_in_pages() -> None:
+    index = ShareIndex()
+    for offset in range(WAITING_PAGE):
+        index.on_touch(touch(f"t{offset}"), offset, RULES)
+    assert (index.to_json()["p"], len(index.to_json()["e"])) == (0, WAITING_PAGE)
+    index.on_touch(touch("next"), WAITING_PAGE, RULES)
+    record = index.to_json()
+    assert (record["p"], record["e"]) == (2, [])
+    pages = [index.page_json(page) for page in range(record["p"])]
+    assert [len(page) for page in pages] == [WAITING_PAGE, 1]
+    assert ShareIndex.from_json(orjson.loads(orjson.dumps(record)), pages) == index
 
 
 def test_an_index_restored_from_its_changelog_value_behaves_the_same() -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
 
+from streams.core.referrals import WAITING_PAGE
 from streams.settings import load_settings
 from streams.tools.oracle import expected
 from streams.tools.simulate import SimulationConfig, generate
@@ -90,3 +92,15 @@ def test_skewed_traffic_with_crashes_equals_oracle(seed: int) -> None:
     records = generate(SKEWED)
     pipeline = run_with_crashes(records, random.Random(seed))
     assert compare_all(expected(records, SETTINGS), final_rows(pipeline)) == {}
+
+
+def test_a_viral_share_read_after_all_its_touches_credits_every_one() -> None:
+    """The worst order a backlog can be read in: every click and purchase before any share.
+    The viral share's ~1,700 touches all wait for it (in pages) and are all credited."""
+    records = generate(SimulationConfig(seed=9, customers=500, events=20_000, viral_share=0.5))
+    pipeline = InMemoryPipeline(SETTINGS)
+    pipeline.publish(records)
+    pipeline.run(random.Random(41), batch=2_000, read_last=frozenset({SETTINGS.input_topics["share"]}))
+    assert compare_all(expected(records, SETTINGS), final_rows(pipeline)) == {}
+    assert max(len(orjson.loads(raw)) for key, raw in pipeline.share_state.data.items() if key.startswith("w:")) \
+        == WAITING_PAGE
