@@ -78,6 +78,35 @@ class Credit:
 
 
 @dataclass(frozen=True, slots=True)
+class CreditOrigin:
+    """Where the referral index produced a credit: its partition, the offset of the record that
+    produced it, and its place among that record's credits.
+
+    A partition's records produce their credits in offset order, the same ones whenever they
+    are read (a touch read before its share is credited by the share's record alone), and
+    Kafka keeps one producer's messages to a partition in order. So the credits a sharer
+    receives from one index partition come in increasing origin, and one that does not come
+    after the last counted is a credit produced again: :meth:`after` says so exactly, with
+    one origin kept per index partition, however many credits a sharer earns."""
+
+    partition: int
+    offset: int
+    place: int
+
+    def to_json(self) -> list[int]:
+        return [self.partition, self.offset, self.place]
+
+    def after(self, counted: dict[int, tuple[int, int]]) -> bool:
+        """Whether this credit comes after the last one counted from its partition (``counted``:
+        partition -> (offset, place)); if so it is recorded as the last one."""
+        last = counted.get(self.partition)
+        if last is not None and (self.offset, self.place) <= last:
+            return False
+        counted[self.partition] = (self.offset, self.place)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
 class AttributionRules:
     window_ms: int
     allow_self_referral: bool
@@ -108,18 +137,20 @@ class ShareIndex:
     early: list[Touch] = field(default_factory=list)
     offset: int = -1  # highest offset of the index topic absorbed (see streams/core/replay.py)
     share_ingest_ms: int | None = None  # the share's ingest time: how long its touches waited
+    share_offset: int | None = None  # the share's offset in the index (None: recorded before it was kept)
 
     def on_share(self, share: SharePost, offset: int, ingest_ms: int, rules: AttributionRules) -> list[Credit]:
         """Record the share (the first one wins) and credit the touches that waited for it.
 
-        On a replay the credits are produced again: they may not have left before a crash,
-        and the sharer's profile drops a credit id it has already counted.
+        The credits are produced again when the share's record is read again: they may not have
+        left before a crash, and the sharer's profile counts each once (see :class:`CreditOrigin`).
+        Another record of the share (a producer's duplicate) credits nothing.
         """
         if offset > self.offset:
             self.offset = offset
             if self.share is None:
-                self.share, self.share_ingest_ms = share, ingest_ms
-        if self.share != share:
+                self.share, self.share_ingest_ms, self.share_offset = share, ingest_ms, offset
+        if self.share != share or self.share_offset not in (None, offset):
             return []
         return [c for t in self.early if (c := rules.credit(share, t, self.share_ingest_ms)) is not None]
 
@@ -129,6 +160,8 @@ class ShareIndex:
         is_new = offset > self.offset
         self.offset = max(self.offset, offset)
         if self.share is not None:
+            if self.share_offset is not None and offset < self.share_offset:
+                return []  # read again, from before its share: the share's record credits it
             credit = rules.credit(self.share, touch, self.share_ingest_ms)
             return [credit] if credit is not None else []
         if is_new:
@@ -152,6 +185,7 @@ class ShareIndex:
             "o": self.offset,
             "i": self.share_ingest_ms,
             "p": pages,
+            "so": self.share_offset,
         }
 
     def page_json(self, page: int) -> list[dict[str, Any]]:
@@ -164,5 +198,5 @@ class ShareIndex:
         share = SharePost(**data["s"]) if data["s"] else None
         early = [Touch(**t) for t in data["e"]]
         early.extend(Touch(**t) for page in pages for t in page)
-        # "i" is absent from records written before the share's ingest time was kept.
-        return cls(share, early, data["o"], data.get("i"))
+        # "i" and "so" are absent from records written before they were kept.
+        return cls(share, early, data["o"], data.get("i"), data.get("so"))

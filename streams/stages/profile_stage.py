@@ -10,7 +10,7 @@ import orjson
 
 from streams.core.events import Click, Event, EventType, Purchase, Share
 from streams.core.profile import Profile
-from streams.core.referrals import Credit, SharePost, Touch
+from streams.core.referrals import Credit, CreditOrigin, SharePost, Touch
 from streams.core.repartition import read_origin, read_watermark, rerouted_headers, watermark_headers, watermark_value
 from streams.core.replay import Admission, absorb, rerouted_lane
 from streams.core.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to
@@ -161,9 +161,14 @@ class _ProfileBatch:
     # -- records ------------------------------------------------------------------------------
 
     def on_credit(self, record: SourceRecord) -> None:
-        credit = Credit.from_json(orjson.loads(record.value or b"{}"))
+        message = orjson.loads(record.value or b"{}")
+        origin = message.pop("origin", None)  # absent from credits produced before it was sent
+        credit = Credit.from_json(message)
         profile = self.profile(credit.sharer_customer_id, record.partition)
         admission = profile.book.admit(record.topic, record.offset, credit.credit_id)
+        if admission is Admission.NEW and origin is not None \
+                and not CreditOrigin(*origin).after(profile.credit_origins):
+            admission = Admission.DUPLICATE  # produced again: counted already
         if admission is Admission.NEW:
             profile.apply_credit(credit.touch_type, credit.referred_customer_id,
                                  credit.amount_cents)

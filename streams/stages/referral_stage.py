@@ -7,7 +7,16 @@ from collections.abc import Iterator, Sequence
 
 import orjson
 
-from streams.core.referrals import WAITING_PAGE, AttributionRules, Credit, ShareIndex, SharePost, Touch, waiting_pages
+from streams.core.referrals import (
+    WAITING_PAGE,
+    AttributionRules,
+    Credit,
+    CreditOrigin,
+    ShareIndex,
+    SharePost,
+    Touch,
+    waiting_pages,
+)
 from streams.settings import Settings
 from streams.stages.partitioning import partition_for
 from streams.stages.records import (
@@ -99,8 +108,8 @@ class ReferralStage:
                 if credits is None:
                     out.counts[("touch_dropped", "waiting_limit")] += 1
             out.counts[("referral", kind)] += 1
-            for credit in credits or ():
-                self.emit_credit(credit, out)
+            for place, credit in enumerate(credits or ()):
+                self.emit_credit(credit, CreditOrigin(record.partition, record.offset, place), out)
         for share_id, (partition, index, stored) in loaded.items():
             # process() only appends waiting touches: the stored ones are unchanged.
             out.state_writes.extend(self.writes(partition, share_id, index, stored, unchanged=stored))
@@ -112,11 +121,11 @@ class ReferralStage:
         # Index messages were partitioned by share id, so the id tells its partition.
         return partition_for(share_id.encode(), self.settings.topic_partitions)
 
-    def emit_credit(self, credit: Credit, out: BatchOutput) -> None:
+    def emit_credit(self, credit: Credit, origin: CreditOrigin, out: BatchOutput) -> None:
         key = credit.sharer_customer_id.encode()
         out.messages.append(OutMessage(
-            self.settings.referral_credits_topic,
-            partition_for(key, self.settings.topic_partitions), key, encode_state(credit.to_json())))
+            self.settings.referral_credits_topic, partition_for(key, self.settings.topic_partitions), key,
+            encode_state({**credit.to_json(), "origin": origin.to_json()})))
         out.rows.append(("referral_credits", credit.to_json()))
         out.counts[("credit_emitted", credit.touch_type)] += 1
 

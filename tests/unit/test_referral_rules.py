@@ -15,6 +15,7 @@ from streams.core.referrals import (
     WAITING_PAGE,
     AttributionRules,
     Credit,
+    CreditOrigin,
     ShareIndex,
     SharePost,
     Touch,
@@ -176,3 +177,33 @@ def test_an_index_restored_from_its_changelog_value_behaves_the_same() -> None:
     restored = ShareIndex.from_json(orjson.loads(orjson.dumps(index.to_json())))
     assert restored == index
     assert credited(restored.on_share(SHARE, 1, T0, RULES)) == ["t1"]
+
+
+# --- credits produced again -------------------------------------------------------------------
+
+
+def test_a_touch_read_again_from_before_its_share_is_credited_by_the_share_alone() -> None:
+    index = ShareIndex()
+    index.on_touch(touch("early"), 0, RULES)
+    assert credited(index.on_share(SHARE, 1, T0, RULES)) == ["early"]
+    assert index.on_touch(touch("early"), 0, RULES) == []  # read again after a crash: the share credits it
+    assert credited(index.on_share(SHARE, 1, T0, RULES)) == ["early"]  # ... when it is read again too
+    assert credited(index.on_touch(touch("late"), 2, RULES) or []) == ["late"]
+
+
+def test_a_duplicate_record_of_the_share_credits_nothing() -> None:
+    index = ShareIndex()
+    index.on_touch(touch("early"), 0, RULES)
+    assert credited(index.on_share(SHARE, 1, T0, RULES)) == ["early"]
+    assert index.on_share(SHARE, 2, T0, RULES) == []  # the producer sent the share twice
+
+
+def test_a_credit_counts_only_after_the_last_counted_from_its_index_partition() -> None:
+    counted: dict[int, tuple[int, int]] = {}
+    assert CreditOrigin(0, 10, 0).after(counted)
+    assert CreditOrigin(0, 10, 1).after(counted)  # the same record's next credit
+    assert CreditOrigin(1, 3, 0).after(counted)  # another partition: its own order
+    assert not CreditOrigin(0, 10, 1).after(counted)  # produced again
+    assert not CreditOrigin(0, 7, 0).after(counted)  # produced again, an earlier record
+    assert CreditOrigin(0, 11, 0).after(counted)
+    assert counted == {0: (11, 0), 1: (3, 0)}

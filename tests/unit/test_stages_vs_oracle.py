@@ -83,6 +83,7 @@ def test_any_upstream_partitioner_with_crashes_equals_oracle(records, truth, par
 
 
 SKEWED = SimulationConfig(seed=9, customers=150, events=4_000, hot_customer=0.05, viral_share=0.2)
+VIRAL = SimulationConfig(seed=9, customers=500, events=20_000, viral_share=0.5)  # one share, ~1,700 touches
 
 
 @pytest.mark.parametrize("seed", [31, 32])
@@ -97,10 +98,37 @@ def test_skewed_traffic_with_crashes_equals_oracle(seed: int) -> None:
 def test_a_viral_share_read_after_all_its_touches_credits_every_one() -> None:
     """The worst order a backlog can be read in: every click and purchase before any share.
     The viral share's ~1,700 touches all wait for it (in pages) and are all credited."""
-    records = generate(SimulationConfig(seed=9, customers=500, events=20_000, viral_share=0.5))
+    records = generate(VIRAL)
     pipeline = InMemoryPipeline(SETTINGS)
     pipeline.publish(records)
     pipeline.run(random.Random(41), batch=2_000, read_last=frozenset({SETTINGS.input_topics["share"]}))
     assert compare_all(expected(records, SETTINGS), final_rows(pipeline)) == {}
     assert max(len(orjson.loads(raw)) for key, raw in pipeline.share_state.data.items() if key.startswith("w:")) \
         == WAITING_PAGE
+
+
+@pytest.mark.parametrize("seed", [51, 52, 53, 54])
+def test_a_viral_share_replayed_after_its_credits_were_counted_counts_each_once(seed: int) -> None:
+    """A crash after the viral share released its ~1,700 waiting touches and its sharer counted
+    the credits: the share is read again and its credits produced again, more of them than the
+    ids a profile keeps, and each is still counted once."""
+    records = generate(VIRAL)
+    rng = random.Random(seed)
+    pipeline = InMemoryPipeline(SETTINGS)
+    pipeline.publish(records)
+    shares_last = frozenset({SETTINGS.input_topics["share"]})
+    before_share = pipeline.checkpoint()
+    while not paged_share_arrived(pipeline):
+        before_share = pipeline.checkpoint()
+        assert pipeline.step(rng, 2_000, shares_last)
+    pipeline.step(rng, 2_000, shares_last)  # the sharer's profile counts the credits
+    pipeline.crash_to(before_share, rng)
+    pipeline.run(rng, 2_000, shares_last)
+    assert compare_all(expected(records, SETTINGS), final_rows(pipeline)) == {}
+
+
+def paged_share_arrived(pipeline: InMemoryPipeline) -> bool:
+    """Whether a share whose touches waited in pages has been read."""
+    state = pipeline.share_state.data
+    paged = {key.split(":", 2)[2] for key in state if key.startswith("w:")}
+    return any(orjson.loads(state[f"s:{share_id}"])["s"] for share_id in paged)
