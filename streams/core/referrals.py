@@ -40,7 +40,13 @@ class SharePost:
 
 @dataclass(frozen=True, slots=True)
 class Touch:
-    """A click or purchase that came through a shared link; ``credit_id`` is its event id."""
+    """A click or purchase that came through a shared link; ``credit_id`` is its event id.
+
+    ``lane`` and ``lane_offset`` name the record it was read from: the records of one input
+    partition as one partition's profile stage reads them, directly or re-routed, and the
+    record's offset in that input partition. The stage sends a lane's touches in the lane's
+    order, and sends a touch again when it reads its record again: the lane's offsets tell the
+    copy (empty and -1 in touches sent before they were kept)."""
 
     credit_id: str
     customer_id: str
@@ -49,11 +55,14 @@ class Touch:
     occurred_at_ms: int
     ingest_ms: int
     amount_cents: int
+    lane: str = ""
+    lane_offset: int = -1
 
     def to_json(self) -> dict[str, Any]:
         return {"credit_id": self.credit_id, "customer_id": self.customer_id, "share_id": self.share_id,
                 "touch_type": self.touch_type, "occurred_at_ms": self.occurred_at_ms,
-                "ingest_ms": self.ingest_ms, "amount_cents": self.amount_cents}
+                "ingest_ms": self.ingest_ms, "amount_cents": self.amount_cents, "lane": self.lane,
+                "lane_offset": self.lane_offset}
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +147,7 @@ class ShareIndex:
     offset: int = -1  # highest offset of the index topic absorbed (see streams/core/replay.py)
     share_ingest_ms: int | None = None  # the share's ingest time: how long its touches waited
     share_offset: int | None = None  # the share's offset in the index (None: recorded before it was kept)
+    lanes: dict[str, int] = field(default_factory=dict)  # per touch lane, the highest lane offset seen
 
     def on_share(self, share: SharePost, offset: int, ingest_ms: int, rules: AttributionRules) -> list[Credit]:
         """Record the share (the first one wins) and credit the touches that waited for it.
@@ -159,6 +169,12 @@ class ShareIndex:
         wait, ``EARLY_TOUCHES_KEPT`` touches waiting already: it earns nothing."""
         is_new = offset > self.offset
         self.offset = max(self.offset, offset)
+        if is_new and touch.lane:
+            # Each lane's touches reach the index in the lane's order: one at or below the lane's
+            # highest was sent again (its record read again), and its first copy is handled.
+            if touch.lane_offset <= self.lanes.get(touch.lane, -1):
+                return []
+            self.lanes[touch.lane] = touch.lane_offset
         if self.share is not None:
             if self.share_offset is not None and offset < self.share_offset:
                 return []  # read again, from before its share: the share's record credits it
@@ -186,6 +202,7 @@ class ShareIndex:
             "i": self.share_ingest_ms,
             "p": pages,
             "so": self.share_offset,
+            "ln": self.lanes,
         }
 
     def page_json(self, page: int) -> list[dict[str, Any]]:
@@ -198,5 +215,5 @@ class ShareIndex:
         share = SharePost(**data["s"]) if data["s"] else None
         early = [Touch(**t) for t in data["e"]]
         early.extend(Touch(**t) for page in pages for t in page)
-        # "i" and "so" are absent from records written before they were kept.
-        return cls(share, early, data["o"], data.get("i"), data.get("so"))
+        # "i", "so" and "ln" are absent from records written before they were kept.
+        return cls(share, early, data["o"], data.get("i"), data.get("so"), data.get("ln", {}))

@@ -256,9 +256,11 @@ class _ProfileBatch:
             self.warning(record, event, "clamped_timestamp",
                          f"occurred {event.occurred_at_ms - record.timestamp} ms after ingest")
         self.out.rows.append(("events", event_row(record, event, time)))
-        self.send_to_referral_index(record, event, time)
+        # A touch's lane: the records of one input partition as this partition's state reads
+        # them (directly or re-routed), which reach the index in their offsets' order.
+        self.send_to_referral_index(record, event, time, f"{lane}>{partition}")
 
-    def send_to_referral_index(self, record: SourceRecord, event: Event, time: EventTime) -> None:
+    def send_to_referral_index(self, record: SourceRecord, event: Event, time: EventTime, lane: str) -> None:
         message: dict[str, Any] | None = None
         if isinstance(event, Share):
             message = {"k": "share", **SharePost(event.share_id, event.customer_id,
@@ -268,8 +270,8 @@ class _ProfileBatch:
             share_id = event.referrer_share_id
             amount = event.amount_cents if isinstance(event, Purchase) else 0
             message = {"k": "touch", **Touch(event.event_id, event.customer_id, share_id,
-                                             event.type.value, time.occurred_at_ms,
-                                             record.timestamp, amount).to_json()}
+                                             event.type.value, time.occurred_at_ms, record.timestamp, amount,
+                                             lane, record.offset).to_json()}
         if message is not None:
             key = share_id.encode()
             # The index keeps the source's ingest time: it is the join's clock for expiry.

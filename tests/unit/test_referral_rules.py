@@ -6,6 +6,7 @@ test_referral_expiry.py; here are the rules of one share id's record.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import orjson
@@ -207,3 +208,20 @@ def test_a_credit_counts_only_after_the_last_counted_from_its_index_partition() 
     assert not CreditOrigin(0, 7, 0).after(counted)  # produced again, an earlier record
     assert CreditOrigin(0, 11, 0).after(counted)
     assert counted == {0: (11, 0), 1: (3, 0)}
+
+
+def test_a_touch_sent_again_from_its_lane_earns_nothing_and_does_not_wait_twice() -> None:
+    def sent(credit_id: str, lane_offset: int, lane: str = "clicks>0") -> Touch:
+        return dataclasses.replace(touch(credit_id), lane=lane, lane_offset=lane_offset)
+
+    waiting = ShareIndex()
+    waiting.on_touch(sent("t1", 5), 0, RULES)
+    assert waiting.on_touch(sent("t1", 5), 1, RULES) == []  # its record read again: sent again
+    assert credited(waiting.on_share(SHARE, 2, T0, RULES)) == ["t1"]  # waited once
+
+    index = ShareIndex()
+    index.on_share(SHARE, 0, T0, RULES)
+    assert credited(index.on_touch(sent("t2", 7), 1, RULES) or []) == ["t2"]
+    assert index.on_touch(sent("t2", 7), 2, RULES) == []  # sent again
+    assert credited(index.on_touch(sent("t3", 3, "clicks@1>0"), 3, RULES) or []) == ["t3"]  # another lane
+    assert credited(index.on_touch(sent("t2", 7), 1, RULES) or []) == ["t2"]  # the index read again: again

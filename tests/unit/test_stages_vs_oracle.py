@@ -127,6 +127,23 @@ def test_a_viral_share_replayed_after_its_credits_were_counted_counts_each_once(
     assert compare_all(expected(records, SETTINGS), final_rows(pipeline)) == {}
 
 
+@pytest.mark.parametrize("seed", [61, 62])
+def test_touches_sent_again_after_a_long_replay_earn_their_credit_once(seed: int) -> None:
+    """A crash far behind the profile stage: its records are read again and their touches sent
+    to the index again, thousands for the viral share; none earns a second credit."""
+    records = generate(VIRAL)
+    rng = random.Random(seed)
+    pipeline = InMemoryPipeline(SETTINGS)
+    pipeline.publish(records)
+    pipeline.step(rng, 2_000)
+    early = pipeline.checkpoint()
+    while pipeline.step(rng, 2_000):
+        pass
+    pipeline.crash_to(early, rng)
+    pipeline.run(rng, 2_000)
+    assert compare_all(expected(records, SETTINGS), final_rows(pipeline)) == {}
+
+
 def paged_share_arrived(pipeline: InMemoryPipeline) -> bool:
     """Whether a share whose touches waited in pages has been read."""
     state = pipeline.share_state.data
