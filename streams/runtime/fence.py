@@ -70,11 +70,6 @@ class Consumer(aiokafka.Consumer):
 
     async def on_offset_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Records arrived past the next offset expected; Faust marks those in between acknowledged."""
-        await self.acknowledge_gap(tp, offset_from, offset_to)
-
-    async def acknowledge_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
-        """Faust's bookkeeping of offsets ``offset_from`` to ``offset_to`` (both included) that
-        hold no records: a commit may pass them once a record after them is acknowledged."""
         await super()._add_gap(tp, offset_from, offset_to)
 
     def _new_offset(self, tp: TP) -> int | None:

@@ -16,19 +16,13 @@ Registered as the ``exact`` transport (entry point ``faust.transports``; broker 
   waits for its acks), acks go through Faust's bookkeeping (:meth:`Consumer.ack_batch`), and
   the read offset advances only past delivered records. Other topics (table changelogs) take
   Faust's path.
-- Records in order, none skipped. Faust marks the offsets between the last record read and
-  the next one as acknowledged, counting from its read offset; after its seek at the end of
-  changelog recovery (partitions already resumed) that range held records still being
-  processed, and a commit could pass records a crash would then lose. Here each input
-  partition's next offset expected is one past the last record delivered, or the committed
-  offset after a seek. A fetch that starts past it is not delivered: the consumer's position
-  went past records nobody received (a fetch a rebalance cut short, records fetched while the
-  seek of a recovery ran), and delivering later records first would have the stages take the
-  skipped ones for replays when they came. The partition is read again from the expected
-  offset; when the records then start past it again, the offsets in between hold none (records
-  deleted by retention, a transaction's commit marker) and are acknowledged, as are those
-  between the records of one fetch, so that commits can pass them. All are counted
-  (``streams_offset_gaps_total``).
+- No offset gaps. When a record arrives further than one offset past the last one read,
+  Faust marks the range in between as acknowledged, for compacted or transactional topics.
+  Our input topics are neither, and a "gap" appears only after Faust moved the read offset
+  back (the seek at the end of changelog recovery, after partitions were already resumed):
+  the range then holds records still being processed, so marking them acknowledged lets a
+  commit pass records that a crash would lose, and their real acks become duplicates. Here
+  a commit only ever covers offsets that were acknowledged one by one.
 - Duplicate acknowledged offsets are dropped before looking for the committable run
   (duplicates stop Faust's ``consecutive_numbers``, and commits then crawl).
 - Faust's livelock check sees batch deliveries, and measures a partition's idleness from its
@@ -40,8 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from time import monotonic
 from typing import Any, NamedTuple, cast
@@ -58,8 +50,6 @@ from mode.utils.queues import ThrowableQueue
 
 from streams.runtime import fence
 from streams.runtime.fence import InFlight
-
-log = logging.getLogger(__name__)
 
 # Longest a fetch waits on the broker for records: what an offset lookup or a newly resumed
 # partition may wait behind it. An idle worker sends ten fetches a second.
@@ -111,16 +101,6 @@ class ConsumerThread(fence.ConsumerThread):
 
 
 class Consumer(fence.Consumer):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Per input partition, the offset its next delivered record should have (None: unknown,
-        # read from the beginning), and the offset it was last read again from.
-        self.next_offsets: dict[TP, int | None] = {}
-        self.read_again_from: dict[TP, int] = {}
-        self.seeking = False  # perform_seek is running
-        self.fetched_while_seeking: set[TP] = set()
-        self.offset_gaps: Counter[str] = Counter()  # by outcome: "re-read", "marker", "missing"
-
     def new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -138,30 +118,15 @@ class Consumer(fence.Consumer):
         # rebalance under a trickle lost the first records of partitions without a commit so.
         # Input partitions without a commit are read again from their beginning instead, as
         # auto_offset_reset=earliest says.
-        # The seek goes partition by partition while the consumer goes on fetching (Faust resumes
-        # the partitions first): records fetched meanwhile are not delivered (hand_over), and their
-        # partitions are sought again once it is done, so that every partition starts where its
-        # next offset expected says.
-        self.seeking = True
-        try:
-            await super().perform_seek()
-            read_offsets = self.read_offsets
-            inputs = [tp for tp in self.assignment() if tp.topic in self.batch_channels]
-            uncommitted = [tp for tp in inputs if not read_offsets.get(tp)]
+        await super().perform_seek()
+        read_offsets = self.read_offsets
+        uncommitted = [tp for tp in self.assignment() if tp.topic in self.batch_channels and not read_offsets.get(tp)]
+        if uncommitted:
             # IllegalStateError: the assignment changed meanwhile; the rebalance ends with a seek.
             with contextlib.suppress(IllegalStateError):
-                if uncommitted:
-                    await self.seek_to_beginning(*uncommitted)
-                for tp in self.fetched_while_seeking - set(uncommitted):
-                    if tp in inputs and read_offsets.get(tp):
-                        await self.seek(tp, cast(int, read_offsets[tp]))
+                await self.seek_to_beginning(*uncommitted)
             for tp in uncommitted:
                 read_offsets[tp] = None
-            self.next_offsets = {tp: read_offsets.get(tp) for tp in inputs}
-            self.read_again_from.clear()
-        finally:
-            self.seeking = False
-            self.fetched_while_seeking.clear()
 
     @property
     def batch_channels(self) -> Mapping[str, ChannelT[Fetched]]:
@@ -239,54 +204,11 @@ class Consumer(fence.Consumer):
             if channel is None:
                 delivered = await self.hand_over_one_by_one([self.to_message(tp, record) for record in new])
             else:
-                if self.seeking:
-                    self.fetched_while_seeking.add(tp)  # sought again when the seek is done
-                    continue
-                if not await self.follows_on(tp, new):
-                    continue
                 delivered = len(new) if await self.hand_over_batch(channel, Fetched(tp, new, generation)) else 0
-                if delivered:
-                    self.next_offsets[tp] = new[-1].offset + 1
-                    self.read_again_from.pop(tp, None)
             if delivered:
                 read_offsets[tp] = new[delivered - 1].offset
             if delivered < len(new):
                 return  # flow was suspended
-
-    async def follows_on(self, tp: TP, records: Sequence[Any]) -> bool:
-        """Whether ``records`` may be delivered after what ``tp`` delivered: if they start past
-        the offset expected, the partition is read again from it (once; the second time the
-        offsets in between hold no records). Offsets the delivered records skip are acknowledged."""
-        expected = self.next_offsets.get(tp)
-        first = records[0].offset
-        start = first if expected is None or first < expected else expected
-        if records[-1].offset - start + 1 == len(records):
-            return True  # nothing skipped: almost always
-        if first > start and self.read_again_from.get(tp) != start:
-            self.read_again_from[tp] = start
-            self.offset_gaps["re-read"] += 1
-            log.info("records of %s arrived from offset %d, past the next one expected, %d: reading again from it",
-                     tp, first, start)
-            with contextlib.suppress(IllegalStateError):  # no longer assigned: nothing to read
-                await self.seek(tp, start)
-            return False
-        for record in records:
-            if record.offset > start:
-                await self.no_records_at(tp, start, record.offset - 1)
-            start = record.offset + 1
-        return True
-
-    async def no_records_at(self, tp: TP, offset_from: int, offset_to: int) -> None:
-        """Offsets ``offset_from`` to ``offset_to`` hold no records: acknowledged (Faust counts
-        them once a record after them is), and said."""
-        # One offset is a transaction's commit marker, as every transaction leaves one in each
-        # partition it wrote to; more were records deleted before this worker read them.
-        marker = offset_from == offset_to
-        self.offset_gaps["marker" if marker else "missing"] += 1
-        log.log(logging.DEBUG if marker else logging.WARNING,
-                "offsets %d to %d of %s hold no records: going on from %d", offset_from, offset_to, tp,
-                offset_to + 1)
-        await self.acknowledge_gap(tp, offset_from, offset_to)
 
     async def hand_over_batch(self, channel: ChannelT[Fetched], fetched: Fetched) -> bool:
         """Put ``fetched`` in the agent's channel (waits while it is full); False when flow
