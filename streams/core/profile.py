@@ -108,6 +108,9 @@ class Profile:
     referred_purchases: int = 0
     referred_revenue_cents: int = 0
     referred_customers: set[str] = field(default_factory=set)
+    # Per referral-index partition, the origin (offset, place) of the last credit counted: a
+    # credit produced again is recognised by it (streams.core.referrals.CreditOrigin).
+    credit_origins: dict[int, tuple[int, int]] = field(default_factory=dict)
     book: ReplayBook = field(default_factory=ReplayBook)  # replays and duplicates: streams/core/replay.py
     # Identity (streams/core/identity.py): whether this is an anonymous id's profile, the
     # customer it was identified as, the anonymous profiles identified as this customer (newest
@@ -272,6 +275,7 @@ class Profile:
             "d": [[k, *v] for k, v in self.daily.items()],
             "rc": self.referred_clicks, "rp": self.referred_purchases,
             "rr": self.referred_revenue_cents, "ru": sorted(self.referred_customers),
+            "co": [[partition, *last] for partition, last in self.credit_origins.items()],
             "b": self.book.to_json(),
             **self._identity_json(),
         }
@@ -306,6 +310,7 @@ class Profile:
             daily={row[0]: row[1:] for row in data["d"]},
             referred_clicks=data["rc"], referred_purchases=data["rp"],
             referred_revenue_cents=data["rr"], referred_customers=set(data["ru"]),
+            credit_origins={row[0]: (row[1], row[2]) for row in data.get("co", ())},  # absent: older records
             book=ReplayBook.from_json(data["b"]),
             anonymous=bool(data.get("an")), identified_as=data.get("ia"),
             merged={k: Profile.from_json(part) for k, part in data.get("m", {}).items()},

@@ -15,7 +15,8 @@ as its data, so the two cannot disagree):
   is a duplicate: a producer resending (to the same partition or, with a random partitioner,
   to another), or a referral credit produced again after a crash. Both come soon after the
   original, so a window in offsets of the lane fits them and does not shrink when another
-  lane runs ahead.
+  lane runs ahead. (Credits are also recognised by where they were produced, without a
+  window: ``streams.core.referrals.CreditOrigin``.)
 - ``dropped``: per lane, the offsets of the duplicates dropped (rare, so a short list covers
   any replay). A replayed offset not in it was originally accepted: what it produced
   downstream (referral messages, rows, per-minute totals held in other records) is produced

@@ -54,6 +54,10 @@ class Metrics:
                                   "Identifies accepted, by outcome: linked (the first of its anonymous id), "
                                   "confirmed (same customer again) or conflict (another customer: nothing merged)",
                                   ["outcome"], registry=r)
+        self.touches_dropped = Counter("streams_referral_touches_dropped_total",
+                                       "Touches that earned nothing because their share id had the most touches "
+                                       "that may wait for it (streams.core.referrals.EARLY_TOUCHES_KEPT)",
+                                       ["reason"], registry=r)
         self.lag = Gauge("streams_consumer_lag_records", "Records between the committed offset and the log end",
                          ["topic", "partition"], registry=r)
         self.last_processed = Gauge("streams_last_processed_timestamp_seconds",
@@ -109,6 +113,8 @@ class Metrics:
                 self.credits.labels(key[1]).inc(n)
             elif kind == "identify":
                 self.identifies.labels(key[1]).inc(n)
+            elif kind == "touch_dropped":
+                self.touches_dropped.labels(key[1]).inc(n)
         self.last_processed.set(time.time())
 
     # The sink's metrics hooks (streams.clickhouse.sink.SinkMetrics).

@@ -11,7 +11,7 @@ import orjson
 from streams.core.events import AnyEvent, Click, Event, EventType, Identify, Purchase, Share
 from streams.core.identity import fold_part, identify, person_view, record_person_credit
 from streams.core.profile import PersonCredit, Profile
-from streams.core.referrals import Credit, SharePost, Touch
+from streams.core.referrals import Credit, CreditOrigin, SharePost, Touch
 from streams.core.repartition import read_origin, read_watermark, rerouted_headers, watermark_headers, watermark_value
 from streams.core.replay import Admission, absorb, lane_topic, rerouted_lane
 from streams.core.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to
@@ -181,6 +181,7 @@ class _ProfileBatch:
         if message.pop("k", None) == "fold":
             self.on_fold(record, message)
             return
+        origin = message.pop("origin", None)  # absent from credits produced before it was sent
         resolution, referred_person = message.pop("rv", None), message.pop("rp", None)
         credit = Credit.from_json(message)
         if credit.referred_anonymous and resolution is None:
@@ -188,12 +189,16 @@ class _ProfileBatch:
             return
         profile = self.profile(credit.sharer_customer_id, record.partition, credit.sharer_anonymous)
         if credit.involves_anonymous:
+            # Kept by credit id: a credit produced again changes nothing.
             changed = record_person_credit(profile, credit.credit_id, PersonCredit(
                 resolution or 0, referred_person or credit.referred_customer_id, credit.touch_type,
                 credit.amount_cents))
             self.out.counts[("credit", "new" if changed else "replayed")] += 1
             return
         admission = profile.book.admit(record.topic, record.offset, credit.credit_id)
+        if admission is Admission.NEW and origin is not None \
+                and not CreditOrigin(*origin).after(profile.credit_origins):
+            admission = Admission.DUPLICATE  # produced again: counted already
         if admission is Admission.NEW:
             profile.apply_credit(credit.touch_type, credit.referred_customer_id,
                                  credit.amount_cents)
@@ -336,9 +341,11 @@ class _ProfileBatch:
             self.warning(record, event, "clamped_timestamp",
                          f"occurred {event.occurred_at_ms - record.timestamp} ms after ingest")
         self.out.rows.append(("events", event_row(record, event, time)))
-        self.send_to_referral_index(record, event, time)
+        # A touch's lane: the records of one input partition as this partition's state reads
+        # them (directly or re-routed), which reach the index in their offsets' order.
+        self.send_to_referral_index(record, event, time, f"{lane}>{partition}")
 
-    def send_to_referral_index(self, record: SourceRecord, event: Event, time: EventTime) -> None:
+    def send_to_referral_index(self, record: SourceRecord, event: Event, time: EventTime, lane: str) -> None:
         message: dict[str, Any] | None = None
         if isinstance(event, Share):
             message = {"k": "share", **SharePost(event.share_id, event.actor_id, time.occurred_at_ms,
@@ -348,8 +355,8 @@ class _ProfileBatch:
             share_id = event.referrer_share_id
             amount = event.amount_cents if isinstance(event, Purchase) else 0
             message = {"k": "touch", **Touch(event.event_id, event.actor_id, share_id,
-                                             event.type.value, time.occurred_at_ms,
-                                             record.timestamp, amount, event.anonymous).to_json()}
+                                             event.type.value, time.occurred_at_ms, record.timestamp, amount,
+                                             event.anonymous, lane, record.offset).to_json()}
         if message is not None:
             key = share_id.encode()
             # The index keeps the source's ingest time: it is the join's clock for expiry.

@@ -58,9 +58,12 @@ class OutMessage(NamedTuple):
     timestamp_ms: int | None = None  # None: the broker's time of sending
 
 
+StateWrite = tuple[int, str, bytes | None]  # (partition, key, value; None deletes the key)
+
+
 @dataclass(slots=True)
 class BatchOutput:
-    state_writes: list[tuple[int, str, bytes | None]] = field(default_factory=list)
+    state_writes: list[StateWrite] = field(default_factory=list)
     messages: list[OutMessage] = field(default_factory=list)
     rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     counts: Counter[tuple[str, ...]] = field(default_factory=Counter)

@@ -3,14 +3,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import orjson
 
-from streams.core.referrals import AttributionRules, Credit, ShareIndex, SharePost, Touch
+from streams.core.referrals import (
+    WAITING_PAGE,
+    AttributionRules,
+    Credit,
+    CreditOrigin,
+    ShareIndex,
+    SharePost,
+    Touch,
+    waiting_pages,
+)
 from streams.settings import Settings
 from streams.stages.partitioning import partition_for
-from streams.stages.records import BatchOutput, DecodedCache, OutMessage, SourceRecord, StateReader, encode_state
+from streams.stages.records import (
+    BatchOutput,
+    DecodedCache,
+    OutMessage,
+    SourceRecord,
+    StateReader,
+    StateWrite,
+    encode_state,
+)
+
+
+def page_key(share_id: str, page: int) -> str:
+    """Where page ``page`` of a share id's waiting touches is stored (its record is ``s:<id>``)."""
+    return f"w:{page}:{share_id}"
 
 
 class ReferralStage:
@@ -43,30 +65,54 @@ class ReferralStage:
         index = self.indexes.get(share_id)
         if index is None:
             raw = self.store.get(f"s:{share_id}")
-            index = ShareIndex.from_json(orjson.loads(raw)) if raw else ShareIndex()
+            if raw:
+                data = orjson.loads(raw)
+                pages = (orjson.loads(self.store.get(page_key(share_id, page)) or b"[]")
+                         for page in range(data.get("p", 0)))
+                index = ShareIndex.from_json(data, pages)
+            else:
+                index = ShareIndex()
         return index
+
+    @staticmethod
+    def writes(partition: int, share_id: str, index: ShareIndex, stored: int, unchanged: int) -> Iterator[StateWrite]:
+        """The writes that store ``index``, whose store held ``stored`` waiting touches, of which
+        the first ``unchanged`` are still the index's first ones: its record, the pages from the
+        first that changed, and tombstones for pages it no longer fills."""
+        yield partition, f"s:{share_id}", encode_state(index.to_json())
+        pages, stored_pages = waiting_pages(len(index.early)), waiting_pages(stored)
+        first = unchanged // WAITING_PAGE if stored_pages else 0  # inline before: every page is new
+        for page in range(first, pages):
+            yield partition, page_key(share_id, page), encode_state(index.page_json(page))
+        for page in range(pages, stored_pages):
+            yield partition, page_key(share_id, page), None
 
     def process(self, records: Sequence[SourceRecord]) -> BatchOutput:
         out = BatchOutput()
-        loaded: dict[str, tuple[int, ShareIndex]] = {}
+        loaded: dict[str, tuple[int, ShareIndex, int]] = {}  # share id -> partition, index, touches stored
         for record in records:
             self.ingest_clock_ms = max(self.ingest_clock_ms, record.timestamp)
             message = orjson.loads(record.value or b"{}")
             kind = message.pop("k")
             share_id = message["share_id"]
             if share_id not in loaded:
-                loaded[share_id] = (record.partition, self.load(share_id))
+                index = self.load(share_id)
+                loaded[share_id] = (record.partition, index, len(index.early))
             index = loaded[share_id][1]
+            credits: list[Credit] | None
             if kind == "share":
                 # The index record carries the share's own ingest time (send_to_referral_index).
                 credits = index.on_share(SharePost(**message), record.offset, record.timestamp, self.rules)
             else:
                 credits = index.on_touch(Touch(**message), record.offset, self.rules)
+                if credits is None:
+                    out.counts[("touch_dropped", "waiting_limit")] += 1
             out.counts[("referral", kind)] += 1
-            for credit in credits:
-                self.emit_credit(credit, out)
-        for share_id, (partition, index) in loaded.items():
-            out.state_writes.append((partition, f"s:{share_id}", encode_state(index.to_json())))
+            for place, credit in enumerate(credits or ()):
+                self.emit_credit(credit, CreditOrigin(record.partition, record.offset, place), out)
+        for share_id, (partition, index, stored) in loaded.items():
+            # process() only appends waiting touches: the stored ones are unchanged.
+            out.state_writes.extend(self.writes(partition, share_id, index, stored, unchanged=stored))
             self.indexes.put(share_id, index)
             self._note_waiting(share_id, index)
         return out
@@ -75,13 +121,13 @@ class ReferralStage:
         # Index messages were partitioned by share id, so the id tells its partition.
         return partition_for(share_id.encode(), self.settings.topic_partitions)
 
-    def emit_credit(self, credit: Credit, out: BatchOutput) -> None:
+    def emit_credit(self, credit: Credit, origin: CreditOrigin, out: BatchOutput) -> None:
         # A touch by an anonymous visitor goes through the visitor's partition, which names the
         # person it resolves to (docs/definitions.md, identity); others go to the sharer.
         key = (credit.referred_customer_id if credit.referred_anonymous else credit.sharer_customer_id).encode()
         out.messages.append(OutMessage(
-            self.settings.referral_credits_topic,
-            partition_for(key, self.settings.topic_partitions), key, encode_state(credit.to_json())))
+            self.settings.referral_credits_topic, partition_for(key, self.settings.topic_partitions), key,
+            encode_state({**credit.to_json(), "origin": origin.to_json()})))
         out.rows.append(("referral_credits", credit.row()))
         out.counts[("credit_emitted", credit.touch_type)] += 1
 
@@ -103,9 +149,12 @@ class ReferralStage:
             before = len(index.early)
             if index.expire(self.ingest_clock_ms, self.settings.pending_touch_ttl_ms):
                 out.state_writes.append((partition, f"s:{share_id}", None))
+                out.state_writes.extend((partition, page_key(share_id, page), None)
+                                        for page in range(waiting_pages(before)))
                 self.indexes.discard(share_id)
             elif len(index.early) != before:
-                out.state_writes.append((partition, f"s:{share_id}", encode_state(index.to_json())))
+                # Expiry drops the oldest touches: every page shifts.
+                out.state_writes.extend(self.writes(partition, share_id, index, before, unchanged=0))
                 self.indexes.put(share_id, index)
             self._note_waiting(share_id, index)
             waiting += len(index.early) if index.share is None else 0

@@ -125,15 +125,17 @@ class InMemoryPipeline:
     def _unread(self, topics: Iterable[str]) -> list[list[SourceRecord]]:
         return [part[self.read[(t, p)]:] for t in topics for p, part in self.logs[t].records.items()]
 
-    def step(self, rng: random.Random, batch: int) -> bool:
-        """Read up to ``batch`` records from a random interleaving of unread partitions."""
+    def step(self, rng: random.Random, batch: int, read_last: frozenset[str] = frozenset()) -> bool:
+        """Read up to ``batch`` records from a random interleaving of unread partitions; those of
+        the ``read_last`` topics only once nothing else of their stage is unread."""
         progressed = False
         for stage, topics, state in (
             (self.profile_stage, [*self.settings.input_topics.values(), self.settings.repartition_topic,
                                   self.settings.referral_credits_topic], self.profile_state),
             (self.referral_stage, [self.settings.referral_index_topic], self.share_state),
         ):
-            queues = [q for q in self._unread(topics) if q]
+            first = [t for t in topics if t not in read_last]
+            queues = [q for q in self._unread(first) if q] or [q for q in self._unread(topics) if q]
             taken: list[SourceRecord] = []
             while queues and len(taken) < batch:
                 queue = rng.choice(queues)
@@ -148,8 +150,8 @@ class InMemoryPipeline:
                 progressed = True
         return progressed
 
-    def run(self, rng: random.Random, batch: int = 500) -> None:
-        while self.step(rng, batch):
+    def run(self, rng: random.Random, batch: int = 500, read_last: frozenset[str] = frozenset()) -> None:
+        while self.step(rng, batch, read_last):
             pass
 
     def checkpoint(self) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """Touches that wait for a share that never comes expire on the index's ingest-time clock;
-the decoded-record cache stays consistent with the store through expiry."""
+the decoded-record cache stays consistent with the store through expiry; many waiting
+touches are stored in pages, of which a batch rewrites only those it changed."""
 
 from __future__ import annotations
 
 import orjson
 
-from streams.core.referrals import SharePost, Touch
+from streams.core.referrals import WAITING_PAGE, SharePost, Touch
 from streams.settings import load_settings
 from streams.stages.partitioning import partition_for
 from streams.stages.records import InputRecord, SourceRecord
@@ -95,3 +96,40 @@ def test_a_touch_past_the_ttl_earns_nothing_when_its_share_comes_before_the_expi
     stage = ReferralStage(SETTINGS, state)
     touches = (touch_record(0, "s1", "waited-too-long", T0), touch_record(1, "s1", "edge", T0 + 1))
     assert run(stage, state, *touches, share_record(2, "s1", T0 + 1 + TTL)) == ["edge"]
+
+
+def test_a_share_with_pages_of_waiting_touches_credits_them_all_after_a_restart() -> None:
+    # A backlog read the shares topic behind the clicks: 2.5 pages of touches before the share.
+    state = DictState()
+    stage = ReferralStage(SETTINGS, state)
+    first = [touch_record(n, "viral", f"t{n}", T0 + n) for n in range(2 * WAITING_PAGE + 500)]
+    run(stage, state, *first)
+    assert sorted(key for key in state.data if key.startswith("w:")) == ["w:0:viral", "w:1:viral", "w:2:viral"]
+
+    more = [touch_record(len(first) + n, "viral", f"t{len(first) + n}", T0) for n in range(10)]
+    out = stage.process(more)
+    state.apply(out.state_writes)
+    assert [key for _, key, _ in out.state_writes] == ["s:viral", "w:2:viral"]  # only the page it appended to
+
+    restarted = ReferralStage(SETTINGS, DictState())
+    restarted.store = state
+    credited = run(restarted, state, share_record(len(first) + 10, "viral", T0 + 10))
+    assert credited == [f"t{n}" for n in range(len(first) + 10)]
+
+
+def test_expiry_rewrites_the_pages_left_and_deletes_the_rest() -> None:
+    state = DictState()
+    stage = ReferralStage(SETTINGS, state)
+    old = [touch_record(n, "s1", f"old{n}", T0) for n in range(2 * WAITING_PAGE)]
+    run(stage, state, *old, touch_record(len(old), "s1", "fresh", T0 + TTL + 1))
+    out, waiting = stage.expire(ALL)
+    state.apply(out.state_writes)
+    assert waiting == 1
+    assert not [key for key in state.data if key.startswith("w:")]  # one touch left: inline again
+    assert [t["credit_id"] for t in orjson.loads(state.data["s:s1"])["e"]] == ["fresh"]
+
+    run(stage, state, *(touch_record(len(old) + 1 + n, "s2", f"gone{n}", T0) for n in range(WAITING_PAGE + 1)),
+        touch_record(len(old) + WAITING_PAGE + 2, "s1", "clock", T0 + 2 * TTL + 2))
+    out, _ = stage.expire(ALL)
+    state.apply(out.state_writes)
+    assert not [key for key in state.data if "s2" in key]  # record and both pages tombstoned

@@ -6,11 +6,21 @@ test_referral_expiry.py; here are the rules of one share id's record.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import orjson
 
-from streams.core.referrals import EARLY_TOUCHES_KEPT, AttributionRules, Credit, ShareIndex, SharePost, Touch
+from streams.core.referrals import (
+    EARLY_TOUCHES_KEPT,
+    WAITING_PAGE,
+    AttributionRules,
+    Credit,
+    CreditOrigin,
+    ShareIndex,
+    SharePost,
+    Touch,
+)
 
 T0 = 1_793_491_200_000
 WINDOW = 7 * 86_400_000
@@ -141,10 +151,24 @@ def test_once_the_share_is_known_nothing_expires_and_the_record_is_kept() -> Non
 
 def test_at_most_early_touches_kept_touches_wait_first_come_first_kept() -> None:
     index = ShareIndex()
-    for offset in range(EARLY_TOUCHES_KEPT + 1):
-        index.on_touch(touch(f"t{offset}"), offset, RULES)
+    assert all(index.on_touch(touch(f"t{offset}"), offset, RULES) == [] for offset in range(EARLY_TOUCHES_KEPT))
+    assert index.on_touch(touch("one-too-many"), EARLY_TOUCHES_KEPT, RULES) is None  # dropped, and said so
+    assert index.on_touch(touch("replayed"), 0, RULES) == []  # a replayed offset was kept already
     assert len(index.early) == EARLY_TOUCHES_KEPT
     assert index.early[-1].credit_id == f"t{EARLY_TOUCHES_KEPT - 1}"
+
+
+def test_waiting_touches_are_stored_inline_up_to_a_page_then_in_pages() -> None:
+    index = ShareIndex()
+    for offset in range(WAITING_PAGE):
+        index.on_touch(touch(f"t{offset}"), offset, RULES)
+    assert (index.to_json()["p"], len(index.to_json()["e"])) == (0, WAITING_PAGE)
+    index.on_touch(touch("next"), WAITING_PAGE, RULES)
+    record = index.to_json()
+    assert (record["p"], record["e"]) == (2, [])
+    pages = [index.page_json(page) for page in range(record["p"])]
+    assert [len(page) for page in pages] == [WAITING_PAGE, 1]
+    assert ShareIndex.from_json(orjson.loads(orjson.dumps(record)), pages) == index
 
 
 def test_an_index_restored_from_its_changelog_value_behaves_the_same() -> None:
@@ -154,3 +178,50 @@ def test_an_index_restored_from_its_changelog_value_behaves_the_same() -> None:
     restored = ShareIndex.from_json(orjson.loads(orjson.dumps(index.to_json())))
     assert restored == index
     assert credited(restored.on_share(SHARE, 1, T0, RULES)) == ["t1"]
+
+
+# --- credits produced again -------------------------------------------------------------------
+
+
+def test_a_touch_read_again_from_before_its_share_is_credited_by_the_share_alone() -> None:
+    index = ShareIndex()
+    index.on_touch(touch("early"), 0, RULES)
+    assert credited(index.on_share(SHARE, 1, T0, RULES)) == ["early"]
+    assert index.on_touch(touch("early"), 0, RULES) == []  # read again after a crash: the share credits it
+    assert credited(index.on_share(SHARE, 1, T0, RULES)) == ["early"]  # ... when it is read again too
+    assert credited(index.on_touch(touch("late"), 2, RULES) or []) == ["late"]
+
+
+def test_a_duplicate_record_of_the_share_credits_nothing() -> None:
+    index = ShareIndex()
+    index.on_touch(touch("early"), 0, RULES)
+    assert credited(index.on_share(SHARE, 1, T0, RULES)) == ["early"]
+    assert index.on_share(SHARE, 2, T0, RULES) == []  # the producer sent the share twice
+
+
+def test_a_credit_counts_only_after_the_last_counted_from_its_index_partition() -> None:
+    counted: dict[int, tuple[int, int]] = {}
+    assert CreditOrigin(0, 10, 0).after(counted)
+    assert CreditOrigin(0, 10, 1).after(counted)  # the same record's next credit
+    assert CreditOrigin(1, 3, 0).after(counted)  # another partition: its own order
+    assert not CreditOrigin(0, 10, 1).after(counted)  # produced again
+    assert not CreditOrigin(0, 7, 0).after(counted)  # produced again, an earlier record
+    assert CreditOrigin(0, 11, 0).after(counted)
+    assert counted == {0: (11, 0), 1: (3, 0)}
+
+
+def test_a_touch_sent_again_from_its_lane_earns_nothing_and_does_not_wait_twice() -> None:
+    def sent(credit_id: str, lane_offset: int, lane: str = "clicks>0") -> Touch:
+        return dataclasses.replace(touch(credit_id), lane=lane, lane_offset=lane_offset)
+
+    waiting = ShareIndex()
+    waiting.on_touch(sent("t1", 5), 0, RULES)
+    assert waiting.on_touch(sent("t1", 5), 1, RULES) == []  # its record read again: sent again
+    assert credited(waiting.on_share(SHARE, 2, T0, RULES)) == ["t1"]  # waited once
+
+    index = ShareIndex()
+    index.on_share(SHARE, 0, T0, RULES)
+    assert credited(index.on_touch(sent("t2", 7), 1, RULES) or []) == ["t2"]
+    assert index.on_touch(sent("t2", 7), 2, RULES) == []  # sent again
+    assert credited(index.on_touch(sent("t3", 3, "clicks@1>0"), 3, RULES) or []) == ["t3"]  # another lane
+    assert credited(index.on_touch(sent("t2", 7), 1, RULES) or []) == ["t2"]  # the index read again: again

@@ -7,8 +7,10 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import orjson
 import pytest
 
+from streams.core.referrals import WAITING_PAGE
 from streams.settings import load_settings
 from streams.tools.oracle import expected
 from streams.tools.simulate import SimulationConfig, generate
@@ -93,6 +95,7 @@ def test_any_upstream_partitioner_with_crashes_equals_oracle(records, truth, uno
 
 
 SKEWED = SimulationConfig(seed=9, customers=150, events=4_000, hot_customer=0.05, viral_share=0.2)
+VIRAL = SimulationConfig(seed=9, customers=500, events=20_000, viral_share=0.5)  # one share, ~1,700 touches
 
 
 @pytest.mark.parametrize("seed", [31, 32])
@@ -102,3 +105,59 @@ def test_skewed_traffic_with_crashes_equals_oracle(seed: int) -> None:
     records = generate(SKEWED)
     pipeline = run_with_crashes(records, random.Random(seed))
     assert compare_all(expected(records, SETTINGS), final_rows(pipeline)) == {}
+
+
+def test_a_viral_share_read_after_all_its_touches_credits_every_one() -> None:
+    """The worst order a backlog can be read in: every click and purchase before any share.
+    The viral share's ~1,700 touches all wait for it (in pages) and are all credited."""
+    records = generate(VIRAL)
+    pipeline = InMemoryPipeline(SETTINGS)
+    pipeline.publish(records)
+    pipeline.run(random.Random(41), batch=2_000, read_last=frozenset({SETTINGS.input_topics["share"]}))
+    assert compare_all(expected(records, SETTINGS), final_rows(pipeline)) == {}
+    assert max(len(orjson.loads(raw)) for key, raw in pipeline.share_state.data.items() if key.startswith("w:")) \
+        == WAITING_PAGE
+
+
+@pytest.mark.parametrize("seed", [51, 52, 53, 54])
+def test_a_viral_share_replayed_after_its_credits_were_counted_counts_each_once(seed: int) -> None:
+    """A crash after the viral share released its ~1,700 waiting touches and its sharer counted
+    the credits: the share is read again and its credits produced again, more of them than the
+    ids a profile keeps, and each is still counted once."""
+    records = generate(VIRAL)
+    rng = random.Random(seed)
+    pipeline = InMemoryPipeline(SETTINGS)
+    pipeline.publish(records)
+    shares_last = frozenset({SETTINGS.input_topics["share"]})
+    before_share = pipeline.checkpoint()
+    while not paged_share_arrived(pipeline):
+        before_share = pipeline.checkpoint()
+        assert pipeline.step(rng, 2_000, shares_last)
+    pipeline.step(rng, 2_000, shares_last)  # the sharer's profile counts the credits
+    pipeline.crash_to(before_share, rng)
+    pipeline.run(rng, 2_000, shares_last)
+    assert compare_all(expected(records, SETTINGS), final_rows(pipeline)) == {}
+
+
+@pytest.mark.parametrize("seed", [61, 62])
+def test_touches_sent_again_after_a_long_replay_earn_their_credit_once(seed: int) -> None:
+    """A crash far behind the profile stage: its records are read again and their touches sent
+    to the index again, thousands for the viral share; none earns a second credit."""
+    records = generate(VIRAL)
+    rng = random.Random(seed)
+    pipeline = InMemoryPipeline(SETTINGS)
+    pipeline.publish(records)
+    pipeline.step(rng, 2_000)
+    early = pipeline.checkpoint()
+    while pipeline.step(rng, 2_000):
+        pass
+    pipeline.crash_to(early, rng)
+    pipeline.run(rng, 2_000)
+    assert compare_all(expected(records, SETTINGS), final_rows(pipeline)) == {}
+
+
+def paged_share_arrived(pipeline: InMemoryPipeline) -> bool:
+    """Whether a share whose touches waited in pages has been read."""
+    state = pipeline.share_state.data
+    paged = {key.split(":", 2)[2] for key in state if key.startswith("w:")}
+    return any(orjson.loads(state[f"s:{share_id}"])["s"] for share_id in paged)
