@@ -12,6 +12,9 @@ With ``STREAMS_CLICKHOUSE_CLUSTER`` set, every statement of ``migrations/`` is r
 * ``CREATE VIEW v AS ...`` runs ``ON CLUSTER`` with the tables and views it reads qualified by
   database: a node runs distributed DDL in its default database, not the caller's. The views read the
   Distributed tables, with the same ``FINAL`` as on one server, so analysts query them unchanged.
+* ``DROP TABLE IF EXISTS v`` of a view (one of :data:`~streams.clickhouse.tables.VIEWS`), which a
+  migration writes to create the view anew, runs ``ON CLUSTER`` with ``v`` qualified. Dropping a
+  table is refused: on a cluster it is two tables, and no migration should lose data by text rules.
 * The migrations' own table (``schema_migrations``) is one replication group over *all* nodes,
   so every node answers the same about what has been applied.
 
@@ -36,6 +39,7 @@ LOCAL_SUFFIX = "_local"
 
 _CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (?P<name>\w+)(?=\s*\()")
 _CREATE_VIEW = re.compile(r"CREATE VIEW IF NOT EXISTS (?P<name>\w+)(?=\s+AS\b)")
+_DROP_TABLE = re.compile(r"^DROP TABLE IF EXISTS (?P<name>\w+)\Z", re.M)
 _ENGINE = re.compile(r"ENGINE\s*=\s*(?P<engine>\w*MergeTree)(?:\s*\((?P<args>[^)]*)\))?")
 _FROM = re.compile(r"\bFROM\s+(?P<table>\w+)\b")
 
@@ -70,10 +74,14 @@ def render_statement(
         qualified = _FROM.sub(lambda m: _qualify(m, database, tables), statement[view.end():])
         return [f"{statement[:view.start()]}CREATE VIEW IF NOT EXISTS {database}.{view.group('name')} "
                 f"ON CLUSTER {cluster}{qualified}"]
+    drop = _DROP_TABLE.search(statement)
+    if drop and drop.group("name") in VIEWS:
+        return [f"{statement[:drop.start()]}DROP TABLE IF EXISTS {database}.{drop.group('name')} "
+                f"ON CLUSTER {cluster}"]
     first_line = next((line for line in statement.splitlines() if line.strip() and not line.startswith("--")), "")
     raise ClusterRenderError(f"no cluster rendering for the statement starting {first_line.strip()!r}: "
-                             "only CREATE TABLE IF NOT EXISTS ... ENGINE = *MergeTree and "
-                             "CREATE VIEW IF NOT EXISTS are rewritten")
+                             "only CREATE TABLE IF NOT EXISTS ... ENGINE = *MergeTree, "
+                             "CREATE VIEW IF NOT EXISTS and DROP TABLE IF EXISTS of a view are rewritten")
 
 
 def render_replicated_everywhere(statement: str, cluster: str, database: str) -> str:
