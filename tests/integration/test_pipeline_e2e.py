@@ -97,6 +97,7 @@ def test_simulated_traffic_lands_exactly(prepared: tuple[Settings, Expected, Wor
     settings, truth, worker = prepared
     worker.start()
     assert wait_for_exact(settings, truth) == {}
+    assert views_count_people(settings, truth) == {}
     assert dead_letter_reasons(settings) == Counter(d.reason for d in truth.dead_letters)
     assert worker.metric(settings.metrics_port, "streams_events_processed_total") == len(truth.accepted)
     assert worker.metric(settings.metrics_port, "streams_dead_letters_total") == len(truth.dead_letters)
@@ -104,6 +105,28 @@ def test_simulated_traffic_lands_exactly(prepared: tuple[Settings, Expected, Wor
     conflicts = [v for labels, v in worker.samples(settings.metrics_port, "streams_identifies_total")
                  if labels["outcome"] == "conflict"]
     assert sum(conflicts) == truth.identity_conflicts
+
+
+def views_count_people(settings: Settings, truth: Expected) -> dict[str, tuple[object, object]]:
+    """The analyst views' totals against the oracle's persons: (view, truth) where they differ."""
+    profiles, daily = truth.profiles.values(), truth.daily.values()
+    checks = {
+        "SELECT count(), sum(events), sum(revenue_cents) FROM customer_360":
+            (len(profiles), sum(p["events"] for p in profiles), sum(p["revenue_cents"] for p in profiles)),
+        "SELECT count(), sum(purchases) FROM customer_rfm": (len(profiles), sum(p["purchases"] for p in profiles)),
+        "SELECT open_tickets, tickets_resolved FROM support_kpis":
+            (sum(p["open_tickets"] for p in profiles), sum(p["tickets_resolved"] for p in profiles)),
+        "SELECT sum(active_customers), sum(events), sum(revenue_cents) FROM daily_engagement":
+            (len(daily), sum(d["events"] for d in daily), sum(d["revenue_cents"] for d in daily)),
+        "SELECT sum(clicked_customers), sum(purchased_customers) FROM click_to_purchase_funnel":
+            (sum(d["clicks"] > 0 for d in daily), sum(d["purchases"] > 0 for d in daily)),
+    }
+    client = connect(settings)
+    try:
+        answers = {sql: client.execute(sql)[0] for sql in checks}
+    finally:
+        client.disconnect()
+    return {sql: (answers[sql], want) for sql, want in checks.items() if answers[sql] != want}
 
 
 def test_exact_after_two_sigkills_mid_stream(prepared: tuple[Settings, Expected, Worker]) -> None:
