@@ -6,7 +6,7 @@
 -- Applied migrations never change, so the views of 0007 that read those tables are dropped and
 -- created again here: their bodies are 0007's, each with one added filter. 18.16 has neither
 -- DROP VIEW nor CREATE OR REPLACE VIEW; DROP TABLE drops a view on every server. A query of a
--- view between its drop and its creation fails (docs/operations.md, migrations).
+-- view between its drop and its creation fails (docs/operations.md, identity).
 --
 -- GLOBAL NOT IN: on a cluster both tables are Distributed, where a plain IN over a second
 -- Distributed table is refused (distributed_product_mode = deny); GLOBAL sends the whole set of
