@@ -224,15 +224,18 @@ def input_quality(board: Board) -> None:
                      prom(f"sum by (topic) (rate(streams_late_events_total{{{WORKERS}}}{RATE}))", "late {{topic}}"),
                      prom(f"sum by (topic) (rate(streams_clamped_events_total{{{WORKERS}}}{RATE}))",
                           "clamped {{topic}}", "B"), width=8))
-    board.add(series("Duplicates, replays, re-routed", "Producer duplicates dropped, records seen again "
-                     "after a restart or rebalance (not re-applied), and records re-routed to their key's "
-                     "partition (published with a partitioner other than murmur2), per second.", "ops",
+    board.add(series("Duplicates, replays, re-routed, offset gaps", "Producer duplicates dropped, records "
+                     "seen again after a restart or rebalance (not re-applied), records re-routed to their key's "
+                     "partition (published with a partitioner other than murmur2), and input offsets without "
+                     "records (transaction markers; missing: deleted before they were read), per second.", "ops",
                      prom(f"sum by (topic) (rate(streams_duplicate_events_total{{{WORKERS}}}{RATE}))",
                           "duplicate {{topic}}"),
                      prom(f"sum by (topic) (rate(streams_replayed_records_total{{{WORKERS}}}{RATE}))",
                           "replayed {{topic}}", "B"),
                      prom(f"sum by (topic) (rate(streams_rerouted_records_total{{{WORKERS}}}{RATE}))",
-                          "re-routed {{topic}}", "C"), width=8))
+                          "re-routed {{topic}}", "C"),
+                     prom(f"sum by (outcome) (rate(streams_offset_gaps_total{{{WORKERS}}}{RATE}))",
+                          "offsets {{outcome}}", "D"), width=8))
 
 
 def sink(board: Board) -> None:

@@ -25,8 +25,8 @@ State read or written:
 
 - Faust's consumer: ``_read_offset``, ``_committed_offset``, ``_acked``, ``_acked_index``,
   ``_n_acked``, ``_commit_every``, ``_unacked_messages``, ``_waiting_for_ack``,
-  ``_buffered_partitions``, ``_thread`` (its ``seek_to_beginning``), ``_to_message``,
-  ``_wait_next_records``
+  ``_buffered_partitions``, ``_thread`` (its ``seek_to_beginning``, ``_ensure_consumer`` and
+  ``call_thread``), ``_to_message``, ``_wait_next_records``
 - aiokafka's consumer ``_fetch_max_wait_ms``; Faust's producer ``_ensure_producer``
 - Faust's memory store ``_key_partition``; its RocksDB store ``_dbs``, ``_db_for_partition``,
   ``_try_open_db_for_partition``
@@ -70,6 +70,11 @@ class Consumer(aiokafka.Consumer):
 
     async def on_offset_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Records arrived past the next offset expected; Faust marks those in between acknowledged."""
+        await self.acknowledge_gap(tp, offset_from, offset_to)
+
+    async def acknowledge_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Faust's bookkeeping of offsets ``offset_from`` to ``offset_to`` (both included) that
+        hold no records: a commit may pass them once a record after them is acknowledged."""
         await super()._add_gap(tp, offset_from, offset_to)
 
     def _new_offset(self, tp: TP) -> int | None:
@@ -159,6 +164,14 @@ class Consumer(aiokafka.Consumer):
 
     async def seek_to_beginning(self, *tps: TP) -> None:
         await self._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition) for tp in tps))
+
+    async def seek_in_thread(self, tp: TP, offset: int) -> None:
+        """Faust's seek of ``tp`` to ``offset``, run in the consumer's thread. Faust's own seek
+        calls aiokafka from the worker's event loop, while the fetcher whose state it changes
+        runs on the thread's: the fetch under way could then move the position past the seek."""
+        thread = self._thread
+        await thread.call_thread(thread._ensure_consumer().seek, TopicPartition(tp.topic, tp.partition), offset)
+        self._read_offset[tp] = offset if offset else None
 
 
 class ConsumerThread(aiokafka.AIOKafkaConsumerThread):

@@ -8,7 +8,7 @@ docs/operations.md.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -79,6 +79,8 @@ class Metrics:
                                   "Failed attempts of the insert in progress (0 once it succeeds)", ["table"],
                                   registry=r)
         registry.register(_OutageLogRecords())
+        self.offset_gaps = _OffsetGaps()  # the worker points it at its consumer's counts
+        registry.register(self.offset_gaps)
         self.sink_buffered = Gauge("streams_sink_buffered_rows", "Rows waiting in the sink buffer",
                                    ["stage"], registry=r)
         self.profiles = Gauge("streams_profiles", "Customer profiles held by this worker", registry=r)
@@ -140,4 +142,19 @@ class _OutageLogRecords(Collector):
                                      "(written or folded into a summary line)", labels=["condition"])
         for condition, records in sorted(logs.totals().items()):
             family.add_metric([condition], records)
+        yield family
+
+
+class _OffsetGaps(Collector):
+    """Offset ranges without records that the input's records skipped (``streams.runtime.transport``)."""
+
+    def __init__(self) -> None:
+        self.counts: Callable[[], Mapping[str, int]] = dict
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("streams_offset_gaps", "Input offsets the records read skipped: read again "
+                                     "to be sure (re-read), a transaction marker (marker), or records deleted "
+                                     "before they were read (missing)", labels=["outcome"])
+        for outcome in ("re-read", "marker", "missing"):
+            family.add_metric([outcome], self.counts().get(outcome, 0))
         yield family

@@ -16,13 +16,21 @@ Registered as the ``exact`` transport (entry point ``faust.transports``; broker 
   waits for its acks), acks go through Faust's bookkeeping (:meth:`Consumer.ack_batch`), and
   the read offset advances only past delivered records. Other topics (table changelogs) take
   Faust's path.
-- No offset gaps. When a record arrives further than one offset past the last one read,
-  Faust marks the range in between as acknowledged, for compacted or transactional topics.
-  Our input topics are neither, and a "gap" appears only after Faust moved the read offset
-  back (the seek at the end of changelog recovery, after partitions were already resumed):
-  the range then holds records still being processed, so marking them acknowledged lets a
-  commit pass records that a crash would lose, and their real acks become duplicates. Here
-  a commit only ever covers offsets that were acknowledged one by one.
+- Records in order, none skipped. Faust marks the offsets between the last record read and
+  the next one as acknowledged, counting from its read offset; after its seek at the end of
+  changelog recovery (partitions already resumed) that range held records still being
+  processed, and a commit could pass records a crash would then lose. Here each input
+  partition's next offset is one past the last record delivered; a seek sets it to the
+  committed offset, or to the partition's first offset when it has none. Records before it
+  were delivered already and are dropped. A fetch that starts past it is not delivered: the
+  consumer's position went past records nobody received (a fetch a rebalance cut short,
+  records fetched while the seek of a recovery ran), and delivering later records first would
+  have the stages take the skipped ones for replays when they came. The partition is read
+  again from its next offset; when the records then start past it again, the offsets in
+  between hold none (records deleted by retention, a transaction's commit marker) and are
+  acknowledged, as are those between the records of one fetch, so that commits can pass them.
+  All are counted (``streams_offset_gaps_total``). Seeks run in the consumer's thread, whose
+  event loop owns the fetcher they move.
 - Duplicate acknowledged offsets are dropped before looking for the committable run
   (duplicates stop Faust's ``consecutive_numbers``, and commits then crawl).
 - Faust's livelock check sees batch deliveries, and measures a partition's idleness from its
@@ -34,6 +42,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from time import monotonic
 from typing import Any, NamedTuple, cast
@@ -50,6 +60,9 @@ from mode.utils.queues import ThrowableQueue
 
 from streams.runtime import fence
 from streams.runtime.fence import InFlight
+
+log = logging.getLogger(__name__)
+
 
 # Longest a fetch waits on the broker for records: what an offset lookup or a newly resumed
 # partition may wait behind it. An idle worker sends ten fetches a second.
@@ -86,6 +99,35 @@ class FetchChannel(faust.Channel[Fetched]):
         return self.fetches
 
 
+class Ordered(NamedTuple):
+    """What to do with one partition's fetched records (:func:`in_order`)."""
+
+    records: Sequence[Any]  # to deliver
+    read_again: bool  # none delivered: the partition is to be read again from the offset expected
+    empty: list[tuple[int, int]]  # offset ranges (both ends included) that hold no records
+
+
+def in_order(records: Sequence[Any], expected: int, read_again_from_expected: bool) -> Ordered:
+    """The records of one partition to deliver when ``expected`` is the offset the next one
+    should have: those from it on. When they start past it, none, and the partition is to be
+    read again from it, unless it was just read again from there: then the offsets in between
+    hold no records, as do those between the records delivered."""
+    if records[0].offset < expected:  # delivered already: fetched again after a seek
+        records = [record for record in records if record.offset >= expected]
+        if not records:
+            return Ordered(records, False, [])
+    if records[-1].offset - expected + 1 == len(records):
+        return Ordered(records, False, [])  # nothing skipped: almost always
+    if records[0].offset > expected and not read_again_from_expected:
+        return Ordered([], True, [])
+    empty, start = [], expected
+    for record in records:
+        if record.offset > start:
+            empty.append((start, record.offset - 1))
+        start = record.offset + 1
+    return Ordered(records, False, empty)
+
+
 def unread(records: Sequence[Any], read_offset: int | None) -> Sequence[Any]:
     """The fetched records not delivered yet (Faust's rule: at or after the read offset)."""
     if read_offset is None or not records or records[0].offset >= read_offset:
@@ -101,6 +143,17 @@ class ConsumerThread(fence.ConsumerThread):
 
 
 class Consumer(fence.Consumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Per input partition, the offset its next delivered record should have (known once a
+        # seek set it), and the offset it was last read again from.
+        self.next_offsets: dict[TP, int] = {}
+        self.read_again_from: dict[TP, int] = {}
+        self.seeking = False  # perform_seek is running
+        self.seek_lock = asyncio.Lock()  # Faust's recovery and a rebalance's fetch both seek
+        self.fetched_while_seeking: set[TP] = set()
+        self.offset_gaps: Counter[str] = Counter()  # by outcome: "re-read", "marker", "missing"
+
     def new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -112,21 +165,34 @@ class Consumer(fence.Consumer):
         # leaves a partition without one (no commit yet, or 0) where it is. After a rebalance that
         # position can be past records this worker fetched and never processed: records a runner
         # dropped as read under the old assignment, or records fetched while the partition was
-        # paused for recovery (skipped in hand_over). Nothing read them again, and the next commit
-        # passed them (Faust checks that acks start at the committed offset only when there is
-        # one): an event lost for good, with no lag to show it. A reproduction of restart_bench's
-        # rebalance under a trickle lost the first records of partitions without a commit so.
-        # Input partitions without a commit are read again from their beginning instead, as
-        # auto_offset_reset=earliest says.
-        await super().perform_seek()
-        read_offsets = self.read_offsets
-        uncommitted = [tp for tp in self.assignment() if tp.topic in self.batch_channels and not read_offsets.get(tp)]
-        if uncommitted:
+        # paused for recovery. Nothing read them again, and the next commit passed them (Faust
+        # checks that acks start at the committed offset only when there is one): an event lost
+        # for good, with no lag to show it. Input partitions without a commit are read from their
+        # first offset instead, as auto_offset_reset=earliest says.
+        # Faust resumes the partitions before this seek, and the consumer thread fetches while it
+        # runs: records fetched meanwhile are not delivered (hand_over) and their partitions are
+        # sought again once every partition's next offset is known.
+        async with self.seek_lock:
+            self.seeking = True
+            try:
+                await super().perform_seek()
+                read_offsets = self.read_offsets
+                inputs = [tp for tp in self.assignment() if tp.topic in self.batch_channels]
+                uncommitted = [tp for tp in inputs if not read_offsets.get(tp)]
+                first_offsets = await self.earliest_offsets(*uncommitted) if uncommitted else {}
+                self.next_offsets = {tp: read_offsets.get(tp) or first_offsets.get(tp, 0) for tp in inputs}
+                self.read_again_from.clear()
+            finally:
+                self.seeking = False
+            # From here on records are delivered from each partition's next offset (in_order),
+            # whenever they were fetched.
+            sought_again = {*uncommitted, *self.fetched_while_seeking}
+            self.fetched_while_seeking.clear()
             # IllegalStateError: the assignment changed meanwhile; the rebalance ends with a seek.
             with contextlib.suppress(IllegalStateError):
-                await self.seek_to_beginning(*uncommitted)
-            for tp in uncommitted:
-                read_offsets[tp] = None
+                for tp in sought_again:
+                    if tp in self.next_offsets:
+                        await self.seek_in_thread(tp, self.next_offsets[tp])
 
     @property
     def batch_channels(self) -> Mapping[str, ChannelT[Fetched]]:
@@ -204,11 +270,47 @@ class Consumer(fence.Consumer):
             if channel is None:
                 delivered = await self.hand_over_one_by_one([self.to_message(tp, record) for record in new])
             else:
+                if self.seeking or tp not in self.next_offsets:
+                    self.fetched_while_seeking.add(tp)  # sought again when the seek is done
+                    continue
+                new = await self.in_order(tp, new)
+                if not new:
+                    continue
                 delivered = len(new) if await self.hand_over_batch(channel, Fetched(tp, new, generation)) else 0
+                if delivered:
+                    self.next_offsets[tp] = new[-1].offset + 1
+                    self.read_again_from.pop(tp, None)
             if delivered:
                 read_offsets[tp] = new[delivered - 1].offset
             if delivered < len(new):
                 return  # flow was suspended
+
+    async def in_order(self, tp: TP, records: Sequence[Any]) -> Sequence[Any]:
+        """The records of ``tp`` to deliver (:func:`in_order`): when they start past its next
+        offset, the partition is read again from it; offsets without records are acknowledged."""
+        expected = self.next_offsets[tp]
+        ordered = in_order(records, expected, self.read_again_from.get(tp) == expected)
+        if ordered.read_again:
+            self.read_again_from[tp] = expected
+            self.offset_gaps["re-read"] += 1
+            log.info("records of %s arrived past the next offset expected, %d: reading again from it", tp, expected)
+            with contextlib.suppress(IllegalStateError):  # no longer assigned: nothing to read
+                await self.seek_in_thread(tp, expected)
+        for offset_from, offset_to in ordered.empty:
+            await self.no_records_at(tp, offset_from, offset_to)
+        return ordered.records
+
+    async def no_records_at(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Offsets ``offset_from`` to ``offset_to`` hold no records: acknowledged (Faust counts
+        them once a record after them is), and said."""
+        # One offset is a transaction's commit marker, as every transaction leaves one in each
+        # partition it wrote to; more were records deleted before this worker read them.
+        marker = offset_from == offset_to
+        self.offset_gaps["marker" if marker else "missing"] += 1
+        log.log(logging.DEBUG if marker else logging.WARNING,
+                "offsets %d to %d of %s hold no records: going on from %d", offset_from, offset_to, tp,
+                offset_to + 1)
+        await self.acknowledge_gap(tp, offset_from, offset_to)
 
     async def hand_over_batch(self, channel: ChannelT[Fetched], fetched: Fetched) -> bool:
         """Put ``fetched`` in the agent's channel (waits while it is full); False when flow

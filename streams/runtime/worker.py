@@ -117,6 +117,7 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
 
     runners = (profile_runner, referral_runner)
     metrics.stalled.set_function(liveness.stalled_seconds)
+    metrics.offset_gaps.counts = lambda: consumer().offset_gaps
 
     async def check_progress() -> None:
         # No broker request here (log ends come from the fetcher and the last lag report), so

@@ -99,8 +99,17 @@ def misplaced_rows(settings: Settings) -> dict[str, int]:
     return found
 
 
-def replica_differences(settings: Settings) -> list[str]:
-    """Tables whose two replicas of a shard differ once both have caught up (``[]`` when equal)."""
+def replica_differences(settings: Settings, timeout_s: float = 60) -> list[str]:
+    """Tables whose two replicas of a shard still differ after ``timeout_s`` (``[]`` when equal).
+    A restarted replica reads the replication log from ZooKeeper in the background, so SYNC
+    REPLICA can return before it has queued every part it misses: replicas converge, not at once."""
+    deadline = time.monotonic() + timeout_s
+    while (differences := replica_differences_now(settings)) and time.monotonic() < deadline:
+        time.sleep(1)
+    return differences
+
+
+def replica_differences_now(settings: Settings) -> list[str]:
     differences = []
     for nodes in SHARDS:
         clients = [node_client(settings, node) for node in nodes]

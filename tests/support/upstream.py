@@ -31,15 +31,27 @@ class LibrdkafkaPublisher:
     """confluent-kafka's producer with librdkafka's defaults, idempotent as a careful user sets it.
 
     With ``random_partitions`` each record names its partition: random, except that a resent
-    copy of a record goes where the first went (what a producer retry does)."""
+    copy of a record goes where the first went (what a producer retry does). With
+    ``transactional_id`` the records are published in committed transactions of
+    ``transaction_records`` each: every transaction leaves a marker in the log, an offset
+    without a record."""
 
-    def __init__(self, settings: Settings, *, random_partitions: bool = False, seed: int = 0) -> None:
+    def __init__(self, settings: Settings, *, random_partitions: bool = False, seed: int = 0,
+                 transactional_id: str | None = None, transaction_records: int = 200) -> None:
         self.partitions = settings.topic_partitions
         self.random_partitions = random_partitions
         self.seed = seed
-        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                                  "enable.idempotence": True, "linger.ms": 5})
+        config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap_servers,
+                                  "enable.idempotence": True, "linger.ms": 5}
+        if transactional_id is not None:
+            config["transactional.id"] = transactional_id
+        self.producer = Producer(config)
         self.errors: list[str] = []
+        self.transaction_records = transaction_records if transactional_id is not None else 0
+        self.in_transaction = 0  # records produced in the open transaction
+        if self.transaction_records:
+            self.producer.init_transactions(30)
+            self.producer.begin_transaction()
 
     def _on_delivery(self, error: Any, _message: Any) -> None:
         if error is not None:
@@ -58,8 +70,19 @@ class LibrdkafkaPublisher:
             except BufferError:  # the local queue is full: let deliveries drain it
                 self.producer.poll(0.1)
         self.producer.poll(0)
+        if self.transaction_records:
+            self.in_transaction += 1
+            if self.in_transaction == self.transaction_records:
+                self.commit_transaction()
+
+    def commit_transaction(self) -> None:
+        self.producer.commit_transaction(60)
+        self.producer.begin_transaction()
+        self.in_transaction = 0
 
     def flush(self) -> None:
+        if self.in_transaction:
+            self.commit_transaction()
         left = self.producer.flush(60)
         assert left == 0 and not self.errors, f"{left} records not delivered; errors: {self.errors[:3]}"
 

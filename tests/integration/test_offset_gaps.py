@@ -1,0 +1,114 @@
+"""Input offsets that hold no record: a worker reads every record there is, in order, and
+commits past the offsets that hold none.
+
+- Transactions: a transactional producer (librdkafka) leaves a commit marker after each
+  transaction, an offset without a record. The worker ends exact, counts the markers, finds
+  no records missing, and commits up to the last marker of each partition (one marker short of
+  the log end: docs/operations.md, "Known limits of the metrics").
+- Retention: records deleted from the log while the worker was stopped, past its committed
+  offset. The worker reads again from its committed offset to be sure, then goes on from the
+  first record left, says so, and commits to the log end (before, its commits stopped at the
+  deleted range for good).
+
+Worker metrics port: 19170."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition as KafkaTopicPartition
+
+from streams.clickhouse.migrate import migrate
+from streams.settings import Settings
+from streams.tools.oracle import expected
+from streams.tools.simulate import SimulationConfig, generate, publish
+from streams.topics import ensure_topics
+from tests.support.exact import source_lag, wait_for_exact
+from tests.support.upstream import LibrdkafkaPublisher, simulated_day_start_ms, upstream_publisher
+from tests.support.worker import Worker, wait_until
+
+METRICS_PORT = 19170
+CONFIG = SimulationConfig(seed=17, customers=200, events=3_000, start_ms=simulated_day_start_ms())
+
+
+@pytest.fixture()
+def settings(clickhouse_settings: Settings, tmp_path: Path) -> Settings:
+    # No retention on the input: the simulator's oldest shares are older than Kafka's default.
+    settings = dataclasses.replace(clickhouse_settings, metrics_port=METRICS_PORT, table_dir=str(tmp_path / "state"),
+                                   broker_session_timeout_s=6.0, input_retention_ms=-1)
+    ensure_topics(settings)
+    migrate(settings)
+    return settings
+
+
+@pytest.fixture()
+def worker(settings: Settings, tmp_path: Path) -> Iterator[Worker]:
+    worker = Worker(settings, tmp_path / "worker.log")
+    yield worker
+    worker.stop()
+    print(worker.log_path.read_text()[-4000:])
+
+
+def offset_gaps(worker: Worker) -> dict[str, float]:
+    return {labels["outcome"]: value for labels, value in worker.samples(METRICS_PORT, "streams_offset_gaps_total")}
+
+
+def test_records_published_in_transactions_are_all_read_and_counted_once(settings: Settings, worker: Worker) -> None:
+    records = generate(CONFIG)
+    publisher = LibrdkafkaPublisher(settings, transactional_id=f"upstream-{uuid.uuid4().hex[:8]}",
+                                    transaction_records=50)
+    publish(records, publisher, settings)
+    publisher.close()
+
+    worker.start()
+    assert wait_for_exact(settings, expected(records, settings)) == {}
+    input_partitions = len(settings.input_topics) * settings.topic_partitions
+    wait_until(lambda: source_lag(worker, METRICS_PORT) <= input_partitions, timeout_s=60)
+    gaps = offset_gaps(worker)
+    assert gaps["missing"] == 0
+    assert gaps["marker"] >= len(records) // 50  # a marker after each transaction, in each of its partitions
+
+
+def test_records_deleted_past_the_committed_offset_are_skipped_and_said(settings: Settings, worker: Worker) -> None:
+    records = generate(CONFIG)
+    half = len(records) // 2
+    publisher = upstream_publisher("kafka-python", settings)
+    publish(records[:half], publisher, settings)
+    worker.start()
+    wait_until(lambda: source_lag(worker, METRICS_PORT) == 0, timeout_s=120)
+    worker.stop()  # commits on the way out
+
+    publish(records[half:], publisher, settings)
+    publisher.close()
+    clicks = settings.input_topics["click"]
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    committed = committed_offset(settings, clicks, 0)
+    deleted_to = committed + 20
+    futures = admin.delete_records([TopicPartition(clicks, 0, deleted_to)])
+    assert futures[TopicPartition(clicks, 0, deleted_to)].result(30).low_watermark == deleted_to
+
+    worker.start()
+    wait_until(lambda: source_lag(worker, METRICS_PORT) == 0, timeout_s=120)
+    gaps = offset_gaps(worker)
+    assert (gaps["marker"], gaps["missing"]) == (0, 1) and gaps["re-read"] >= 1
+    log = worker.log_path.read_text()
+    said = f"offsets {committed} to {deleted_to - 1} of TopicPartition(topic='{clicks}', partition=0) hold no records"
+    assert f"{said}: going on from {deleted_to}" in log
+
+
+def committed_offset(settings: Settings, topic: str, partition: int) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.app_id,
+                             enable_auto_commit=False)
+    try:
+        offset = consumer.committed(KafkaTopicPartition(topic, partition))
+    finally:
+        consumer.close()
+    assert offset, f"no commit on {topic}-{partition}"
+    return int(offset)
