@@ -182,6 +182,10 @@ class Consumer(fence.Consumer):
                 first_offsets = await self.earliest_offsets(*uncommitted) if uncommitted else {}
                 self.next_offsets = {tp: read_offsets.get(tp) or first_offsets.get(tp, 0) for tp in inputs}
                 self.read_again_from.clear()
+            except IllegalStateError:
+                # The assignment changed while Faust sought (aiokafka's seek_to_committed awaits
+                # each committed offset before its seek): the rebalance under way ends with a seek.
+                return
             finally:
                 self.seeking = False
             # From here on records are delivered from each partition's next offset (in_order),
