@@ -25,8 +25,8 @@ State read or written:
 
 - Faust's consumer: ``_read_offset``, ``_committed_offset``, ``_acked``, ``_acked_index``,
   ``_n_acked``, ``_commit_every``, ``_unacked_messages``, ``_waiting_for_ack``,
-  ``_buffered_partitions``, ``_thread`` (its ``seek_to_beginning``, ``_ensure_consumer`` and
-  ``call_thread``), ``_to_message``, ``_wait_next_records``
+  ``_buffered_partitions``, ``_thread`` (its ``_ensure_consumer`` and ``call_thread``),
+  ``_to_message``, ``_wait_next_records``
 - aiokafka's consumer ``_fetch_max_wait_ms``; Faust's producer ``_ensure_producer``
 - Faust's memory store ``_key_partition``; its RocksDB store ``_dbs``, ``_db_for_partition``,
   ``_try_open_db_for_partition``
@@ -161,9 +161,6 @@ class Consumer(aiokafka.Consumer):
 
     def to_message(self, tp: TP, record: Any) -> Message:
         return self._to_message(tp, record)
-
-    async def seek_to_beginning(self, *tps: TP) -> None:
-        await self._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition) for tp in tps))
 
     async def seek_in_thread(self, tp: TP, offset: int) -> None:
         """Faust's seek of ``tp`` to ``offset``, run in the consumer's thread. Faust's own seek

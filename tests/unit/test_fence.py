@@ -38,7 +38,6 @@ HOOKS_AND_METHODS: list[tuple[type, str, list[str], bool]] = [
     (aiokafka.Consumer, "_wait_next_records", ["timeout"], True),
     (aiokafka.Consumer, "_to_message", ["tp", "record"], False),
     (aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer", ["transport"], False),
-    (aiokafka.AIOKafkaConsumerThread, "seek_to_beginning", ["partitions"], True),
     (aiokafka.AIOKafkaConsumerThread, "_ensure_consumer", [], False),
     (aiokafka.AIOKafkaConsumerThread, "call_thread", ["fun", "args", "kwargs"], True),
     (faust.Table, "_new_store_by_url", ["url"], False),
