@@ -1,11 +1,11 @@
-"""Identity stitching rules: an anonymous visitor's profile becomes part of a customer's.
+"""Identity stitching rules: an anonymous visitor's events become a customer's.
 Pure: no Kafka, Faust or ClickHouse (docs/definitions.md, identity).
 
-A person is a customer's own profile together with the profiles of the anonymous ids
-identified as the customer. Every profile value is a function of a set of events, and the
-events of different ids are different events, so the person's value is the union of the
-parts: sums add, minima and maxima combine, tickets with one ``ticket_id`` combine field by
-field. :func:`person_view` builds that union, leaving the parts untouched.
+A person is a customer together with the anonymous ids identified as the customer. Each
+anonymous id's partition admits its events (replays, duplicates) and folds those read before
+its identify into its own profile, keeping each such event (:func:`keep_pending`); once the
+identify is accepted it forwards them, and every later one, to the customer's partition,
+where each is folded into the customer's profile once (:func:`absorb_forwarded`).
 
 Referral credits that involve an anonymous id (its share, or its touch) are kept per credit
 id with the person the touch resolved to (:class:`PersonCredit`), so that a later identify
@@ -17,8 +17,11 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from streams.core.profile import DAILY_KEPT, HOURLY_KEPT, REFERRED_CUSTOMERS_KEPT, PersonCredit, Profile, Ticket
-from streams.core.windows import keep_newest
+from streams.core.profile import REFERRED_CUSTOMERS_KEPT, PersonCredit, Profile, Ticket
+from streams.core.replay import absorb
+
+# Events of one anonymous id read before its identify, kept to be forwarded (a bound of state).
+PENDING_KEPT = 1_000
 
 
 class IdentifyOutcome(Enum):
@@ -47,32 +50,39 @@ def record_person_credit(sharer: Profile, credit_id: str, credit: PersonCredit) 
     return True
 
 
-def fold_part(customer: Profile, anonymous_id: str, part: Profile, part_json: dict[str, Any] | None = None) -> bool:
-    """Keep the newest version of an anonymous profile identified as ``customer`` (and its
-    changelog form ``part_json`` when the caller has it); True when it changed the person (an
-    older or equal version is a resend or a replay)."""
-    known = customer.merged.get(anonymous_id)
-    if known is not None and known.version >= part.version:
+def keep_pending(anonymous: Profile, entry: list[Any]) -> bool:
+    """Keep an event folded into a not yet identified anonymous profile, to forward it once
+    the identify is accepted (``entry``: see :data:`Profile.pending`); False past the bound."""
+    if len(anonymous.pending) >= PENDING_KEPT:
         return False
-    customer.merged[anonymous_id] = part
-    if part_json is None:
-        customer.merged_json.pop(anonymous_id, None)
-    else:
-        customer.merged_json[anonymous_id] = part_json
+    anonymous.pending.append(entry)
     return True
 
 
+def forwarded_lane(anonymous_id: str, lane: str) -> str:
+    """The lane of one anonymous id's events read from ``lane``, as its customer absorbs them.
+    Its topic part (before the first ``@``, escaped out of the id) names the anonymous id, so
+    duplicates are never looked for among another id's events."""
+    return f"{anonymous_id.replace('%', '%25').replace('@', '%40')}>{lane}"
+
+
+def absorb_forwarded(customer: Profile, lane: str, offset: int) -> bool:
+    """True (and remembered) when a forwarded event is new to the customer.
+
+    An anonymous id's partition sends each lane's events in offset order: those kept from
+    before the identify first (again after every restart or rebalance, before anything else
+    of the id), then each later one as it is read (again when replayed). So the customer gets
+    every event of the lane in offset order, and an offset at or below the last one absorbed
+    was folded already, whichever events the anonymous id's state held when it was sent."""
+    return absorb(customer.book.offsets, lane, offset)
+
+
 def person_view(profile: Profile, allow_self_referral: bool = False) -> Profile:
-    """The person of ``profile``: its own events and those of every anonymous id merged into
-    it, with credits involving anonymous ids resolved. Returns ``profile`` itself when there
-    is nothing to combine (the common case, kept cheap)."""
-    if not profile.merged and not profile.person_credits:
+    """The person of ``profile`` with credits involving anonymous ids resolved. Returns
+    ``profile`` itself when it holds none (the common case, kept cheap)."""
+    if not profile.person_credits:
         return profile
     person = _own_part(profile)
-    for part in profile.merged.values():
-        _union(person, part)
-    keep_newest(person.hourly, HOURLY_KEPT)
-    keep_newest(person.daily, DAILY_KEPT)
     _count_person_credits(person, allow_self_referral)
     return person
 
@@ -94,8 +104,7 @@ def _count_person_credits(person: Profile, allow_self_referral: bool) -> None:
 
 
 def _own_part(profile: Profile) -> Profile:
-    """The person before its merged parts: a copy of the profile's own values (what
-    :func:`_union` of the profile into an empty person makes, in fewer steps)."""
+    """A copy of the profile's values, for the person's credits to be counted into."""
     return Profile(
         profile.customer_id, version=profile.version, first_seen_at=profile.first_seen_at,
         last_seen_at=profile.last_seen_at, counts=list(profile.counts), last_purchase_at=profile.last_purchase_at,
@@ -111,49 +120,6 @@ def _own_part(profile: Profile) -> Profile:
     )
 
 
-def _union(person: Profile, part: Profile) -> None:
-    person.version += part.version
-    person.first_seen_at = _least(person.first_seen_at, part.first_seen_at)
-    person.last_seen_at = _greatest(person.last_seen_at, part.last_seen_at)
-    person.counts = [a + b for a, b in zip(person.counts, part.counts, strict=True)]
-    person.last_purchase_at = _greatest(person.last_purchase_at, part.last_purchase_at)
-    for network, count in part.shares_by_network.items():
-        person.shares_by_network[network] = person.shares_by_network.get(network, 0) + count
-    for ticket_id, ticket in part.tickets.items():
-        person.tickets[ticket_id] = _union_ticket(person.tickets.get(ticket_id), ticket)
-    if part.satisfaction_latest is not None and (
-            person.satisfaction_latest is None or part.satisfaction_latest[:2] > person.satisfaction_latest[:2]):
-        person.satisfaction_latest = part.satisfaction_latest
-    person.satisfaction_sum += part.satisfaction_sum
-    person.satisfaction_count += part.satisfaction_count
-    for own, theirs in ((person.hourly, part.hourly), (person.daily, part.daily)):
-        for start, counts in theirs.items():
-            mine = own.get(start)
-            own[start] = list(counts) if mine is None else [a + b for a, b in zip(mine, counts, strict=True)]
-    person.referred_clicks += part.referred_clicks
-    person.referred_purchases += part.referred_purchases
-    person.referred_revenue_cents += part.referred_revenue_cents
-    person.referred_customers |= part.referred_customers
-    person.person_credits.update(part.person_credits)
-
-
-def _union_ticket(mine: Ticket | None, theirs: Ticket) -> Ticket:
-    if mine is None:
-        return _copy_ticket(theirs)
-    latest, status = max((mine.latest, mine.status), (theirs.latest, theirs.status))
-    return Ticket(_least(mine.opened_at, theirs.opened_at), _least(mine.any_at, theirs.any_at),
-                  _least(mine.first_reply_at, theirs.first_reply_at),
-                  _greatest(mine.resolved_at, theirs.resolved_at), latest, status)
-
-
 def _copy_ticket(ticket: Ticket) -> Ticket:
     return Ticket(ticket.opened_at, ticket.any_at, ticket.first_reply_at, ticket.resolved_at,
                   ticket.latest, ticket.status)
-
-
-def _least(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else min(a, b)
-
-
-def _greatest(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else max(a, b)

@@ -112,16 +112,14 @@ class Profile:
     # credit produced again is recognised by it (streams.core.referrals.CreditOrigin).
     credit_origins: dict[int, tuple[int, int]] = field(default_factory=dict)
     book: ReplayBook = field(default_factory=ReplayBook)  # replays and duplicates: streams/core/replay.py
-    # Identity (streams/core/identity.py): whether this is an anonymous id's profile, the
-    # customer it was identified as, the anonymous profiles identified as this customer (newest
-    # version of each), credits involving anonymous ids, and, for an anonymous id, the credits
-    # its touches earned (resent when it is identified). Empty for most profiles.
+    # Identity (streams/core/identity.py): whether this is an anonymous id's profile; for an
+    # anonymous id, the customer it was identified as, the events folded here before that
+    # ([topic, partition, offset, lane, ingest ms, value as latin-1], forwarded to the customer)
+    # and the credits its touches earned (resent when it is identified); credits involving
+    # anonymous ids. Empty for most profiles.
     anonymous: bool = False
     identified_as: str | None = None
-    merged: dict[str, Profile] = field(default_factory=dict)
-    # The changelog form of each merged profile as it arrived: written back as is, since a
-    # customer's state is written every batch it is touched and its parts rarely change.
-    merged_json: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
+    pending: list[list[Any]] = field(default_factory=list)
     person_credits: dict[str, PersonCredit] = field(default_factory=dict)
     touch_credits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -286,8 +284,8 @@ class Profile:
             found["an"] = 1
         if self.identified_as is not None:
             found["ia"] = self.identified_as
-        if self.merged:
-            found["m"] = {k: self.merged_json.get(k) or part.to_json() for k, part in self.merged.items()}
+        if self.pending:
+            found["pe"] = self.pending
         if self.person_credits:
             found["pc"] = {k: credit.to_json() for k, credit in self.person_credits.items()}
         if self.touch_credits:
@@ -312,9 +310,7 @@ class Profile:
             referred_revenue_cents=data["rr"], referred_customers=set(data["ru"]),
             credit_origins={row[0]: (row[1], row[2]) for row in data.get("co", ())},  # absent: older records
             book=ReplayBook.from_json(data["b"]),
-            anonymous=bool(data.get("an")), identified_as=data.get("ia"),
-            merged={k: Profile.from_json(part) for k, part in data.get("m", {}).items()},
-            merged_json=data.get("m", {}),
+            anonymous=bool(data.get("an")), identified_as=data.get("ia"), pending=data.get("pe", []),
             person_credits={k: PersonCredit.from_json(c) for k, c in data.get("pc", {}).items()},
             touch_credits=data.get("tc", {}),
         )

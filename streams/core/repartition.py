@@ -1,10 +1,13 @@
 """Records of the repartition topic, where input records that arrived on a partition other
 than their key's are re-routed (see ``streams.stages``). Pure: no Kafka, no Faust.
 
-Two kinds, told apart by their ``kind`` header:
+Three kinds, told apart by their ``kind`` header:
 
 - a re-routed record: the original key, value and timestamp (ingest time), and its origin
   (topic, partition, offset), by which the owning partition admits it exactly;
+- a forwarded record: an accepted event of an anonymous id read after its identify, sent by
+  the anonymous id's partition to its customer's (keyed by the customer), with its origin and
+  the lane it was read from there (``streams.core.identity``);
 - a watermark from an origin partition: its value maps each input topic to an ingest time,
   meaning "every record of mine up to this ingest time that belongs to you has been
   re-routed". A partition's per-minute totals are final only once every lane has passed them.
@@ -20,21 +23,29 @@ import orjson
 from streams.errors import DecodeError
 
 RECORD = b"record"
+FORWARDED = b"forwarded"
 WATERMARK = b"watermark"
 
 
 class Origin(NamedTuple):
-    """Where a repartition record comes from; a watermark has no topic and no offset."""
+    """Where a repartition record comes from; a watermark has no topic and no offset, and
+    only a forwarded record has a ``forwarded_lane``."""
 
     watermark: bool
     topic: str
     partition: int
     offset: int
+    forwarded_lane: str = ""
 
 
 def rerouted_headers(topic: str, partition: int, offset: int) -> tuple[tuple[str, bytes], ...]:
     return (("kind", RECORD), ("origin_topic", topic.encode()),
             ("origin_partition", str(partition).encode()), ("origin_offset", str(offset).encode()))
+
+
+def forwarded_headers(topic: str, partition: int, offset: int, lane: str) -> tuple[tuple[str, bytes], ...]:
+    return (("kind", FORWARDED), ("origin_topic", topic.encode()), ("origin_partition", str(partition).encode()),
+            ("origin_offset", str(offset).encode()), ("forwarded_lane", lane.encode()))
 
 
 def watermark_headers(partition: int) -> tuple[tuple[str, bytes], ...]:
@@ -54,9 +65,10 @@ def read_origin(headers: Sequence[tuple[str, bytes]]) -> Origin:
         partition = int(found["origin_partition"])
         if found["kind"] == WATERMARK:
             return Origin(True, "", partition, -1)
-        if found["kind"] != RECORD:
+        if found["kind"] not in (RECORD, FORWARDED):
             raise ValueError(found["kind"])
-        return Origin(False, found["origin_topic"].decode(), partition, int(found["origin_offset"]))
+        lane = found["forwarded_lane"].decode() if found["kind"] == FORWARDED else ""
+        return Origin(False, found["origin_topic"].decode(), partition, int(found["origin_offset"]), lane)
     except (KeyError, ValueError, TypeError, AttributeError) as error:
         raise DecodeError("bad_origin", f"repartition record without a valid origin ({error!r})") from None
 

@@ -54,6 +54,15 @@ class Metrics:
                                   "Identifies accepted, by outcome: linked (the first of its anonymous id), "
                                   "confirmed (same customer again) or conflict (another customer: nothing merged)",
                                   ["outcome"], registry=r)
+        self.identity_forwarded = Counter(
+            "streams_identity_forwarded_events_total",
+            "Events of identified anonymous ids forwarded to their customer: sent (by the anonymous id's "
+            "partition), folded (new to the customer's profile) or replayed (folded already)",
+            ["outcome"], registry=r)
+        self.identity_not_kept = Counter(
+            "streams_identity_events_not_kept_total",
+            "Events of a not yet identified anonymous id past the most kept for its identify "
+            "(streams.core.identity.PENDING_KEPT): its customer will not count them", registry=r)
         self.touches_dropped = Counter("streams_referral_touches_dropped_total",
                                        "Touches that earned nothing because their share id had the most touches "
                                        "that may wait for it (streams.core.referrals.EARLY_TOUCHES_KEPT)",
@@ -115,6 +124,10 @@ class Metrics:
                 self.credits.labels(key[1]).inc(n)
             elif kind == "identify":
                 self.identifies.labels(key[1]).inc(n)
+            elif kind == "identity_forward":
+                self.identity_forwarded.labels(key[1]).inc(n)
+            elif kind == "identity_not_kept":
+                self.identity_not_kept.inc(n)
             elif kind == "touch_dropped":
                 self.touches_dropped.labels(key[1]).inc(n)
         self.last_processed.set(time.time())

@@ -20,8 +20,9 @@ runs the output through Faust and the sink; tests run it against a dict.
 - :class:`ReferralStage` (keyed by share id; reads the referral index): the stream-table join
   that turns touches into credits for the sharer.
 - Identity (docs/definitions.md): an anonymous id's state lives on its own key's partition,
-  apart from customers' (``state_key``); an identify links it there, and from then on the
-  profile stage sends its whole profile, versioned, through the credits topic to the
-  customer's partition, which keeps the newest version and reports the union. Credits of
-  anonymous touches pass through the toucher's partition, which names the person.
+  apart from customers' (``state_key``), with the events it had before its identify; an
+  identify links it there, and from then on those events and every later one are forwarded
+  through the repartition topic to the customer's partition, which folds each once
+  (``streams.core.identity``). Credits of anonymous touches pass through the toucher's
+  partition, which names the person.
 """

@@ -9,10 +9,25 @@ from typing import Any
 import orjson
 
 from streams.core.events import AnyEvent, Click, Event, EventType, Identify, Purchase, Share
-from streams.core.identity import fold_part, identify, person_view, record_person_credit
+from streams.core.identity import (
+    absorb_forwarded,
+    forwarded_lane,
+    identify,
+    keep_pending,
+    person_view,
+    record_person_credit,
+)
 from streams.core.profile import PersonCredit, Profile
 from streams.core.referrals import Credit, CreditOrigin, SharePost, Touch
-from streams.core.repartition import read_origin, read_watermark, rerouted_headers, watermark_headers, watermark_value
+from streams.core.repartition import (
+    Origin,
+    forwarded_headers,
+    read_origin,
+    read_watermark,
+    rerouted_headers,
+    watermark_headers,
+    watermark_value,
+)
 from streams.core.replay import Admission, absorb, lane_topic, rerouted_lane
 from streams.core.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to
 from streams.errors import DecodeError, ValidationError
@@ -69,9 +84,12 @@ class ProfileStage:
         self.ingest_progress: dict[int, dict[str, int]] = {}  # partition -> lane -> newest ingest
         self.watermarks_sent: dict[int, dict[str, int]] = {}  # partition read here -> what it told
         self.watermarks_due = 0.0
+        # Identified anonymous ids whose kept events this process has forwarded (see forward).
+        self.pending_sent: set[str] = set()
 
     def forget_partitions(self) -> None:
         """Drop in-memory indexes after a rebalance: state may have moved."""
+        self.pending_sent.clear()
         self._minutes.clear()
         self.profiles.clear()
         self.ingest_progress.clear()
@@ -175,11 +193,11 @@ class _ProfileBatch:
     # -- records ------------------------------------------------------------------------------
 
     def on_credit(self, record: SourceRecord) -> None:
-        """A referral credit, or an identity record: an anonymous profile to fold into its
-        customer, or a credit resolved to the person who earned it (see below)."""
+        """A referral credit, possibly resolved to the person who earned it (see below), or one
+        forwarded from an identified anonymous sharer."""
         message = orjson.loads(record.value or b"{}")
-        if message.pop("k", None) == "fold":
-            self.on_fold(record, message)
+        if message.pop("k", None) == "person_credit":
+            self.on_forwarded_credit(record, message)
             return
         origin = message.pop("origin", None)  # absent from credits produced before it was sent
         resolution, referred_person = message.pop("rv", None), message.pop("rp", None)
@@ -190,10 +208,12 @@ class _ProfileBatch:
         profile = self.profile(credit.sharer_customer_id, record.partition, credit.sharer_anonymous)
         if credit.involves_anonymous:
             # Kept by credit id: a credit produced again changes nothing.
-            changed = record_person_credit(profile, credit.credit_id, PersonCredit(
-                resolution or 0, referred_person or credit.referred_customer_id, credit.touch_type,
-                credit.amount_cents))
+            person_credit = PersonCredit(resolution or 0, referred_person or credit.referred_customer_id,
+                                         credit.touch_type, credit.amount_cents)
+            changed = record_person_credit(profile, credit.credit_id, person_credit)
             self.out.counts[("credit", "new" if changed else "replayed")] += 1
+            if profile.identified_as is not None:  # an identified sharer's share: the customer's
+                self.forward_credit(profile.identified_as, credit.credit_id, person_credit)
             return
         admission = profile.book.admit(record.topic, record.offset, credit.credit_id)
         if admission is Admission.NEW and origin is not None \
@@ -218,26 +238,25 @@ class _ProfileBatch:
         message = {**credit, "rv": 0 if person is None else 1, "rp": person or toucher.customer_id}
         self.send_keyed(self.stage.credits_topic, credit["sharer_customer_id"], message)
 
+    def forward_credit(self, customer_id: str, credit_id: str, credit: PersonCredit) -> None:
+        self.send_keyed(self.stage.credits_topic, customer_id, {
+            "k": "person_credit", "customer_id": customer_id, "credit_id": credit_id, "c": credit.to_json()})
+
     def send_keyed(self, topic: str, key_id: str, message: dict[str, Any]) -> None:
         key = key_id.encode()
         self.out.messages.append(OutMessage(topic, partition_for(key, self.settings.topic_partitions), key,
                                             encode_state(message)))
 
-    def on_fold(self, record: SourceRecord, message: dict[str, Any]) -> None:
-        """On the customer's partition: the newest profile of an anonymous id identified as it."""
+    def on_forwarded_credit(self, record: SourceRecord, message: dict[str, Any]) -> None:
+        """On the customer's partition: a credit earned by the share of an anonymous id
+        identified as it, read after the identify (kept by credit id: resent, it changes nothing)."""
         customer = self.profile(message["customer_id"], record.partition)
-        part = Profile.from_json(message["p"])
-        changed = fold_part(customer, message["anonymous_id"], part, message["p"])
-        self.out.counts[("identity_fold", "new" if changed else "replayed")] += 1
-        # Rows again even when the version is known: state is saved before rows are written, so
-        # a replayed fold may be the one whose bucket rows a crash lost.
-        key = state_key(customer.customer_id, False)
-        self.buckets.update((key, start, False) for start in part.hourly)
-        self.buckets.update((key, start, True) for start in part.daily)
+        changed = record_person_credit(customer, message["credit_id"], PersonCredit.from_json(message["c"]))
+        self.out.counts[("credit", "new" if changed else "replayed")] += 1
 
     def on_identify(self, record: SourceRecord, event: Identify, partition: int, lane: str) -> None:
-        """On the anonymous id's partition: the first identify links it; the profile goes to the
-        customer at the end of the batch (and after every later change)."""
+        """On the anonymous id's partition: the first identify links it, and its events go to
+        the customer from then on (replayed, the identify sends them again)."""
         anonymous = self.profile(event.anonymous_id, partition, anonymous=True)
         admission = anonymous.book.admit(lane, record.offset, event.event_id)
         self.out.counts[("admission", record.topic, admission.value)] += 1
@@ -248,6 +267,7 @@ class _ProfileBatch:
             return
         if anonymous.identified_as == event.customer_id:
             self.identified.add(event.anonymous_id)
+            self.send_pending(anonymous)
             self.out.rows.append(("identity_map", {
                 "anonymous_id": event.anonymous_id, "customer_id": event.customer_id, "version": 1}))
         else:
@@ -274,7 +294,7 @@ class _ProfileBatch:
         self.out.counts[("rerouted", record.topic)] += 1
 
     def on_rerouted(self, record: SourceRecord) -> None:
-        """A record re-routed to this partition, or another partition's watermark."""
+        """A record re-routed or forwarded to this partition, or another partition's watermark."""
         try:
             origin = read_origin(record.headers)
             if origin.watermark:
@@ -283,6 +303,9 @@ class _ProfileBatch:
                 return
             if origin.topic not in self.stage.topic_types:
                 raise DecodeError("bad_origin", f"origin topic {origin.topic!r} is not an input topic")
+            if origin.forwarded_lane:
+                self.on_forwarded(record, origin)
+                return
         except DecodeError as error:
             self.dead_letter(record, error)
             return
@@ -312,19 +335,74 @@ class _ProfileBatch:
         profile = self.profile(event.actor_id, partition, event.anonymous)
         admission = profile.book.admit(lane, record.offset, event.event_id)
         self.out.counts[("admission", record.topic, admission.value)] += 1
+        if admission not in (Admission.NEW, Admission.REPLAYED):
+            return
         if admission is Admission.NEW:
-            profile.apply(event, time.occurred_at_ms, time.late)
             self.out.counts[("processed", record.topic, topic_type.value)] += 1
-        if admission in (Admission.NEW, Admission.REPLAYED):
-            self.emit_accepted(record, event, time, partition, lane)
+        if profile.identified_as is not None:
+            self.send_pending(profile)
+            self.forward(profile, [record.topic, record.partition, record.offset, lane, record.timestamp,
+                                   (record.value or b"").decode("latin-1")])
+        else:
+            if admission is Admission.NEW:
+                profile.apply(event, time.occurred_at_ms, time.late)
+                if event.anonymous and not keep_pending(profile, [
+                        record.topic, record.partition, record.offset, lane, record.timestamp,
+                        (record.value or b"").decode("latin-1")]):
+                    self.out.counts[("identity_not_kept",)] += 1
+            self.note_buckets(state_key(event.actor_id, event.anonymous), time)
+        self.emit_accepted(record, event, time, partition, lane)
+
+    def send_pending(self, anonymous: Profile) -> None:
+        """Forward the events an identified anonymous id kept from before its identify, before
+        anything else of it that this process forwards (see ``absorb_forwarded``)."""
+        if anonymous.customer_id in self.stage.pending_sent:
+            return
+        self.stage.pending_sent.add(anonymous.customer_id)
+        for entry in anonymous.pending:
+            self.forward(anonymous, entry)
+
+    def forward(self, anonymous: Profile, entry: list[Any]) -> None:
+        """Send an accepted event of an identified anonymous id (``entry`` as kept in
+        ``Profile.pending``) to its customer's partition, which folds it into the customer's
+        profile once."""
+        topic, partition, offset, lane, ingest_ms, value = entry
+        assert anonymous.identified_as is not None
+        key = anonymous.identified_as.encode()
+        self.out.messages.append(OutMessage(
+            self.stage.repartition_topic, partition_for(key, self.settings.topic_partitions), key,
+            value.encode("latin-1"),
+            forwarded_headers(topic, partition, offset, forwarded_lane(anonymous.customer_id, lane)), ingest_ms))
+        self.out.counts[("identity_forward", "sent")] += 1
+
+    def on_forwarded(self, record: SourceRecord, origin: Origin) -> None:
+        """On the customer's partition: an event of an anonymous id identified as the record's
+        key. The anonymous id's partition has admitted it and made its other output (rows,
+        totals, referrals): here it only joins the customer's profile, once."""
+        event = self.stage.decode(record.value or b"", self.stage.topic_types[origin.topic])
+        assert not isinstance(event, Identify)  # identifies are never forwarded
+        time = classify(event.occurred_at_ms, record.timestamp,
+                        self.settings.allowed_lateness_ms, self.settings.max_future_skew_ms)
+        customer_id = (record.key or b"").decode()
+        customer = self.profile(customer_id, record.partition)
+        if absorb_forwarded(customer, origin.forwarded_lane, origin.offset):
+            customer.apply(event, time.occurred_at_ms, time.late)
+            self.out.counts[("identity_forward", "folded")] += 1
+        else:
+            self.out.counts[("identity_forward", "replayed")] += 1
+        self.note_buckets(state_key(customer_id, False), time)
+
+    def note_buckets(self, key: str, time: EventTime) -> None:
+        """The bucket rows of an accepted event's profile (written again for a replay)."""
+        if not time.late:
+            self.buckets.add((key, floor_to(time.occurred_at_ms, HOUR_MS), False))
+            self.buckets.add((key, floor_to(time.occurred_at_ms, DAY_MS), True))
 
     def emit_accepted(self, record: SourceRecord, event: Event, time: EventTime, partition: int,
                       lane: str) -> None:
-        """Everything an accepted event produces; sent again when it is replayed."""
+        """Everything an accepted event produces besides its profile's values; sent again
+        when it is replayed."""
         if not time.late:
-            key = state_key(event.actor_id, event.anonymous)
-            self.buckets.add((key, floor_to(time.occurred_at_ms, HOUR_MS), False))
-            self.buckets.add((key, floor_to(time.occurred_at_ms, DAY_MS), True))
             minute_ms = floor_to(time.occurred_at_ms, MINUTE_MS)
             minute = self.minute(partition, minute_ms)
             type_channel = f"{event.type.value}|{event.channel}"
@@ -396,10 +474,13 @@ class _ProfileBatch:
             out.state_writes.append((partition, key, encode_state(profile.to_json())))
             self.stage.profiles.put(key, profile)
             person = persons[key] = person_view(profile, self.settings.allow_self_referral)
-            if person.version:
+            identified_now = profile.anonymous and profile.customer_id in self.identified
+            # An identified anonymous profile no longer changes (its events go to the customer):
+            # its row is written once more with its identify (again if that is replayed).
+            if person.version and (profile.identified_as is None or identified_now):
                 out.rows.append(("customer_profiles", person.snapshot()))
-            if profile.identified_as is not None:
-                self.send_to_customer(profile)
+            if identified_now:
+                self.send_credits_to_customer(profile)
         for key, start, daily in self.buckets:
             person = persons[key]
             if start in (person.daily if daily else person.hourly):
@@ -423,19 +504,15 @@ class _ProfileBatch:
         out.messages.extend(self.stage.watermarks())
         return out
 
-    def send_to_customer(self, anonymous: Profile) -> None:
-        """Send an identified anonymous profile, as it is now, to its customer (resent after
-        every change, and on replays: the customer keeps the newest version); after its
-        identify, also the credits its touches earned, now naming the customer."""
-        customer_id = anonymous.identified_as
-        assert customer_id is not None
-        part = {k: v for k, v in anonymous.to_json().items() if k not in _NOT_FOLDED}
-        part["b"] = [{}, {}, {}]
-        self.send_keyed(self.stage.credits_topic, customer_id,
-                        {"k": "fold", "anonymous_id": anonymous.customer_id, "customer_id": customer_id, "p": part})
-        if anonymous.customer_id in self.identified:
-            for credit in anonymous.touch_credits.values():
-                self.send_resolved_credit(credit, anonymous)
+    def send_credits_to_customer(self, anonymous: Profile) -> None:
+        """After an identify (again when replayed): the credits the anonymous id's shares
+        earned go to its customer, and those its touches earned go again to their sharers,
+        now naming the customer."""
+        assert anonymous.identified_as is not None
+        for credit_id, credit in anonymous.person_credits.items():
+            self.forward_credit(anonymous.identified_as, credit_id, credit)
+        for touch_credit in anonymous.touch_credits.values():
+            self.send_resolved_credit(touch_credit, anonymous)
 
     def evict_old_minutes(self, partition: int) -> None:
         """Forget per-minute totals that are final (deleted once their rows are in ClickHouse)."""
@@ -446,8 +523,3 @@ class _ProfileBatch:
                 break
             index.discard(oldest)
             self.out.deletes_after_flush.append((partition, f"m:{partition}:{oldest}"))
-
-
-# What of an anonymous profile stays on its own partition: its replay book (the customer's
-# part is never replayed event by event), identity and the credits kept for resending.
-_NOT_FOLDED = frozenset({"b", "ia", "m", "tc"})

@@ -1,6 +1,6 @@
 """Identity stitching on its own (``streams.core.identity``, the contracts' identity rules):
-sentinel ids, which identify wins, the person as the union of a customer and its anonymous
-ids, and credits resolved to persons. The whole pipeline against the oracle, with crashes, is
+sentinel ids, which identify wins, forwarded events folded once, events kept before an
+identify, and credits resolved to persons. The whole pipeline against the oracle, with crashes, is
 in test_stages_vs_oracle.py."""
 
 from __future__ import annotations
@@ -13,8 +13,18 @@ import pytest
 
 from streams.contracts.codec import Codec, validate
 from streams.core.events import Click, Event, Identify, Purchase, Share, Support, TicketAction, is_sentinel_id
-from streams.core.identity import IdentifyOutcome, fold_part, identify, person_view, record_person_credit
+from streams.core.identity import (
+    PENDING_KEPT,
+    IdentifyOutcome,
+    absorb_forwarded,
+    forwarded_lane,
+    identify,
+    keep_pending,
+    person_view,
+    record_person_credit,
+)
 from streams.core.profile import PersonCredit, Profile
+from streams.core.replay import lane_topic
 from streams.core.windows import HOUR_MS
 from streams.errors import ValidationError
 
@@ -99,39 +109,47 @@ def _events(rng: random.Random, n: int) -> list[Event]:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_the_person_is_the_fold_of_all_its_ids_events(seed: int) -> None:
+def test_forwarded_events_count_once_however_often_a_lane_is_sent_again(seed: int) -> None:
+    """Each sending of a lane starts from its first event (a restart resends what was kept
+    from before the identify) and stops anywhere (a crash): the customer folds each once."""
     rng = random.Random(seed)
     events = _events(rng, 120)
-    whole = Profile("c-1")
-    parts = {"c-1": Profile("c-1"), "dev-a": Profile("dev-a", anonymous=True),
-             "dev-b": Profile("dev-b", anonymous=True)}
+    lanes = {lane: [(offset, event) for offset, event in enumerate(events) if offset % 3 == n]
+             for n, lane in enumerate(("interactions.clicks", "interactions.clicks@2", "interactions.support"))}
+    whole, customer = Profile("c-1"), Profile("c-1")
     for event in events:
-        late = rng.random() < 0.1
-        whole.apply(event, event.occurred_at_ms, late)
-        parts[rng.choice(list(parts))].apply(event, event.occurred_at_ms, late)
-    customer = parts["c-1"]
-    for anonymous_id in ("dev-a", "dev-b"):
-        assert fold_part(customer, anonymous_id, parts[anonymous_id])
-    before = {id_: orjson.dumps(part.to_json()) for id_, part in parts.items()}
-    person = person_view(customer)
-    assert person.snapshot() == whole.snapshot()
-    for start in whole.daily:
-        assert person.bucket_row(start, daily=True) == whole.bucket_row(start, daily=True)
-    # The person shares buckets and tickets with its parts but changes none of them.
-    assert {id_: orjson.dumps(part.to_json()) for id_, part in parts.items()} == before
-    assert person_view(customer).snapshot() == whole.snapshot()
+        whole.apply(event, event.occurred_at_ms, False)
+    sendings = [[rng.randrange(len(sent) + 1) for sent in lanes.values()] for _ in range(4)]
+    sendings.append([len(sent) for sent in lanes.values()])  # the last one runs to the end
+    for stops in sendings:
+        for (lane, sent), stop in zip(lanes.items(), stops, strict=True):
+            for offset, event in sent[:stop]:
+                if absorb_forwarded(customer, forwarded_lane("dev-1", lane), offset):
+                    customer.apply(event, event.occurred_at_ms, False)
+    assert customer.snapshot() == whole.snapshot()
+    assert {start: customer.bucket_row(start, daily=True) for start in customer.daily} == \
+        {start: whole.bucket_row(start, daily=True) for start in whole.daily}
 
 
-def test_only_a_newer_version_of_an_anonymous_profile_replaces_the_one_kept() -> None:
-    customer, part = Profile("c-1"), Profile("dev-1", anonymous=True)
-    part.apply(Click("e1", "", T0, "web", None, "/", None, None, "dev-1"), T0, False)
-    assert fold_part(customer, "dev-1", part)
-    newer = Profile.from_json(orjson.loads(orjson.dumps(part.to_json())))
-    newer.apply(Purchase("e2", "", T0 + 1, "web", None, "o", 700, "EUR", None, None, "dev-1"), T0 + 1, False)
-    assert fold_part(customer, "dev-1", newer)
-    assert not fold_part(customer, "dev-1", part)  # an older copy arriving late
-    assert not fold_part(customer, "dev-1", newer)  # a resend or a replay
-    assert person_view(customer).snapshot()["revenue_cents"] == 700
+def test_forwarded_lanes_keep_anonymous_ids_and_customers_apart() -> None:
+    lanes = [forwarded_lane(anonymous_id, lane) for anonymous_id in ("dev-1", "dev@1", "dev%401")
+             for lane in ("interactions.clicks", "interactions.clicks@3")]
+    assert len(set(lanes)) == len(lanes)
+    # Duplicates are looked for among the lanes of one topic: one anonymous id's, never the
+    # customer's own (their events are different events even with equal ids).
+    assert {lane_topic(lane) for lane in lanes[:2]} == {"dev-1>interactions.clicks"}
+    assert lane_topic(lanes[2]) != lane_topic(lanes[0]) and "interactions.clicks" not in map(lane_topic, lanes)
+    customer = Profile("c-1")
+    assert absorb_forwarded(customer, lanes[0], 5) and absorb_forwarded(customer, lanes[2], 5)
+    assert not absorb_forwarded(customer, lanes[0], 5) and not absorb_forwarded(customer, lanes[0], 4)
+
+
+def test_events_before_an_identify_are_kept_up_to_the_bound() -> None:
+    anonymous = Profile("dev-1", anonymous=True)
+    kept = [keep_pending(anonymous, ["interactions.clicks", 0, offset, "interactions.clicks", T0, "v"])
+            for offset in range(PENDING_KEPT + 5)]
+    assert kept == [True] * PENDING_KEPT + [False] * 5
+    assert [entry[2] for entry in anonymous.pending] == list(range(PENDING_KEPT))
 
 
 def test_credits_resolve_to_persons_and_self_referrals_earn_nothing() -> None:
@@ -156,10 +174,11 @@ def test_credits_resolve_to_persons_and_self_referrals_earn_nothing() -> None:
 
 def test_identity_state_survives_the_changelog() -> None:
     customer = Profile("c-1")
-    part = Profile("dev-1", anonymous=True, identified_as="c-1",
-                   touch_credits={"t1": {"credit_id": "t1"}})
-    part.apply(Click("e1", "", T0, "web", None, "/", None, None, "dev-1"), T0, False)
-    fold_part(customer, "dev-1", part)
+    anonymous = Profile("dev-1", anonymous=True, touch_credits={"t1": {"credit_id": "t1"}})
+    anonymous.apply(Click("e1", "", T0, "web", None, "/", None, None, "dev-1"), T0, False)
+    keep_pending(anonymous, ["interactions.clicks", 0, 7, "interactions.clicks@1", T0, "\x00\xff"])
+    assert identify(anonymous, "c-1") is IdentifyOutcome.LINKED
+    absorb_forwarded(customer, forwarded_lane("dev-1", "interactions.clicks@1"), 7)
     record_person_credit(customer, "t9", PersonCredit(1, "c-2", "click", 0))
-    for profile in (customer, part):
+    for profile in (customer, anonymous):
         assert Profile.from_json(orjson.loads(orjson.dumps(profile.to_json()))) == profile

@@ -10,7 +10,14 @@ import pytest
 
 from streams.contracts.codec import Codec, validate
 from streams.core.events import Click
-from streams.core.repartition import read_origin, read_watermark, rerouted_headers, watermark_headers, watermark_value
+from streams.core.repartition import (
+    forwarded_headers,
+    read_origin,
+    read_watermark,
+    rerouted_headers,
+    watermark_headers,
+    watermark_value,
+)
 from streams.core.replay import Admission, ReplayBook, lane_topic, rerouted_lane
 from streams.errors import DecodeError
 from streams.settings import load_settings
@@ -52,10 +59,12 @@ def click(customer: str, event_id: str, partition: int, offset: int) -> SourceRe
 
 
 def test_origin_headers_round_trip_and_a_record_without_them_is_refused() -> None:
-    assert read_origin(rerouted_headers(CLICKS, 3, 17)) == (False, CLICKS, 3, 17)
-    assert read_origin(watermark_headers(3)) == (True, "", 3, -1)
+    assert read_origin(rerouted_headers(CLICKS, 3, 17)) == (False, CLICKS, 3, 17, "")
+    assert read_origin(forwarded_headers(CLICKS, 3, 17, "dev-1>c@2")) == (False, CLICKS, 3, 17, "dev-1>c@2")
+    assert read_origin(watermark_headers(3)) == (True, "", 3, -1, "")
     assert read_watermark(watermark_value({CLICKS: T0})) == {CLICKS: T0}
-    for headers in ([("kind", b"record"), ("origin_topic", CLICKS.encode())], [("kind", b"other")], []):
+    for headers in ([("kind", b"record"), ("origin_topic", CLICKS.encode())], [("kind", b"other")], [],
+                    [*rerouted_headers(CLICKS, 3, 17)[1:], ("kind", b"forwarded")]):  # forwarded, no lane
         with pytest.raises(DecodeError) as refused:
             read_origin(headers)
         assert refused.value.reason == "bad_origin"
@@ -91,7 +100,7 @@ def test_a_record_on_another_partition_is_rerouted_unprocessed_to_its_owner() ->
     rerouted = [m for m in out.messages if m.key is not None]
     assert [(m.topic, m.partition, m.key, m.timestamp_ms) for m in rerouted] == [
         (SETTINGS.repartition_topic, owner, customer.encode(), T0)]
-    assert read_origin(rerouted[0].headers) == (False, CLICKS, 0, 41)
+    assert read_origin(rerouted[0].headers) == (False, CLICKS, 0, 41, "")
     assert out.rows == [] and out.state_writes == []
     assert out.counts[("rerouted", CLICKS)] == 1
 
@@ -121,7 +130,7 @@ def test_watermarks_go_to_every_other_partition_at_most_once_per_interval() -> N
 
     first = watermarks(record)
     assert sorted(m.partition for m in first) == [p for p in range(SETTINGS.topic_partitions) if p != 1]
-    assert {read_origin(m.headers) for m in first} == {(True, "", 1, -1)}
+    assert {read_origin(m.headers) for m in first} == {(True, "", 1, -1, "")}
     assert {m.value for m in first} == {watermark_value({CLICKS: T0})}
     later = record._replace(offset=1, timestamp=T0 + 5)
     assert watermarks(later) == []  # within the interval
