@@ -114,7 +114,7 @@ class Profile:
     book: ReplayBook = field(default_factory=ReplayBook)  # replays and duplicates: streams/core/replay.py
     # Identity (streams/core/identity.py): whether this is an anonymous id's profile; for an
     # anonymous id, the customer it was identified as, the events folded here before that
-    # ([topic, partition, offset, lane, ingest ms, value as latin-1], forwarded to the customer)
+    # ([topic, offset, lane, ingest ms, value as latin-1 text], forwarded to the customer)
     # and the credits its touches earned (resent when it is identified); credits involving
     # anonymous ids. Empty for most profiles.
     anonymous: bool = False

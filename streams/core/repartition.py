@@ -5,9 +5,10 @@ Three kinds, told apart by their ``kind`` header:
 
 - a re-routed record: the original key, value and timestamp (ingest time), and its origin
   (topic, partition, offset), by which the owning partition admits it exactly;
-- a forwarded record: an accepted event of an anonymous id read after its identify, sent by
-  the anonymous id's partition to its customer's (keyed by the customer), with its origin and
-  the lane it was read from there (``streams.core.identity``);
+- forwarded events: accepted events of anonymous ids identified as one customer, sent by
+  their partition to the customer's in one record per batch (keyed by the customer), each
+  with its origin topic and offset, its lane on the customer's side, its ingest time and its
+  value (``streams.core.identity``);
 - a watermark from an origin partition: its value maps each input topic to an ingest time,
   meaning "every record of mine up to this ingest time that belongs to you has been
   re-routed". A partition's per-minute totals are final only once every lane has passed them.
@@ -29,13 +30,21 @@ WATERMARK = b"watermark"
 
 class Origin(NamedTuple):
     """Where a repartition record comes from; a watermark has no topic and no offset, and
-    only a forwarded record has a ``forwarded_lane``."""
+    forwarded events carry their origins in the value (:func:`read_forwarded`)."""
 
     watermark: bool
     topic: str
     partition: int
     offset: int
-    forwarded_lane: str = ""
+    forwarded: bool = False
+
+
+class ForwardedEvent(NamedTuple):
+    topic: str
+    offset: int
+    lane: str  # the customer's lane for it (streams.core.identity.forwarded_lane)
+    ingest_ms: int
+    value: bytes
 
 
 def rerouted_headers(topic: str, partition: int, offset: int) -> tuple[tuple[str, bytes], ...]:
@@ -43,9 +52,21 @@ def rerouted_headers(topic: str, partition: int, offset: int) -> tuple[tuple[str
             ("origin_partition", str(partition).encode()), ("origin_offset", str(offset).encode()))
 
 
-def forwarded_headers(topic: str, partition: int, offset: int, lane: str) -> tuple[tuple[str, bytes], ...]:
-    return (("kind", FORWARDED), ("origin_topic", topic.encode()), ("origin_partition", str(partition).encode()),
-            ("origin_offset", str(offset).encode()), ("forwarded_lane", lane.encode()))
+FORWARDED_HEADERS = (("kind", FORWARDED),)
+
+
+def forwarded_value(events: Sequence[Sequence[object]]) -> bytes:
+    """Events as ``[topic, offset, lane, ingest_ms, value as latin-1 text]`` (their kept form)."""
+    return orjson.dumps(events)
+
+
+def read_forwarded(value: bytes | None) -> list[ForwardedEvent]:
+    """The events a forwarded record carries; :class:`DecodeError` when it is not one."""
+    try:
+        return [ForwardedEvent(topic, offset, lane, ingest_ms, text.encode("latin-1"))
+                for topic, offset, lane, ingest_ms, text in orjson.loads(value or b"")]
+    except (ValueError, TypeError, AttributeError, UnicodeEncodeError) as error:
+        raise DecodeError("bad_origin", f"forwarded record without events ({error})") from None
 
 
 def watermark_headers(partition: int) -> tuple[tuple[str, bytes], ...]:
@@ -62,13 +83,14 @@ def read_origin(headers: Sequence[tuple[str, bytes]]) -> Origin:
     (only the pipeline writes this topic, so that is a record someone else put there)."""
     found = dict(headers)
     try:
+        if found["kind"] == FORWARDED:
+            return Origin(False, "", -1, -1, forwarded=True)
         partition = int(found["origin_partition"])
         if found["kind"] == WATERMARK:
             return Origin(True, "", partition, -1)
-        if found["kind"] not in (RECORD, FORWARDED):
+        if found["kind"] != RECORD:
             raise ValueError(found["kind"])
-        lane = found["forwarded_lane"].decode() if found["kind"] == FORWARDED else ""
-        return Origin(False, found["origin_topic"].decode(), partition, int(found["origin_offset"]), lane)
+        return Origin(False, found["origin_topic"].decode(), partition, int(found["origin_offset"]))
     except (KeyError, ValueError, TypeError, AttributeError) as error:
         raise DecodeError("bad_origin", f"repartition record without a valid origin ({error!r})") from None
 

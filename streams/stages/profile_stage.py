@@ -20,8 +20,9 @@ from streams.core.identity import (
 from streams.core.profile import PersonCredit, Profile
 from streams.core.referrals import Credit, CreditOrigin, SharePost, Touch
 from streams.core.repartition import (
-    Origin,
-    forwarded_headers,
+    FORWARDED_HEADERS,
+    forwarded_value,
+    read_forwarded,
     read_origin,
     read_watermark,
     rerouted_headers,
@@ -53,8 +54,15 @@ MINUTES_KEPT = 20_000
 WATERMARK_INTERVAL_S = 1.0
 # Credits an anonymous visitor's touches earned, kept to be resent once it is identified.
 TOUCH_CREDITS_KEPT = 10_000
+# Identified anonymous ids remembered as having had their kept events forwarded by this process.
+PENDING_SENT_KEPT = 100_000
 Decoder = Callable[[bytes, EventType], AnyEvent]
 Validator = Callable[[AnyEvent], None]
+
+
+def kept_event(record: SourceRecord, lane: str) -> list[Any]:
+    """An anonymous id's input record as ``Profile.pending`` keeps it and ``forward`` sends it."""
+    return [record.topic, record.offset, lane, record.timestamp, (record.value or b"").decode("latin-1")]
 
 
 def state_key(actor_id: str, anonymous: bool) -> str:
@@ -84,7 +92,7 @@ class ProfileStage:
         self.ingest_progress: dict[int, dict[str, int]] = {}  # partition -> lane -> newest ingest
         self.watermarks_sent: dict[int, dict[str, int]] = {}  # partition read here -> what it told
         self.watermarks_due = 0.0
-        # Identified anonymous ids whose kept events this process has forwarded (see forward).
+        # Identified anonymous ids whose kept events this process has forwarded (send_pending).
         self.pending_sent: set[str] = set()
 
     def forget_partitions(self) -> None:
@@ -163,6 +171,7 @@ class _ProfileBatch:
         self.out = BatchOutput()
         self.profiles: dict[str, tuple[int, Profile]] = {}  # by state_key
         self.identified: set[str] = set()  # anonymous ids whose identify was read in this batch
+        self.forwards: dict[str, list[list[Any]]] = {}  # customer id -> its anonymous ids' events
         self.minutes: dict[tuple[int, int], dict[str, Any]] = {}
         # (partition, minute, "type|channel") totals this batch's events went into: their rows.
         self.minute_totals: set[tuple[int, int, str]] = set()
@@ -301,11 +310,11 @@ class _ProfileBatch:
                 for topic, ingest_ms in read_watermark(record.value).items():
                     self.stage.advance(record.partition, rerouted_lane(topic, origin.partition), ingest_ms)
                 return
+            if origin.forwarded:
+                self.on_forwarded(record)
+                return
             if origin.topic not in self.stage.topic_types:
                 raise DecodeError("bad_origin", f"origin topic {origin.topic!r} is not an input topic")
-            if origin.forwarded_lane:
-                self.on_forwarded(record, origin)
-                return
         except DecodeError as error:
             self.dead_letter(record, error)
             return
@@ -339,16 +348,13 @@ class _ProfileBatch:
             return
         if admission is Admission.NEW:
             self.out.counts[("processed", record.topic, topic_type.value)] += 1
-        if profile.identified_as is not None:
+        if profile.identified_as is not None:  # an identified anonymous id: the customer's event
             self.send_pending(profile)
-            self.forward(profile, [record.topic, record.partition, record.offset, lane, record.timestamp,
-                                   (record.value or b"").decode("latin-1")])
+            self.forward(profile, kept_event(record, lane))
         else:
             if admission is Admission.NEW:
                 profile.apply(event, time.occurred_at_ms, time.late)
-                if event.anonymous and not keep_pending(profile, [
-                        record.topic, record.partition, record.offset, lane, record.timestamp,
-                        (record.value or b"").decode("latin-1")]):
+                if event.anonymous and not keep_pending(profile, kept_event(record, lane)):
                     self.out.counts[("identity_not_kept",)] += 1
             self.note_buckets(state_key(event.actor_id, event.anonymous), time)
         self.emit_accepted(record, event, time, partition, lane)
@@ -356,41 +362,45 @@ class _ProfileBatch:
     def send_pending(self, anonymous: Profile) -> None:
         """Forward the events an identified anonymous id kept from before its identify, before
         anything else of it that this process forwards (see ``absorb_forwarded``)."""
-        if anonymous.customer_id in self.stage.pending_sent:
+        sent = self.stage.pending_sent
+        if anonymous.customer_id in sent:
             return
-        self.stage.pending_sent.add(anonymous.customer_id)
+        if len(sent) >= PENDING_SENT_KEPT:
+            sent.clear()  # a memory cap: sending kept events again is always safe, only slower
+        sent.add(anonymous.customer_id)
         for entry in anonymous.pending:
             self.forward(anonymous, entry)
 
     def forward(self, anonymous: Profile, entry: list[Any]) -> None:
         """Send an accepted event of an identified anonymous id (``entry`` as kept in
-        ``Profile.pending``) to its customer's partition, which folds it into the customer's
-        profile once."""
-        topic, partition, offset, lane, ingest_ms, value = entry
+        ``Profile.pending``) to its customer's partition, with the batch's other events for
+        that customer (in order), which folds it into the customer's profile once."""
+        topic, offset, lane, ingest_ms, text = entry
         assert anonymous.identified_as is not None
-        key = anonymous.identified_as.encode()
-        self.out.messages.append(OutMessage(
-            self.stage.repartition_topic, partition_for(key, self.settings.topic_partitions), key,
-            value.encode("latin-1"),
-            forwarded_headers(topic, partition, offset, forwarded_lane(anonymous.customer_id, lane)), ingest_ms))
+        self.forwards.setdefault(anonymous.identified_as, []).append(
+            [topic, offset, forwarded_lane(anonymous.customer_id, lane), ingest_ms, text])
         self.out.counts[("identity_forward", "sent")] += 1
 
-    def on_forwarded(self, record: SourceRecord, origin: Origin) -> None:
-        """On the customer's partition: an event of an anonymous id identified as the record's
-        key. The anonymous id's partition has admitted it and made its other output (rows,
-        totals, referrals): here it only joins the customer's profile, once."""
-        event = self.stage.decode(record.value or b"", self.stage.topic_types[origin.topic])
-        assert not isinstance(event, Identify)  # identifies are never forwarded
-        time = classify(event.occurred_at_ms, record.timestamp,
-                        self.settings.allowed_lateness_ms, self.settings.max_future_skew_ms)
+    def on_forwarded(self, record: SourceRecord) -> None:
+        """On the customer's partition: events of anonymous ids identified as the record's key.
+        Their anonymous ids' partition has admitted them and made their other output (rows,
+        totals, referrals): here they only join the customer's profile, each once."""
+        forwarded = read_forwarded(record.value)
+        if any(event.topic not in self.stage.topic_types for event in forwarded):
+            raise DecodeError("bad_origin", "forwarded events from a topic that is not an input topic")
         customer_id = (record.key or b"").decode()
         customer = self.profile(customer_id, record.partition)
-        if absorb_forwarded(customer, origin.forwarded_lane, origin.offset):
-            customer.apply(event, time.occurred_at_ms, time.late)
-            self.out.counts[("identity_forward", "folded")] += 1
-        else:
-            self.out.counts[("identity_forward", "replayed")] += 1
-        self.note_buckets(state_key(customer_id, False), time)
+        key = state_key(customer_id, False)
+        for origin, event in [(f, self.stage.decode(f.value, self.stage.topic_types[f.topic])) for f in forwarded]:
+            assert not isinstance(event, Identify)  # identifies are never forwarded
+            time = classify(event.occurred_at_ms, origin.ingest_ms,
+                            self.settings.allowed_lateness_ms, self.settings.max_future_skew_ms)
+            if absorb_forwarded(customer, origin.lane, origin.offset):
+                customer.apply(event, time.occurred_at_ms, time.late)
+                self.out.counts[("identity_forward", "folded")] += 1
+            else:
+                self.out.counts[("identity_forward", "replayed")] += 1
+            self.note_buckets(key, time)
 
     def note_buckets(self, key: str, time: EventTime) -> None:
         """The bucket rows of an accepted event's profile (written again for a replay)."""
@@ -469,6 +479,7 @@ class _ProfileBatch:
 
     def finish(self) -> BatchOutput:
         out = self.out
+        self.send_forwards()
         persons: dict[str, Profile] = {}
         for key, (partition, profile) in self.profiles.items():
             out.state_writes.append((partition, key, encode_state(profile.to_json())))
@@ -503,6 +514,14 @@ class _ProfileBatch:
             self.evict_old_minutes(partition)
         out.messages.extend(self.stage.watermarks())
         return out
+
+    def send_forwards(self) -> None:
+        """One record per customer with the batch's forwarded events, in the order read."""
+        for customer_id, events in self.forwards.items():
+            key = customer_id.encode()
+            self.out.messages.append(OutMessage(
+                self.stage.repartition_topic, partition_for(key, self.settings.topic_partitions), key,
+                forwarded_value(events), FORWARDED_HEADERS, events[-1][3]))
 
     def send_credits_to_customer(self, anonymous: Profile) -> None:
         """After an identify (again when replayed): the credits the anonymous id's shares

@@ -146,10 +146,10 @@ def test_forwarded_lanes_keep_anonymous_ids_and_customers_apart() -> None:
 
 def test_events_before_an_identify_are_kept_up_to_the_bound() -> None:
     anonymous = Profile("dev-1", anonymous=True)
-    kept = [keep_pending(anonymous, ["interactions.clicks", 0, offset, "interactions.clicks", T0, "v"])
+    kept = [keep_pending(anonymous, ["interactions.clicks", offset, "interactions.clicks", T0, "v"])
             for offset in range(PENDING_KEPT + 5)]
     assert kept == [True] * PENDING_KEPT + [False] * 5
-    assert [entry[2] for entry in anonymous.pending] == list(range(PENDING_KEPT))
+    assert [entry[1] for entry in anonymous.pending] == list(range(PENDING_KEPT))
 
 
 def test_credits_resolve_to_persons_and_self_referrals_earn_nothing() -> None:
@@ -176,7 +176,7 @@ def test_identity_state_survives_the_changelog() -> None:
     customer = Profile("c-1")
     anonymous = Profile("dev-1", anonymous=True, touch_credits={"t1": {"credit_id": "t1"}})
     anonymous.apply(Click("e1", "", T0, "web", None, "/", None, None, "dev-1"), T0, False)
-    keep_pending(anonymous, ["interactions.clicks", 0, 7, "interactions.clicks@1", T0, "\x00\xff"])
+    keep_pending(anonymous, ["interactions.clicks", 7, "interactions.clicks@1", T0, "\x00\xff"])
     assert identify(anonymous, "c-1") is IdentifyOutcome.LINKED
     absorb_forwarded(customer, forwarded_lane("dev-1", "interactions.clicks@1"), 7)
     record_person_credit(customer, "t9", PersonCredit(1, "c-2", "click", 0))
