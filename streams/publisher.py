@@ -11,7 +11,9 @@ JSON form: the Avro field names plus ``"type"``, e.g.
 "2026-11-23T10:00:00Z", "channel": "web", "order_id": "o1", "amount": "12.34",
 "currency": "EUR"}``. ``occurred_at`` is ISO 8601 with an offset or epoch milliseconds;
 ``amount`` is a decimal string (or an integer of whole units), never a float; optional fields
-may be omitted.
+may be omitted. An anonymous visitor's event names ``anonymous_id`` instead of
+``customer_id``; ``{"type": "identify", "event_id": "i1", "anonymous_id": "dev-7",
+"customer_id": "c1", "occurred_at": ..., "channel": "web"}`` links it to a customer.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from kafka.producer.future import FutureRecordMetadata
 
 from streams.contracts.codec import Codec, contract_fields, validate
 from streams.contracts.registry import SchemaRegistry, registry_from_settings
-from streams.core.events import EVENT_CLASSES, Event, EventType, TicketAction
+from streams.core.events import EVENT_CLASSES, AnyEvent, EventType, TicketAction
 from streams.errors import ValidationError
 from streams.settings import Settings
 
@@ -93,8 +95,9 @@ class Publisher:
     ) -> None:
         self.close()
 
-    def publish(self, event: Event, *, timestamp_ms: int | None = None) -> FutureRecordMetadata:
-        """Validate, encode and send ``event`` to its type's topic, keyed by ``customer_id``.
+    def publish(self, event: AnyEvent, *, timestamp_ms: int | None = None) -> FutureRecordMetadata:
+        """Validate, encode and send ``event`` to its type's topic, keyed by who acted: the
+        ``customer_id``, else the ``anonymous_id`` (an identify: its ``anonymous_id``).
 
         Raises ValidationError (naming the field) before anything is sent. The record
         timestamp is ``timestamp_ms`` or now (it is the event's ingest time; see
@@ -103,7 +106,7 @@ class Publisher:
         validate(event, self.settings.currency)
         value = self._codec.encode(event)
         topic = self.settings.input_topics[event.type]
-        return self.publish_raw(topic, event.customer_id.encode(), value, timestamp_ms)
+        return self.publish_raw(topic, event.actor_id.encode(), value, timestamp_ms)
 
     def publish_raw(
         self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None = None
@@ -207,7 +210,11 @@ def _event_type(obj: Mapping[str, Any]) -> EventType:
         raise ValidationError("type", f"must be one of {choices}, got {obj.get('type')!r}") from None
 
 
-def event_from_json(obj: Mapping[str, Any]) -> Event:
+def _anonymous_interaction(event_type: EventType, obj: Mapping[str, Any]) -> bool:
+    return event_type is not EventType.IDENTIFY and obj.get("anonymous_id") is not None
+
+
+def event_from_json(obj: Mapping[str, Any]) -> AnyEvent:
     """Build an event from its JSON form; ValidationError names the first bad field.
 
     Checks presence and types only; :func:`streams.contracts.codec.validate` applies the field rules.
@@ -224,13 +231,15 @@ def event_from_json(obj: Mapping[str, Any]) -> Event:
     values: list[Any] = []
     for attr, name in pairs:
         value = obj.get(name)
+        if value is None and name == "customer_id" and _anonymous_interaction(event_type, obj):
+            value = ""  # an anonymous visitor's event carries anonymous_id instead
         if value is None and attr not in optional:
             raise ValidationError(name, "is required")
         values.append(None if value is None else _PARSERS.get(name, _text)(name, value))
     return cls(*values)
 
 
-def event_to_json(event: Event) -> dict[str, Any]:
+def event_to_json(event: AnyEvent) -> dict[str, Any]:
     """The JSON form of ``event`` (inverse of :func:`event_from_json`): epoch ms, amount string."""
     obj: dict[str, Any] = {"type": event.type.value}
     for attr, name in contract_fields(event.type):
@@ -262,7 +271,7 @@ class PublishReport:
     errors: list[LineError] = field(default_factory=list)
 
 
-def parse_lines(lines: Iterable[str], currency: str) -> Iterator[tuple[int, Event | LineError]]:
+def parse_lines(lines: Iterable[str], currency: str) -> Iterator[tuple[int, AnyEvent | LineError]]:
     """(1-based line number, event or why not) for every non-blank JSON line; pure.
 
     Each event is also checked with :func:`streams.contracts.codec.validate` against ``currency``.

@@ -138,7 +138,8 @@ class Settings:
     @property
     def input_topics(self) -> dict[str, str]:
         """Event type -> input topic name."""
-        names = {"click": "clicks", "share": "shares", "purchase": "purchases", "support": "support"}
+        names = {"click": "clicks", "share": "shares", "purchase": "purchases", "support": "support",
+                 "identify": "identifies"}
         return {event_type: f"{self.topic_prefix}.{name}" for event_type, name in names.items()}
 
     @property

@@ -62,8 +62,8 @@ class TopicsReport:
 
 
 def plan_topics(settings: Settings) -> list[TopicSpec]:
-    """The four input topics, the dead-letter topic, the repartition topic and the two internal
-    referral topics."""
+    """The input topics (four interaction types and identifies), the dead-letter topic, the
+    repartition topic and the two internal referral topics."""
     configs = {"retention.ms": str(settings.input_retention_ms), "cleanup.policy": "delete",
                "min.insync.replicas": str(settings.topic_min_insync_replicas)}
     names = [

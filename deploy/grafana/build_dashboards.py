@@ -281,6 +281,17 @@ def state_and_process(board: Board) -> None:
     board.add(series("Referral credits", "Credits emitted by the referral join per second.", "ops",
                      prom(f"sum by (touch_type) (rate(streams_referral_credits_total{{{WORKERS}}}{RATE}))",
                           "{{touch_type}}"), width=8))
+    board.add(series("Identities", "Identifies per second by outcome: linked, confirmed, conflict (an anonymous "
+                     "id claimed by a second customer; nothing merged); events of identified anonymous ids "
+                     "forwarded to their customer (sent, folded, replayed); events past the bound kept before "
+                     "an identify (their customer will not count them).", "ops",
+                     prom(f"sum by (outcome) (rate(streams_identifies_total{{{WORKERS}}}{RATE}))",
+                          "identify {{outcome}}"),
+                     prom(f"sum by (outcome) (rate(streams_identity_forwarded_events_total{{{WORKERS}}}{RATE}))",
+                          "forwarded {{outcome}}", "B"),
+                     prom(f"sum(rate(streams_identity_events_not_kept_total{{{WORKERS}}}{RATE}))",
+                          "not kept", "C"),
+                     width=8))
     board.add(series("Rebalances", "Partition assignments received (restarts, scaling, session timeouts).",
                      "short", prom(f"sum by (instance) (increase(streams_rebalances_total{{{WORKERS}}}{RATE}))",
                                    "{{instance}}"), width=8, bars=True))

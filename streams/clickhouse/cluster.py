@@ -9,9 +9,12 @@ With ``STREAMS_CLICKHOUSE_CLUSTER`` set, every statement of ``migrations/`` is r
   itself as ``Distributed(<cluster>, <db>, t_local, cityHash64(<shard_by>))`` over them. The
   sharding columns come from :mod:`streams.clickhouse.tables` and are part of each table's dedup
   key, so every version of a row lives on one shard and ``FINAL``/``argMax`` stay exact.
-* ``CREATE VIEW v AS ...`` runs ``ON CLUSTER`` with the tables it reads qualified by database:
-  a node runs distributed DDL in its default database, not the caller's. The views read the
+* ``CREATE VIEW v AS ...`` runs ``ON CLUSTER`` with the tables and views it reads qualified by
+  database: a node runs distributed DDL in its default database, not the caller's. The views read the
   Distributed tables, with the same ``FINAL`` as on one server, so analysts query them unchanged.
+* ``DROP TABLE IF EXISTS v`` of a view (one of :data:`~streams.clickhouse.tables.VIEWS`), which a
+  migration writes to create the view anew, runs ``ON CLUSTER`` with ``v`` qualified. Dropping a
+  table is refused: on a cluster it is two tables, and no migration should lose data by text rules.
 * The migrations' own table (``schema_migrations``) is one replication group over *all* nodes,
   so every node answers the same about what has been applied.
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from streams.clickhouse.tables import TABLES, Table
+from streams.clickhouse.tables import TABLES, VIEWS, Table
 from streams.errors import StreamsError
 
 #: ZooKeeper path of a sharded table's replicas; ``{shard}`` is expanded by each server.
@@ -36,6 +39,7 @@ LOCAL_SUFFIX = "_local"
 
 _CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (?P<name>\w+)(?=\s*\()")
 _CREATE_VIEW = re.compile(r"CREATE VIEW IF NOT EXISTS (?P<name>\w+)(?=\s+AS\b)")
+_DROP_TABLE = re.compile(r"^DROP TABLE IF EXISTS (?P<name>\w+)\Z", re.M)
 _ENGINE = re.compile(r"ENGINE\s*=\s*(?P<engine>\w*MergeTree)(?:\s*\((?P<args>[^)]*)\))?")
 _FROM = re.compile(r"\bFROM\s+(?P<table>\w+)\b")
 
@@ -70,10 +74,14 @@ def render_statement(
         qualified = _FROM.sub(lambda m: _qualify(m, database, tables), statement[view.end():])
         return [f"{statement[:view.start()]}CREATE VIEW IF NOT EXISTS {database}.{view.group('name')} "
                 f"ON CLUSTER {cluster}{qualified}"]
+    drop = _DROP_TABLE.search(statement)
+    if drop and drop.group("name") in VIEWS:
+        return [f"{statement[:drop.start()]}DROP TABLE IF EXISTS {database}.{drop.group('name')} "
+                f"ON CLUSTER {cluster}"]
     first_line = next((line for line in statement.splitlines() if line.strip() and not line.startswith("--")), "")
     raise ClusterRenderError(f"no cluster rendering for the statement starting {first_line.strip()!r}: "
-                             "only CREATE TABLE IF NOT EXISTS ... ENGINE = *MergeTree and "
-                             "CREATE VIEW IF NOT EXISTS are rewritten")
+                             "only CREATE TABLE IF NOT EXISTS ... ENGINE = *MergeTree, "
+                             "CREATE VIEW IF NOT EXISTS and DROP TABLE IF EXISTS of a view are rewritten")
 
 
 def render_replicated_everywhere(statement: str, cluster: str, database: str) -> str:
@@ -112,4 +120,4 @@ def _replicated(statement: str, table: re.Match[str], name: str, path: str, clus
 
 def _qualify(match: re.Match[str], database: str, tables: Mapping[str, Table]) -> str:
     name = match.group("table")
-    return f"FROM {database}.{name}" if name in tables else match.group(0)
+    return f"FROM {database}.{name}" if name in tables or name in VIEWS else match.group(0)

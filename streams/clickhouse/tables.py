@@ -205,6 +205,20 @@ REFERRAL_CREDITS = Table(
     shard_by=("sharer_customer_id",),
 )
 
+IDENTITY_MAP = Table(
+    name="identity_map",
+    columns=_columns(
+        """
+        anonymous_id String
+        customer_id String
+        version UInt64
+        """
+    ),
+    key=("anonymous_id",),
+    shard_by=("anonymous_id",),  # one row per anonymous id; the views join it whole
+    version="version",
+)
+
 INGESTION_ERRORS = Table(
     name="ingestion_errors",
     columns=_columns(
@@ -238,6 +252,7 @@ TABLES: dict[str, Table] = {
         MINUTE_TOTALS,
         REFERRAL_CREDITS,
         INGESTION_ERRORS,
+        IDENTITY_MAP,
     )
 }
 
@@ -251,7 +266,11 @@ VIEWS: tuple[str, ...] = (
     "click_to_purchase_funnel",
     "ingestion_errors_by_reason",
     "minute_totals_by_type",
+    "identity_events",
+    "identity_credits",
+    "person_360",
+    "person_referral_leaderboard",
 )
 
 #: ``ingestion_errors.kind`` values.
-ERROR_KINDS: tuple[str, ...] = ("dead_letter", "late_event", "clamped_timestamp")
+ERROR_KINDS: tuple[str, ...] = ("dead_letter", "late_event", "clamped_timestamp", "identity_conflict")

@@ -28,12 +28,15 @@ from fastavro.validation import validate as avro_validate
 from streams.contracts.registry import EmbeddedRegistry, Schema, SchemaRegistry, UnknownSchemaError
 from streams.core.events import (
     EVENT_CLASSES,
+    AnyEvent,
     Event,
     EventType,
+    Identify,
     Purchase,
     Share,
     Support,
     TicketAction,
+    is_sentinel_id,
 )
 from streams.errors import DecodeError, ValidationError
 
@@ -70,6 +73,13 @@ def contract_fields(event_type: EventType) -> list[tuple[str, str]]:
     return [(f.name, _AVRO_NAMES.get(f.name, f.name)) for f in dataclasses.fields(EVENT_CLASSES[event_type])]
 
 
+def later_fields(event_type: EventType) -> frozenset[str]:
+    """Avro fields added by a later version of the type (a dataclass default): older versions'
+    records lack them and are read with the default."""
+    return frozenset(_AVRO_NAMES.get(f.name, f.name) for f in dataclasses.fields(EVENT_CLASSES[event_type])
+                     if f.default is not dataclasses.MISSING)
+
+
 def _strip_logical_types(node: Any) -> Any:
     if isinstance(node, dict):
         return {k: _strip_logical_types(v) for k, v in node.items() if k != "logicalType"}
@@ -81,7 +91,7 @@ def _strip_logical_types(node: Any) -> Any:
 def _check_contract(schema: Schema, event_type: EventType) -> None:
     """Refuse a schema whose fields cannot be mapped exactly onto the event's dataclass."""
     types = {f["name"]: f["type"] for f in schema["fields"]}
-    missing = {avro for _, avro in contract_fields(event_type)} - set(types)
+    missing = {avro for _, avro in contract_fields(event_type)} - later_fields(event_type) - set(types)
     if missing:
         raise UnknownSchemaError(f"{event_type} schema lacks fields {sorted(missing)}")
     for name, expected in _LOGICAL_CONTRACT.items():
@@ -97,23 +107,26 @@ def _check_contract(schema: Schema, event_type: EventType) -> None:
 class _Reader:
     event_type: EventType
     schema: Any  # fastavro parsed schema, logical types stripped
-    build: Callable[[Any], Event]  # fastavro record dict -> event
+    build: Callable[[Any], AnyEvent]  # fastavro record dict -> event
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Writer:
     header: bytes
     schema: Any
-    to_record: Callable[[Event], dict[str, Any]]
+    to_record: Callable[[AnyEvent], dict[str, Any]]
 
 
-def _builder(event_type: EventType) -> Callable[[Any], Event]:
+def _builder(event_type: EventType, schema: Schema) -> Callable[[Any], AnyEvent]:
     cls = EVENT_CLASSES[event_type]
-    names = [avro for _, avro in contract_fields(event_type)]
+    written = {f["name"] for f in schema["fields"]}
+    # Fields a writer's version predates are left out and take the dataclass default (the last
+    # fields of the dataclass, so positional construction still fits).
+    names = [avro for _, avro in contract_fields(event_type) if avro in written]
     get = itemgetter(*names)  # one C call for all fields: the hot path
     conversions = [(i, _FROM_AVRO[name]) for i, name in enumerate(names) if name in _FROM_AVRO]
 
-    def build(record: Any) -> Event:
+    def build(record: Any) -> AnyEvent:
         values = list(get(record))
         for i, convert in conversions:
             values[i] = convert(values[i])
@@ -122,10 +135,10 @@ def _builder(event_type: EventType) -> Callable[[Any], Event]:
     return build
 
 
-def _to_record(event_type: EventType) -> Callable[[Event], dict[str, Any]]:
+def _to_record(event_type: EventType) -> Callable[[AnyEvent], dict[str, Any]]:
     plan = [(attr, avro, _TO_AVRO.get(avro)) for attr, avro in contract_fields(event_type)]
 
-    def to_record(event: Event) -> dict[str, Any]:
+    def to_record(event: AnyEvent) -> dict[str, Any]:
         return {avro: getattr(event, attr) if conv is None else conv(getattr(event, attr)) for attr, avro, conv in plan}
 
     return to_record
@@ -154,7 +167,7 @@ class Codec:
                 parsed = parse_schema(_strip_logical_types(schema))
             except Exception as exc:  # fastavro's SchemaParseException and friends
                 raise UnknownSchemaError(f"unparseable schema: {exc}") from exc
-            reader = self._readers[schema_id] = _Reader(event_type, parsed, _builder(event_type))
+            reader = self._readers[schema_id] = _Reader(event_type, parsed, _builder(event_type, schema))
         return reader
 
     def _writer(self, event_type: EventType) -> _Writer:
@@ -167,7 +180,7 @@ class Codec:
             writer = self._writers[event_type] = _Writer(header, parsed, _to_record(event_type))
         return writer
 
-    def decode(self, value: bytes, expected_type: EventType | None = None) -> Event:
+    def decode(self, value: bytes, expected_type: EventType | None = None) -> AnyEvent:
         """Decode one record value; ``expected_type`` is the topic's type (None: any).
 
         Raises DecodeError with reason bad_magic, truncated, unknown_schema, wrong_topic or
@@ -195,7 +208,7 @@ class Codec:
             raise DecodeError("corrupt_body", f"{len(value) - body.tell()} trailing bytes")
         return event
 
-    def encode(self, event: Event) -> bytes:
+    def encode(self, event: AnyEvent) -> bytes:
         """Frame and encode ``event`` with the latest schema of its type.
 
         Raises ValidationError naming the field when a value does not fit the schema
@@ -221,10 +234,38 @@ def _require_text(field: str, value: str) -> None:
         raise ValidationError(field, "must not be empty")
 
 
-def validate(event: Event, currency: str) -> None:
-    """Apply the field rules of docs/definitions.md; ValidationError names the broken field."""
+def _validate_actor(event: Event) -> None:
+    if event.customer_id and event.anonymous_id is not None:
+        raise ValidationError("anonymous_id", "must be null when customer_id is set")
+    if event.anonymous_id is None:
+        _require_text("customer_id", event.customer_id)
+    else:
+        _require_text("anonymous_id", event.anonymous_id)
+
+
+def _refuse_sentinel(field: str, value: str) -> None:
+    if is_sentinel_id(value):
+        raise ValidationError(field, f"{value!r} identifies no one", reason="sentinel_id")
+
+
+def validate(event: AnyEvent, currency: str) -> None:
+    """Apply the field rules of docs/definitions.md; ValidationError names the broken field.
+
+    Sentinel ids are checked after every field rule: the definitions' order of reasons.
+    """
     _require_text("event_id", event.event_id)
-    _require_text("customer_id", event.customer_id)
+    if isinstance(event, Identify):
+        _require_text("anonymous_id", event.anonymous_id)
+        _require_text("customer_id", event.customer_id)
+        _refuse_sentinel("anonymous_id", event.anonymous_id)
+        _refuse_sentinel("customer_id", event.customer_id)
+        return
+    _validate_actor(event)
+    _validate_fields(event, currency)
+    _refuse_sentinel("anonymous_id" if event.anonymous else "customer_id", event.actor_id)
+
+
+def _validate_fields(event: Event, currency: str) -> None:
     if isinstance(event, Purchase):
         if event.amount_cents <= 0:
             raise ValidationError("amount", f"must be > 0, got {event.amount_cents} cents")

@@ -36,6 +36,7 @@ TYPE_SLOTS: dict[EventType, int] = {
     EventType.SHARE: 2,
     EventType.PURCHASE: 3,
     EventType.SUPPORT: 4,
+    EventType.IDENTIFY: 5,
 }
 MAX_VERSION = 99
 # Registries hand out ids from 1 upwards; 2,130,706,432 ids are never reached.

@@ -15,6 +15,35 @@ class EventType(StrEnum):
     SHARE = "share"
     PURCHASE = "purchase"
     SUPPORT = "support"
+    IDENTIFY = "identify"
+
+
+# Ids that identify nobody: clients send them when they know no one (docs/definitions.md,
+# identity). Compared after trimming and lower-casing; an id that is only whitespace is one too.
+SENTINEL_IDS = frozenset({"anonymous", "null", "undefined", "none", "0", "-1", "guest", ""})
+
+
+def is_sentinel_id(value: str) -> bool:
+    """True when ``value`` must never identify anyone (``"NULL"``, ``" guest "``, ``""``...)."""
+    return value.strip().lower() in SENTINEL_IDS
+
+
+class Actor:
+    """Who did an interaction: a known customer (``customer_id``) or, before they sign in, an
+    anonymous visitor (``anonymous_id``, with ``customer_id`` empty). Exactly one is set."""
+
+    __slots__ = ()
+    customer_id: str
+    anonymous_id: str | None
+
+    @property
+    def actor_id(self) -> str:
+        """The id the event is keyed and partitioned by."""
+        return self.customer_id or self.anonymous_id or ""
+
+    @property
+    def anonymous(self) -> bool:
+        return not self.customer_id
 
 
 class TicketAction(StrEnum):
@@ -25,7 +54,7 @@ class TicketAction(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Click:
+class Click(Actor):
     event_id: str
     customer_id: str
     occurred_at_ms: int
@@ -34,12 +63,13 @@ class Click:
     page: str
     product_id: str | None
     referrer_share_id: str | None
+    anonymous_id: str | None = None  # since the contracts' identity versions
 
     type = EventType.CLICK
 
 
 @dataclass(frozen=True, slots=True)
-class Share:
+class Share(Actor):
     event_id: str
     customer_id: str
     occurred_at_ms: int
@@ -49,12 +79,13 @@ class Share:
     network: str
     product_id: str | None
     promotion_id: str | None
+    anonymous_id: str | None = None  # since the contracts' identity versions
 
     type = EventType.SHARE
 
 
 @dataclass(frozen=True, slots=True)
-class Purchase:
+class Purchase(Actor):
     event_id: str
     customer_id: str
     occurred_at_ms: int
@@ -65,12 +96,13 @@ class Purchase:
     currency: str
     product_id: str | None
     referrer_share_id: str | None
+    anonymous_id: str | None = None  # since the contracts' identity versions
 
     type = EventType.PURCHASE
 
 
 @dataclass(frozen=True, slots=True)
-class Support:
+class Support(Actor):
     event_id: str
     customer_id: str
     occurred_at_ms: int
@@ -80,15 +112,36 @@ class Support:
     action: TicketAction
     support_channel: str
     satisfaction: int | None
+    anonymous_id: str | None = None  # since the contracts' identity versions
 
     type = EventType.SUPPORT
 
 
-Event = Click | Share | Purchase | Support
+@dataclass(frozen=True, slots=True)
+class Identify:
+    """An anonymous visitor is (from now on and before) the customer ``customer_id``."""
 
-EVENT_CLASSES: dict[EventType, type[Click] | type[Share] | type[Purchase] | type[Support]] = {
+    event_id: str
+    customer_id: str
+    occurred_at_ms: int
+    channel: str
+    session_id: str | None
+    anonymous_id: str
+
+    type = EventType.IDENTIFY
+
+    @property
+    def actor_id(self) -> str:
+        return self.anonymous_id
+
+
+Event = Click | Share | Purchase | Support
+AnyEvent = Event | Identify  # what input topics carry
+
+EVENT_CLASSES: dict[EventType, type[Click] | type[Share] | type[Purchase] | type[Support] | type[Identify]] = {
     EventType.CLICK: Click,
     EventType.SHARE: Share,
     EventType.PURCHASE: Purchase,
     EventType.SUPPORT: Support,
+    EventType.IDENTIFY: Identify,
 }

@@ -66,6 +66,27 @@ class Ticket:
         return self.opened_at if self.opened_at is not None else self.any_at
 
 
+@dataclass(frozen=True, slots=True)
+class PersonCredit:
+    """A credit involving an anonymous id, as the sharer's profile keeps it.
+
+    ``resolution`` orders the copies of one credit: 0 while the toucher is not identified,
+    1 once it is (identities never change afterwards), so the newest copy wins in any order.
+    """
+
+    resolution: int
+    referred_person: str
+    touch_type: str
+    amount_cents: int
+
+    def to_json(self) -> list[Any]:
+        return [self.resolution, self.referred_person, self.touch_type, self.amount_cents]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> PersonCredit:
+        return cls(data[0], data[1], data[2], data[3])
+
+
 @dataclass(slots=True)
 class Profile:
     """A customer's state: lifetime values, recent buckets, tickets, and replay bookkeeping."""
@@ -91,6 +112,16 @@ class Profile:
     # credit produced again is recognised by it (streams.core.referrals.CreditOrigin).
     credit_origins: dict[int, tuple[int, int]] = field(default_factory=dict)
     book: ReplayBook = field(default_factory=ReplayBook)  # replays and duplicates: streams/core/replay.py
+    # Identity (streams/core/identity.py): whether this is an anonymous id's profile; for an
+    # anonymous id, the customer it was identified as, the events folded here before that
+    # ([topic, offset, lane, ingest ms, value as latin-1 text], forwarded to the customer)
+    # and the credits its touches earned (resent when it is identified); credits involving
+    # anonymous ids. Empty for most profiles.
+    anonymous: bool = False
+    identified_as: str | None = None
+    pending: list[list[Any]] = field(default_factory=list)
+    person_credits: dict[str, PersonCredit] = field(default_factory=dict)
+    touch_credits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # -- fold -------------------------------------------------------------------------------
 
@@ -244,7 +275,22 @@ class Profile:
             "rr": self.referred_revenue_cents, "ru": sorted(self.referred_customers),
             "co": [[partition, *last] for partition, last in self.credit_origins.items()],
             "b": self.book.to_json(),
+            **self._identity_json(),
         }
+
+    def _identity_json(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        if self.anonymous:
+            found["an"] = 1
+        if self.identified_as is not None:
+            found["ia"] = self.identified_as
+        if self.pending:
+            found["pe"] = self.pending
+        if self.person_credits:
+            found["pc"] = {k: credit.to_json() for k, credit in self.person_credits.items()}
+        if self.touch_credits:
+            found["tc"] = self.touch_credits
+        return found
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Profile:
@@ -264,6 +310,9 @@ class Profile:
             referred_revenue_cents=data["rr"], referred_customers=set(data["ru"]),
             credit_origins={row[0]: (row[1], row[2]) for row in data.get("co", ())},  # absent: older records
             book=ReplayBook.from_json(data["b"]),
+            anonymous=bool(data.get("an")), identified_as=data.get("ia"), pending=data.get("pe", []),
+            person_credits={k: PersonCredit.from_json(c) for k, c in data.get("pc", {}).items()},
+            touch_credits=data.get("tc", {}),
         )
 
 

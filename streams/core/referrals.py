@@ -32,10 +32,11 @@ class SharePost:
     sharer_customer_id: str
     occurred_at_ms: int
     network: str
+    anonymous: bool = False  # shared by an anonymous visitor: sharer_customer_id is its anonymous id
 
     def to_json(self) -> dict[str, Any]:
         return {"share_id": self.share_id, "sharer_customer_id": self.sharer_customer_id,
-                "occurred_at_ms": self.occurred_at_ms, "network": self.network}
+                "occurred_at_ms": self.occurred_at_ms, "network": self.network, "anonymous": self.anonymous}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +56,15 @@ class Touch:
     occurred_at_ms: int
     ingest_ms: int
     amount_cents: int
+    anonymous: bool = False  # made by an anonymous visitor: customer_id is its anonymous id
     lane: str = ""
     lane_offset: int = -1
 
     def to_json(self) -> dict[str, Any]:
         return {"credit_id": self.credit_id, "customer_id": self.customer_id, "share_id": self.share_id,
                 "touch_type": self.touch_type, "occurred_at_ms": self.occurred_at_ms,
-                "ingest_ms": self.ingest_ms, "amount_cents": self.amount_cents, "lane": self.lane,
-                "lane_offset": self.lane_offset}
+                "ingest_ms": self.ingest_ms, "amount_cents": self.amount_cents, "anonymous": self.anonymous,
+                "lane": self.lane, "lane_offset": self.lane_offset}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +76,24 @@ class Credit:
     touch_type: str
     touch_occurred_at_ms: int
     amount_cents: int
+    # Which side is an anonymous id (docs/definitions.md, identity): such credits are resolved
+    # to persons before they count.
+    sharer_anonymous: bool = False
+    referred_anonymous: bool = False
+
+    @property
+    def involves_anonymous(self) -> bool:
+        return self.sharer_anonymous or self.referred_anonymous
 
     def to_json(self) -> dict[str, Any]:
+        return {"credit_id": self.credit_id, "sharer_customer_id": self.sharer_customer_id,
+                "referred_customer_id": self.referred_customer_id, "share_id": self.share_id,
+                "touch_type": self.touch_type, "touch_occurred_at_ms": self.touch_occurred_at_ms,
+                "amount_cents": self.amount_cents, "sharer_anonymous": self.sharer_anonymous,
+                "referred_anonymous": self.referred_anonymous}
+
+    def row(self) -> dict[str, Any]:
+        """The ``referral_credits`` row: ids as published (the analyst views resolve persons)."""
         return {"credit_id": self.credit_id, "sharer_customer_id": self.sharer_customer_id,
                 "referred_customer_id": self.referred_customer_id, "share_id": self.share_id,
                 "touch_type": self.touch_type, "touch_occurred_at_ms": self.touch_occurred_at_ms,
@@ -126,7 +144,9 @@ class AttributionRules:
 
         ``share_ingest_ms`` is None only for a share recorded before the index kept it.
         """
-        if touch.customer_id == share.sharer_customer_id and not self.allow_self_referral:
+        # Same raw id: a self-referral now; a person's other ids are its profile's to decide.
+        same_id = touch.customer_id == share.sharer_customer_id and touch.anonymous == share.anonymous
+        if same_id and not self.allow_self_referral:
             return None
         if not 0 <= touch.occurred_at_ms - share.occurred_at_ms <= self.window_ms:
             return None
@@ -135,7 +155,8 @@ class AttributionRules:
         if share_ingest_ms is not None and share_ingest_ms - touch.ingest_ms > self.pending_touch_ttl_ms:
             return None
         return Credit(touch.credit_id, share.sharer_customer_id, touch.customer_id,
-                      share.share_id, touch.touch_type, touch.occurred_at_ms, touch.amount_cents)
+                      share.share_id, touch.touch_type, touch.occurred_at_ms, touch.amount_cents,
+                      share.anonymous, touch.anonymous)
 
 
 @dataclass(slots=True)

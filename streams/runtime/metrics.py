@@ -50,6 +50,19 @@ class Metrics:
                                 ["topic"], registry=r)
         self.credits = Counter("streams_referral_credits_total", "Referral credits emitted by the join",
                                ["touch_type"], registry=r)
+        self.identifies = Counter("streams_identifies_total",
+                                  "Identifies accepted, by outcome: linked (the first of its anonymous id), "
+                                  "confirmed (same customer again) or conflict (another customer: nothing merged)",
+                                  ["outcome"], registry=r)
+        self.identity_forwarded = Counter(
+            "streams_identity_forwarded_events_total",
+            "Events of identified anonymous ids forwarded to their customer: sent (by the anonymous id's "
+            "partition), folded (new to the customer's profile) or replayed (folded already)",
+            ["outcome"], registry=r)
+        self.identity_not_kept = Counter(
+            "streams_identity_events_not_kept_total",
+            "Events of a not yet identified anonymous id past the most kept for its identify "
+            "(streams.core.identity.PENDING_KEPT): its customer will not count them", registry=r)
         self.touches_dropped = Counter("streams_referral_touches_dropped_total",
                                        "Touches that earned nothing because their share id had the most touches "
                                        "that may wait for it (streams.core.referrals.EARLY_TOUCHES_KEPT)",
@@ -109,6 +122,12 @@ class Metrics:
                 self.rerouted.labels(key[1]).inc(n)
             elif kind == "credit_emitted":
                 self.credits.labels(key[1]).inc(n)
+            elif kind == "identify":
+                self.identifies.labels(key[1]).inc(n)
+            elif kind == "identity_forward":
+                self.identity_forwarded.labels(key[1]).inc(n)
+            elif kind == "identity_not_kept":
+                self.identity_not_kept.inc(n)
             elif kind == "touch_dropped":
                 self.touches_dropped.labels(key[1]).inc(n)
         self.last_processed.set(time.time())

@@ -21,7 +21,7 @@ from streams.clickhouse.client import connect
 from streams.clickhouse.sink import ClickHouseSink
 from streams.contracts.codec import Codec, validate
 from streams.contracts.registry import registry_from_settings
-from streams.core.events import Event
+from streams.core.events import AnyEvent
 from streams.runtime import fence, logs
 from streams.runtime.agents import register_agents
 from streams.runtime.app import Pipeline, build_pipeline
@@ -49,7 +49,7 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
     metrics = Metrics(registry)
     codec = Codec(registry_from_settings(settings))
 
-    def validate_event(event: Event) -> None:
+    def validate_event(event: AnyEvent) -> None:
         validate(event, settings.currency)
 
     def consumer() -> Consumer:

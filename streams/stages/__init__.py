@@ -4,7 +4,7 @@ A stage takes a batch of source records and returns a :class:`BatchOutput`: stat
 (changelog records), messages to send, ClickHouse rows and metric counts. ``streams.runtime.runner``
 runs the output through Faust and the sink; tests run it against a dict.
 
-- :class:`ProfileStage` (keyed by customer id; reads the four input topics, the repartition
+- :class:`ProfileStage` (keyed by customer or anonymous id; reads the input topics, the repartition
   topic and the credits topic): decode and validate, dead-letter what fails, fold accepted
   events into profiles, buckets and per-minute totals, and send shares and touches to the
   referral index.
@@ -19,4 +19,10 @@ runs the output through Faust and the sink; tests run it against a dict.
   can still bring an on-time event.
 - :class:`ReferralStage` (keyed by share id; reads the referral index): the stream-table join
   that turns touches into credits for the sharer.
+- Identity (docs/definitions.md): an anonymous id's state lives on its own key's partition,
+  apart from customers' (``state_key``), with the events it had before its identify; an
+  identify links it there, and from then on those events and every later one are forwarded
+  through the repartition topic to the customer's partition, which folds each once
+  (``streams.core.identity``). Credits of anonymous touches pass through the toucher's
+  partition, which names the person.
 """

@@ -8,11 +8,28 @@ from typing import Any
 
 import orjson
 
-from streams.core.events import Click, Event, EventType, Purchase, Share
-from streams.core.profile import Profile
+from streams.core.events import AnyEvent, Click, Event, EventType, Identify, Purchase, Share
+from streams.core.identity import (
+    absorb_forwarded,
+    forwarded_lane,
+    identify,
+    keep_pending,
+    person_view,
+    record_person_credit,
+)
+from streams.core.profile import PersonCredit, Profile
 from streams.core.referrals import Credit, CreditOrigin, SharePost, Touch
-from streams.core.repartition import read_origin, read_watermark, rerouted_headers, watermark_headers, watermark_value
-from streams.core.replay import Admission, absorb, rerouted_lane
+from streams.core.repartition import (
+    FORWARDED_HEADERS,
+    forwarded_value,
+    read_forwarded,
+    read_origin,
+    read_watermark,
+    rerouted_headers,
+    watermark_headers,
+    watermark_value,
+)
+from streams.core.replay import Admission, absorb, lane_topic, rerouted_lane
 from streams.core.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to
 from streams.errors import DecodeError, ValidationError
 from streams.settings import Settings
@@ -35,8 +52,22 @@ MINUTES_KEPT = 20_000
 # (processing time): with P partitions that is P - 1 small records per partition and interval,
 # however fast a backlog is read. A later watermark only lets per-minute totals go later.
 WATERMARK_INTERVAL_S = 1.0
-Decoder = Callable[[bytes, EventType], Event]
-Validator = Callable[[Event], None]
+# Credits an anonymous visitor's touches earned, kept to be resent once it is identified.
+TOUCH_CREDITS_KEPT = 10_000
+# Identified anonymous ids remembered as having had their kept events forwarded by this process.
+PENDING_SENT_KEPT = 100_000
+Decoder = Callable[[bytes, EventType], AnyEvent]
+Validator = Callable[[AnyEvent], None]
+
+
+def kept_event(record: SourceRecord, lane: str) -> list[Any]:
+    """An anonymous id's input record as ``Profile.pending`` keeps it and ``forward`` sends it."""
+    return [record.topic, record.offset, lane, record.timestamp, (record.value or b"").decode("latin-1")]
+
+
+def state_key(actor_id: str, anonymous: bool) -> str:
+    """Store key of a profile: customers and anonymous ids are kept apart."""
+    return f"a:{actor_id}" if anonymous else f"c:{actor_id}"
 
 
 class ProfileStage:
@@ -50,18 +81,23 @@ class ProfileStage:
         self.validate = validate
         self.store = store
         self.topic_types = {topic: EventType(t) for t, topic in settings.input_topics.items()}
+        # Identifies reach no per-minute total, so they take no part in deciding when one is final.
+        self.timed_topics = {topic for topic, t in self.topic_types.items() if t is not EventType.IDENTIFY}
         self.credits_topic = settings.referral_credits_topic
         self.repartition_topic = settings.repartition_topic
         # Every partition is reached by each input topic directly and from each other partition.
-        self.lanes_per_partition = len(self.topic_types) * settings.topic_partitions
+        self.lanes_per_partition = len(self.timed_topics) * settings.topic_partitions
         self._minutes: dict[int, set[int]] = {}
         self.profiles: DecodedCache[Profile] = DecodedCache()
         self.ingest_progress: dict[int, dict[str, int]] = {}  # partition -> lane -> newest ingest
         self.watermarks_sent: dict[int, dict[str, int]] = {}  # partition read here -> what it told
         self.watermarks_due = 0.0
+        # Identified anonymous ids whose kept events this process has forwarded (send_pending).
+        self.pending_sent: set[str] = set()
 
     def forget_partitions(self) -> None:
         """Drop in-memory indexes after a rebalance: state may have moved."""
+        self.pending_sent.clear()
         self._minutes.clear()
         self.profiles.clear()
         self.ingest_progress.clear()
@@ -69,6 +105,8 @@ class ProfileStage:
 
     def advance(self, partition: int, lane: str, ingest_ms: int) -> None:
         """Note that ``lane`` has brought ``partition`` every record up to ``ingest_ms``."""
+        if lane_topic(lane) not in self.timed_topics:
+            return
         progress = self.ingest_progress.setdefault(partition, {})
         if ingest_ms > progress.get(lane, -1):
             progress[lane] = ingest_ms
@@ -106,7 +144,7 @@ class ProfileStage:
         self.watermarks_due = now + WATERMARK_INTERVAL_S
         messages: list[OutMessage] = []
         for origin, progress in self.ingest_progress.items():
-            direct = {topic: progress[topic] for topic in self.topic_types if topic in progress}
+            direct = {topic: progress[topic] for topic in self.timed_topics if topic in progress}
             if not direct or direct == self.watermarks_sent.get(origin):
                 continue
             self.watermarks_sent[origin] = direct
@@ -131,7 +169,9 @@ class _ProfileBatch:
         self.stage = stage
         self.settings = stage.settings
         self.out = BatchOutput()
-        self.profiles: dict[str, tuple[int, Profile]] = {}
+        self.profiles: dict[str, tuple[int, Profile]] = {}  # by state_key
+        self.identified: set[str] = set()  # anonymous ids whose identify was read in this batch
+        self.forwards: dict[str, list[list[Any]]] = {}  # customer id -> its anonymous ids' events
         self.minutes: dict[tuple[int, int], dict[str, Any]] = {}
         # (partition, minute, "type|channel") totals this batch's events went into: their rows.
         self.minute_totals: set[tuple[int, int, str]] = set()
@@ -139,14 +179,15 @@ class _ProfileBatch:
 
     # -- loading state ------------------------------------------------------------------------
 
-    def profile(self, customer_id: str, partition: int) -> Profile:
-        loaded = self.profiles.get(customer_id)
+    def profile(self, actor_id: str, partition: int, anonymous: bool = False) -> Profile:
+        key = state_key(actor_id, anonymous)
+        loaded = self.profiles.get(key)
         if loaded is None:
-            profile = self.stage.profiles.get(customer_id)
+            profile = self.stage.profiles.get(key)
             if profile is None:
-                raw = self.stage.store.get(f"c:{customer_id}")
-                profile = Profile.from_json(orjson.loads(raw)) if raw else Profile(customer_id)
-            self.profiles[customer_id] = loaded = (partition, profile)
+                raw = self.stage.store.get(key)
+                profile = Profile.from_json(orjson.loads(raw)) if raw else Profile(actor_id, anonymous=anonymous)
+            self.profiles[key] = loaded = (partition, profile)
         return loaded[1]
 
     def minute(self, partition: int, minute_ms: int) -> dict[str, Any]:
@@ -161,10 +202,28 @@ class _ProfileBatch:
     # -- records ------------------------------------------------------------------------------
 
     def on_credit(self, record: SourceRecord) -> None:
+        """A referral credit, possibly resolved to the person who earned it (see below), or one
+        forwarded from an identified anonymous sharer."""
         message = orjson.loads(record.value or b"{}")
+        if message.pop("k", None) == "person_credit":
+            self.on_forwarded_credit(record, message)
+            return
         origin = message.pop("origin", None)  # absent from credits produced before it was sent
+        resolution, referred_person = message.pop("rv", None), message.pop("rp", None)
         credit = Credit.from_json(message)
-        profile = self.profile(credit.sharer_customer_id, record.partition)
+        if credit.referred_anonymous and resolution is None:
+            self.on_anonymous_touch_credit(record, credit)
+            return
+        profile = self.profile(credit.sharer_customer_id, record.partition, credit.sharer_anonymous)
+        if credit.involves_anonymous:
+            # Kept by credit id: a credit produced again changes nothing.
+            person_credit = PersonCredit(resolution or 0, referred_person or credit.referred_customer_id,
+                                         credit.touch_type, credit.amount_cents)
+            changed = record_person_credit(profile, credit.credit_id, person_credit)
+            self.out.counts[("credit", "new" if changed else "replayed")] += 1
+            if profile.identified_as is not None:  # an identified sharer's share: the customer's
+                self.forward_credit(profile.identified_as, credit.credit_id, person_credit)
+            return
         admission = profile.book.admit(record.topic, record.offset, credit.credit_id)
         if admission is Admission.NEW and origin is not None \
                 and not CreditOrigin(*origin).after(profile.credit_origins):
@@ -173,6 +232,57 @@ class _ProfileBatch:
             profile.apply_credit(credit.touch_type, credit.referred_customer_id,
                                  credit.amount_cents)
         self.out.counts[("credit", admission.value)] += 1
+
+    def on_anonymous_touch_credit(self, record: SourceRecord, credit: Credit) -> None:
+        """On the toucher's partition: keep the credit to resend once the visitor is identified,
+        and send it on to the sharer naming the person the touch resolves to so far."""
+        toucher = self.profile(credit.referred_customer_id, record.partition, anonymous=True)
+        if len(toucher.touch_credits) < TOUCH_CREDITS_KEPT:
+            toucher.touch_credits[credit.credit_id] = credit.to_json()
+        self.send_resolved_credit(credit.to_json(), toucher)
+        self.out.counts[("credit", "anonymous_touch")] += 1
+
+    def send_resolved_credit(self, credit: dict[str, Any], toucher: Profile) -> None:
+        person = toucher.identified_as
+        message = {**credit, "rv": 0 if person is None else 1, "rp": person or toucher.customer_id}
+        self.send_keyed(self.stage.credits_topic, credit["sharer_customer_id"], message)
+
+    def forward_credit(self, customer_id: str, credit_id: str, credit: PersonCredit) -> None:
+        self.send_keyed(self.stage.credits_topic, customer_id, {
+            "k": "person_credit", "customer_id": customer_id, "credit_id": credit_id, "c": credit.to_json()})
+
+    def send_keyed(self, topic: str, key_id: str, message: dict[str, Any]) -> None:
+        key = key_id.encode()
+        self.out.messages.append(OutMessage(topic, partition_for(key, self.settings.topic_partitions), key,
+                                            encode_state(message)))
+
+    def on_forwarded_credit(self, record: SourceRecord, message: dict[str, Any]) -> None:
+        """On the customer's partition: a credit earned by the share of an anonymous id
+        identified as it, read after the identify (kept by credit id: resent, it changes nothing)."""
+        customer = self.profile(message["customer_id"], record.partition)
+        changed = record_person_credit(customer, message["credit_id"], PersonCredit.from_json(message["c"]))
+        self.out.counts[("credit", "new" if changed else "replayed")] += 1
+
+    def on_identify(self, record: SourceRecord, event: Identify, partition: int, lane: str) -> None:
+        """On the anonymous id's partition: the first identify links it, and its events go to
+        the customer from then on (replayed, the identify sends them again)."""
+        anonymous = self.profile(event.anonymous_id, partition, anonymous=True)
+        admission = anonymous.book.admit(lane, record.offset, event.event_id)
+        self.out.counts[("admission", record.topic, admission.value)] += 1
+        if admission is Admission.NEW:
+            outcome = identify(anonymous, event.customer_id)
+            self.out.counts[("identify", outcome.value)] += 1
+        if admission not in (Admission.NEW, Admission.REPLAYED):
+            return
+        if anonymous.identified_as == event.customer_id:
+            self.identified.add(event.anonymous_id)
+            self.send_pending(anonymous)
+            self.out.rows.append(("identity_map", {
+                "anonymous_id": event.anonymous_id, "customer_id": event.customer_id, "version": 1}))
+        else:
+            self.warning(record, event, "identity_conflict",
+                         f"{event.anonymous_id!r} is already customer {anonymous.identified_as!r}, "
+                         f"not {event.customer_id!r}: nothing merged")
 
     def on_input(self, record: SourceRecord) -> None:
         topic_type = self.stage.topic_types[record.topic]
@@ -193,12 +303,15 @@ class _ProfileBatch:
         self.out.counts[("rerouted", record.topic)] += 1
 
     def on_rerouted(self, record: SourceRecord) -> None:
-        """A record re-routed to this partition, or another partition's watermark."""
+        """A record re-routed or forwarded to this partition, or another partition's watermark."""
         try:
             origin = read_origin(record.headers)
             if origin.watermark:
                 for topic, ingest_ms in read_watermark(record.value).items():
                     self.stage.advance(record.partition, rerouted_lane(topic, origin.partition), ingest_ms)
+                return
+            if origin.forwarded:
+                self.on_forwarded(record)
                 return
             if origin.topic not in self.stage.topic_types:
                 raise DecodeError("bad_origin", f"origin topic {origin.topic!r} is not an input topic")
@@ -217,29 +330,89 @@ class _ProfileBatch:
         try:
             event = self.stage.decode(record.value or b"", topic_type)
             self.stage.validate(event)
-            if record.key != event.customer_id.encode():
-                raise ValidationError("key", "record key differs from customer_id",
+            if record.key != event.actor_id.encode():
+                raise ValidationError("key", "record key differs from the event's customer_id or anonymous_id",
                                       reason="key_mismatch")
         except DecodeError as error:
             self.dead_letter(record, error)
             return
+        if isinstance(event, Identify):
+            self.on_identify(record, event, partition, lane)
+            return
         time = classify(event.occurred_at_ms, record.timestamp,
                         self.settings.allowed_lateness_ms, self.settings.max_future_skew_ms)
-        profile = self.profile(event.customer_id, partition)
+        profile = self.profile(event.actor_id, partition, event.anonymous)
         admission = profile.book.admit(lane, record.offset, event.event_id)
         self.out.counts[("admission", record.topic, admission.value)] += 1
+        if admission not in (Admission.NEW, Admission.REPLAYED):
+            return
         if admission is Admission.NEW:
-            profile.apply(event, time.occurred_at_ms, time.late)
             self.out.counts[("processed", record.topic, topic_type.value)] += 1
-        if admission in (Admission.NEW, Admission.REPLAYED):
-            self.emit_accepted(record, event, time, partition, lane)
+        if profile.identified_as is not None:  # an identified anonymous id: the customer's event
+            self.send_pending(profile)
+            self.forward(profile, kept_event(record, lane))
+        else:
+            if admission is Admission.NEW:
+                profile.apply(event, time.occurred_at_ms, time.late)
+                if event.anonymous and not keep_pending(profile, kept_event(record, lane)):
+                    self.out.counts[("identity_not_kept",)] += 1
+            self.note_buckets(state_key(event.actor_id, event.anonymous), time)
+        self.emit_accepted(record, event, time, partition, lane)
+
+    def send_pending(self, anonymous: Profile) -> None:
+        """Forward the events an identified anonymous id kept from before its identify, before
+        anything else of it that this process forwards (see ``absorb_forwarded``)."""
+        sent = self.stage.pending_sent
+        if anonymous.customer_id in sent:
+            return
+        if len(sent) >= PENDING_SENT_KEPT:
+            sent.clear()  # a memory cap: sending kept events again is always safe, only slower
+        sent.add(anonymous.customer_id)
+        for entry in anonymous.pending:
+            self.forward(anonymous, entry)
+
+    def forward(self, anonymous: Profile, entry: list[Any]) -> None:
+        """Send an accepted event of an identified anonymous id (``entry`` as kept in
+        ``Profile.pending``) to its customer's partition, with the batch's other events for
+        that customer (in order), which folds it into the customer's profile once."""
+        topic, offset, lane, ingest_ms, text = entry
+        assert anonymous.identified_as is not None
+        self.forwards.setdefault(anonymous.identified_as, []).append(
+            [topic, offset, forwarded_lane(anonymous.customer_id, lane), ingest_ms, text])
+        self.out.counts[("identity_forward", "sent")] += 1
+
+    def on_forwarded(self, record: SourceRecord) -> None:
+        """On the customer's partition: events of anonymous ids identified as the record's key.
+        Their anonymous ids' partition has admitted them and made their other output (rows,
+        totals, referrals): here they only join the customer's profile, each once."""
+        forwarded = read_forwarded(record.value)
+        if any(event.topic not in self.stage.topic_types for event in forwarded):
+            raise DecodeError("bad_origin", "forwarded events from a topic that is not an input topic")
+        customer_id = (record.key or b"").decode()
+        customer = self.profile(customer_id, record.partition)
+        key = state_key(customer_id, False)
+        for origin, event in [(f, self.stage.decode(f.value, self.stage.topic_types[f.topic])) for f in forwarded]:
+            assert not isinstance(event, Identify)  # identifies are never forwarded
+            time = classify(event.occurred_at_ms, origin.ingest_ms,
+                            self.settings.allowed_lateness_ms, self.settings.max_future_skew_ms)
+            if absorb_forwarded(customer, origin.lane, origin.offset):
+                customer.apply(event, time.occurred_at_ms, time.late)
+                self.out.counts[("identity_forward", "folded")] += 1
+            else:
+                self.out.counts[("identity_forward", "replayed")] += 1
+            self.note_buckets(key, time)
+
+    def note_buckets(self, key: str, time: EventTime) -> None:
+        """The bucket rows of an accepted event's profile (written again for a replay)."""
+        if not time.late:
+            self.buckets.add((key, floor_to(time.occurred_at_ms, HOUR_MS), False))
+            self.buckets.add((key, floor_to(time.occurred_at_ms, DAY_MS), True))
 
     def emit_accepted(self, record: SourceRecord, event: Event, time: EventTime, partition: int,
                       lane: str) -> None:
-        """Everything an accepted event produces; sent again when it is replayed."""
+        """Everything an accepted event produces besides its profile's values; sent again
+        when it is replayed."""
         if not time.late:
-            self.buckets.add((event.customer_id, floor_to(time.occurred_at_ms, HOUR_MS), False))
-            self.buckets.add((event.customer_id, floor_to(time.occurred_at_ms, DAY_MS), True))
             minute_ms = floor_to(time.occurred_at_ms, MINUTE_MS)
             minute = self.minute(partition, minute_ms)
             type_channel = f"{event.type.value}|{event.channel}"
@@ -263,15 +436,15 @@ class _ProfileBatch:
     def send_to_referral_index(self, record: SourceRecord, event: Event, time: EventTime, lane: str) -> None:
         message: dict[str, Any] | None = None
         if isinstance(event, Share):
-            message = {"k": "share", **SharePost(event.share_id, event.customer_id,
-                                                 time.occurred_at_ms, event.network).to_json()}
+            message = {"k": "share", **SharePost(event.share_id, event.actor_id, time.occurred_at_ms,
+                                                 event.network, event.anonymous).to_json()}
             share_id = event.share_id
         elif isinstance(event, Click | Purchase) and event.referrer_share_id:
             share_id = event.referrer_share_id
             amount = event.amount_cents if isinstance(event, Purchase) else 0
-            message = {"k": "touch", **Touch(event.event_id, event.customer_id, share_id,
+            message = {"k": "touch", **Touch(event.event_id, event.actor_id, share_id,
                                              event.type.value, time.occurred_at_ms, record.timestamp, amount,
-                                             lane, record.offset).to_json()}
+                                             event.anonymous, lane, record.offset).to_json()}
         if message is not None:
             key = share_id.encode()
             # The index keeps the source's ingest time: it is the join's clock for expiry.
@@ -297,7 +470,7 @@ class _ProfileBatch:
             record, "dead_letter", error.reason, type(error).__name__, error.message, None)))
         self.out.counts[("dead_letter", record.topic, error.reason)] += 1
 
-    def warning(self, record: SourceRecord, event: Event, kind: str, message: str) -> None:
+    def warning(self, record: SourceRecord, event: AnyEvent, kind: str, message: str) -> None:
         self.out.rows.append(("ingestion_errors",
                               error_row(record, kind, kind, "", message, event)))
         self.out.counts[(kind, record.topic)] += 1
@@ -306,16 +479,24 @@ class _ProfileBatch:
 
     def finish(self) -> BatchOutput:
         out = self.out
-        for customer_id, (partition, profile) in self.profiles.items():
-            out.state_writes.append((partition, f"c:{customer_id}", encode_state(profile.to_json())))
-            self.stage.profiles.put(customer_id, profile)
-            if profile.version:
-                out.rows.append(("customer_profiles", profile.snapshot()))
-        for customer_id, start, daily in self.buckets:
-            profile = self.profiles[customer_id][1]
-            if start in (profile.daily if daily else profile.hourly):
+        self.send_forwards()
+        persons: dict[str, Profile] = {}
+        for key, (partition, profile) in self.profiles.items():
+            out.state_writes.append((partition, key, encode_state(profile.to_json())))
+            self.stage.profiles.put(key, profile)
+            person = persons[key] = person_view(profile, self.settings.allow_self_referral)
+            identified_now = profile.anonymous and profile.customer_id in self.identified
+            # An identified anonymous profile no longer changes (its events go to the customer):
+            # its row is written once more with its identify (again if that is replayed).
+            if person.version and (profile.identified_as is None or identified_now):
+                out.rows.append(("customer_profiles", person.snapshot()))
+            if identified_now:
+                self.send_credits_to_customer(profile)
+        for key, start, daily in self.buckets:
+            person = persons[key]
+            if start in (person.daily if daily else person.hourly):
                 out.rows.append(("customer_daily" if daily else "customer_hourly",
-                                 profile.bucket_row(start, daily)))
+                                 person.bucket_row(start, daily)))
         for (partition, minute_ms), record in self.minutes.items():
             out.state_writes.append((partition, f"m:{partition}:{minute_ms}", encode_state(record)))
             self.stage.minute_index(partition).add(minute_ms)
@@ -333,6 +514,24 @@ class _ProfileBatch:
             self.evict_old_minutes(partition)
         out.messages.extend(self.stage.watermarks())
         return out
+
+    def send_forwards(self) -> None:
+        """One record per customer with the batch's forwarded events, in the order read."""
+        for customer_id, events in self.forwards.items():
+            key = customer_id.encode()
+            self.out.messages.append(OutMessage(
+                self.stage.repartition_topic, partition_for(key, self.settings.topic_partitions), key,
+                forwarded_value(events), FORWARDED_HEADERS, events[-1][3]))
+
+    def send_credits_to_customer(self, anonymous: Profile) -> None:
+        """After an identify (again when replayed): the credits the anonymous id's shares
+        earned go to its customer, and those its touches earned go again to their sharers,
+        now naming the customer."""
+        assert anonymous.identified_as is not None
+        for credit_id, credit in anonymous.person_credits.items():
+            self.forward_credit(anonymous.identified_as, credit_id, credit)
+        for touch_credit in anonymous.touch_credits.values():
+            self.send_resolved_credit(touch_credit, anonymous)
 
     def evict_old_minutes(self, partition: int) -> None:
         """Forget per-minute totals that are final (deleted once their rows are in ClickHouse)."""

@@ -122,11 +122,13 @@ class ReferralStage:
         return partition_for(share_id.encode(), self.settings.topic_partitions)
 
     def emit_credit(self, credit: Credit, origin: CreditOrigin, out: BatchOutput) -> None:
-        key = credit.sharer_customer_id.encode()
+        # A touch by an anonymous visitor goes through the visitor's partition, which names the
+        # person it resolves to (docs/definitions.md, identity); others go to the sharer.
+        key = (credit.referred_customer_id if credit.referred_anonymous else credit.sharer_customer_id).encode()
         out.messages.append(OutMessage(
             self.settings.referral_credits_topic, partition_for(key, self.settings.topic_partitions), key,
             encode_state({**credit.to_json(), "origin": origin.to_json()})))
-        out.rows.append(("referral_credits", credit.to_json()))
+        out.rows.append(("referral_credits", credit.row()))
         out.counts[("credit_emitted", credit.touch_type)] += 1
 
     def expire(self, partitions: set[int]) -> tuple[BatchOutput, int]:

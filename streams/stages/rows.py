@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from streams.core.events import Click, Event, Purchase, Share, Support
+from streams.core.events import AnyEvent, Click, Event, Purchase, Share, Support
 from streams.core.windows import EventTime
 from streams.stages.records import SourceRecord
 
@@ -14,7 +14,7 @@ def event_row(record: SourceRecord, event: Event, time: EventTime) -> dict[str, 
     """One row of the raw ``events`` table."""
     row: dict[str, Any] = {
         "event_id": event.event_id, "event_type": event.type.value,
-        "customer_id": event.customer_id, "occurred_at_ms": time.occurred_at_ms,
+        "customer_id": event.actor_id, "occurred_at_ms": time.occurred_at_ms,
         "ingest_ms": record.timestamp, "channel": event.channel,
         "session_id": event.session_id, "product_id": None, "referrer_share_id": None,
         "share_id": None, "network": None, "promotion_id": None, "order_id": None,
@@ -41,7 +41,7 @@ def event_row(record: SourceRecord, event: Event, time: EventTime) -> dict[str, 
 
 
 def error_row(record: SourceRecord, kind: str, reason: str, error_class: str, message: str,
-              event: Event | None) -> dict[str, Any]:
+              event: AnyEvent | None) -> dict[str, Any]:
     """One row of ``ingestion_errors``; the payload is kept base64-encoded."""
     return {
         "kind": kind, "reason": reason, "error_class": error_class, "message": message,

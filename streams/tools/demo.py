@@ -12,17 +12,19 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from operator import attrgetter
 
 from clickhouse_driver import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
-from streams.core.windows import DAY_MS
+from streams.core.windows import DAY_MS, HOUR_MS
 from streams.publisher import Publisher
 from streams.settings import Settings
 from streams.tools import humanize
 from streams.tools.humanize import count, duration
+from streams.tools.journey import Journey, stitched_journey
 from streams.tools.oracle import expected
 from streams.tools.report import write_report
 from streams.tools.simulate import SimulationConfig, generate, publish
@@ -98,6 +100,21 @@ def _wait_for_landing(client: Client, settings: Settings, before: int, accepted:
     return Landing(accepted, visible, published - started, visible_s, caught_up_s)
 
 
+def _print_journey(client: Client, journey: Journey, currency: str) -> None:
+    print(f"\n== one stitched journey: {journey.visitor_device}, not signed in, follows {journey.friend}'s "
+          f"shared link, browses, signs up as {journey.customer} and buys")
+    _print_rows(client, "everything the person did, anonymous visits included",
+                "SELECT occurred_at_ms, event_type, customer_id AS as_id, referrer_share_id, amount_cents "
+                f"FROM identity_events WHERE person_id = '{journey.customer}' ORDER BY occurred_at_ms", currency)
+    _print_rows(client, "the new customer, counted once",
+                "SELECT customer_id, events, clicks, purchases, revenue_cents, first_seen_at_ms "
+                f"FROM person_360 WHERE customer_id = '{journey.customer}'", currency)
+    _print_rows(client, "the friend's credit on the leaderboard",
+                "SELECT sharer_person_id, referred_clicks, referred_purchases, referred_revenue_cents, "
+                f"referred_customers FROM person_referral_leaderboard WHERE sharer_person_id = '{journey.friend}'",
+                currency)
+
+
 def run_demo(settings: Settings, customers: int, events: int, *, report_path: str,
              prometheus_url: str) -> int:
     ensure_topics(settings)
@@ -105,8 +122,13 @@ def run_demo(settings: Settings, customers: int, events: int, *, report_path: st
     # The UTC day before yesterday: whole days show in the charts, and every record's Kafka
     # timestamp stays in the past (the publisher refuses timestamps over 1 h ahead of the clock).
     start_ms = (int(time.time() * 1000) // DAY_MS - 2) * DAY_MS
-    records = generate(SimulationConfig(seed=int(time.time()), customers=customers, events=events,
-                                        start_ms=start_ms))
+    run = int(time.time())
+    # Identity traffic in the mix (anonymous visits, identifies, conflicts, sentinel ids), and
+    # one scripted stitched journey shown at the end.
+    journey = stitched_journey(str(run), start_ms + 9 * HOUR_MS, settings.currency)
+    records = generate(SimulationConfig(seed=run, customers=customers, events=events, start_ms=start_ms,
+                                        anonymous_visits=0.2, sentinel_ids=0.002))
+    records = sorted(records + journey.records, key=attrgetter("ingest_ms"))
     accepted = len(expected(records, settings).accepted)
     client = connect(settings)
     before = client.execute("SELECT count() FROM events FINAL")[0][0]
@@ -124,6 +146,7 @@ def run_demo(settings: Settings, customers: int, events: int, *, report_path: st
     _print_rows(client, "one customer 360 row", "SELECT * FROM customer_360 ORDER BY events DESC LIMIT 1", currency,
                 vertical=True)
     _print_rows(client, "support KPIs", "SELECT * FROM support_kpis", currency, vertical=True)
+    _print_journey(client, journey, currency)
     _print_rows(client, "ingestion errors", "SELECT * FROM ingestion_errors_by_reason ORDER BY day, kind, reason",
                 currency)
     client.disconnect()

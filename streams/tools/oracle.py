@@ -16,7 +16,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
-from streams.core.events import Click, Event, EventType, Purchase, Share, Support, TicketAction
+from streams.core.events import (
+    AnyEvent,
+    Click,
+    Event,
+    EventType,
+    Identify,
+    Purchase,
+    Share,
+    Support,
+    TicketAction,
+    is_sentinel_id,
+)
 from streams.settings import Settings
 
 MINUTE_MS = 60_000
@@ -39,7 +50,7 @@ class InputRecord(Protocol):
     @property
     def ingest_ms(self) -> int: ...
     @property
-    def event(self) -> Event | None: ...
+    def event(self) -> AnyEvent | None: ...
     @property
     def malformed_reason(self) -> str | None: ...
     @property
@@ -81,6 +92,12 @@ class Expected:
     daily: dict[tuple[str, int], dict[str, int]] = field(default_factory=dict)
     minutes: dict[tuple[int, str, str], dict[str, int]] = field(default_factory=dict)
     credits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Identity: accepted identifies in publish order, anonymous id -> customer (the first
+    # identify wins), and how many named another customer. Profiles and buckets are keyed by
+    # person: the customer for an identified anonymous id, the anonymous id otherwise.
+    identifies: list[Identify] = field(default_factory=list)
+    identities: dict[str, str] = field(default_factory=dict)
+    identity_conflicts: int = 0
 
 
 def expected(records: Iterable[InputRecord], settings: Settings) -> Expected:
@@ -88,11 +105,14 @@ def expected(records: Iterable[InputRecord], settings: Settings) -> Expected:
     result = Expected()
     _admit(records, settings, result)
     on_time = [a for a in result.accepted if not a.late]
-    result.hourly = customer_buckets(on_time, HOUR_MS)
-    result.daily = customer_buckets(on_time, DAY_MS)
     result.minutes = minute_totals(on_time)
     result.credits = referral_credits(result.accepted, settings)
-    result.profiles = profiles(result.accepted, result.daily, result.credits)
+    resolve_identities(result)
+    by_person = [replace(a, event=as_person(a.event, result.identities)) for a in result.accepted]
+    on_time_by_person = [a for a in by_person if not a.late]
+    result.hourly = customer_buckets(on_time_by_person, HOUR_MS)
+    result.daily = customer_buckets(on_time_by_person, DAY_MS)
+    result.profiles = profiles(by_person, result.daily, person_credits(result, settings))
     return result
 
 
@@ -110,14 +130,20 @@ def rejection(record: InputRecord, settings: Settings) -> str | None:
         return "wrong_topic"
     if breaks_field_rule(event, settings.currency):
         return "invalid_field"
-    if record.key != event.customer_id.encode():
+    if any(is_sentinel_id(name) for name in names_of(event)):
+        return "sentinel_id"
+    if record.key != event.actor_id.encode():
         return "key_mismatch"
     return None
 
 
-def breaks_field_rule(event: Event, currency: str) -> bool:
+def breaks_field_rule(event: AnyEvent, currency: str) -> bool:
     """True when a decoded event breaks one of the field rules of the definitions."""
-    if not event.event_id or not event.customer_id:
+    if isinstance(event, Identify):
+        return not event.event_id or not event.anonymous_id or not event.customer_id
+    if not event.event_id or bool(event.customer_id) == (event.anonymous_id is not None):
+        return True
+    if event.anonymous_id is not None and not event.anonymous_id:
         return True
     if isinstance(event, Purchase):
         return event.amount_cents <= 0 or event.currency != currency
@@ -140,11 +166,14 @@ def _admit(records: Iterable[InputRecord], settings: Settings, result: Expected)
             continue
         event = record.event
         assert event is not None
-        identity = (event.customer_id, event.event_id)
-        if identity in seen:  # the first occurrence in publish order wins
+        if isinstance(event, Identify):
+            _admit_identify(event, seen, result)
+            continue
+        if (actor_key(event), event.event_id) in seen:  # the first occurrence in publish order wins
             result.duplicate_count += 1
             continue
-        seen.add(identity)
+        seen.add((actor_key(event), event.event_id))
+        identity = (event.actor_id, event.event_id)
         if event.occurred_at_ms > record.ingest_ms + settings.max_future_skew_ms:
             event = replace(event, occurred_at_ms=record.ingest_ms)
             result.clamped_event_ids.add(identity)
@@ -166,7 +195,7 @@ def _amount(event: Event) -> int:
 
 
 def customer_buckets(on_time: Iterable[Accepted], size_ms: int) -> dict[tuple[str, int], dict[str, int]]:
-    """Per (customer, bucket start): events, per-type counts and revenue."""
+    """Per (customer, bucket start): events, per-type counts and revenue (events by person)."""
     groups: dict[tuple[str, int], list[Event]] = defaultdict(list)
     for accepted in on_time:
         event = accepted.event
@@ -217,8 +246,10 @@ def referral_credits(accepted: list[Accepted], settings: Settings) -> dict[str, 
         if share is not None and _credited(touch, share, settings):
             credits[event.event_id] = {
                 "credit_id": event.event_id,
-                "sharer_customer_id": share.event.customer_id,
-                "referred_customer_id": event.customer_id,
+                "sharer_customer_id": share.event.actor_id,
+                "referred_customer_id": event.actor_id,
+                "sharer_anonymous": share.event.anonymous,
+                "referred_anonymous": event.anonymous,
                 "share_id": event.referrer_share_id,
                 "touch_type": str(event.type),
                 "amount_cents": _amount(event),
@@ -227,7 +258,7 @@ def referral_credits(accepted: list[Accepted], settings: Settings) -> dict[str, 
 
 
 def _credited(touch: Accepted, share: Accepted, settings: Settings) -> bool:
-    if touch.event.customer_id == share.event.customer_id and not settings.allow_self_referral:
+    if actor_key(touch.event) == actor_key(share.event) and not settings.allow_self_referral:
         return False
     gap = touch.event.occurred_at_ms - share.event.occurred_at_ms
     if not 0 <= gap <= settings.attribution_window_ms:
@@ -422,3 +453,57 @@ def score_fields(profile: dict[str, Any]) -> dict[str, Any]:
         "engagement_score": engagement,
         "segment": segment(profile, recency),
     }
+
+
+# --- identity (docs/definitions.md, identity) ------------------------------------------------
+
+
+def names_of(event: AnyEvent) -> list[str]:
+    """The ids an event names: both for an identify, who acted otherwise."""
+    return [event.anonymous_id, event.customer_id] if isinstance(event, Identify) else [event.actor_id]
+
+
+def actor_key(event: Event) -> str:
+    """Who acted, with customers and anonymous ids kept apart."""
+    return f"anonymous:{event.anonymous_id}" if event.anonymous else f"customer:{event.customer_id}"
+
+
+def _admit_identify(event: Identify, seen: set[tuple[str, str]], result: Expected) -> None:
+    identity = (f"identify:{event.anonymous_id}", event.event_id)
+    if identity in seen:
+        result.duplicate_count += 1
+        return
+    seen.add(identity)
+    result.identifies.append(event)
+
+
+def resolve_identities(result: Expected) -> None:
+    """The first accepted identify of each anonymous id wins; a later one naming another
+    customer is a conflict."""
+    for event in result.identifies:
+        known = result.identities.setdefault(event.anonymous_id, event.customer_id)
+        if known != event.customer_id:
+            result.identity_conflicts += 1
+
+
+def person_of(actor_id: str, anonymous: bool, identities: dict[str, str]) -> str:
+    return identities.get(actor_id, actor_id) if anonymous else actor_id
+
+
+def as_person(event: Event, identities: dict[str, str]) -> Event:
+    """The event as the person's: an identified anonymous id's events are its customer's."""
+    if not event.anonymous:
+        return event
+    return replace(event, customer_id=person_of(event.actor_id, True, identities), anonymous_id=None)
+
+
+def person_credits(result: Expected, settings: Settings) -> dict[str, dict[str, Any]]:
+    """Credits between persons: both sides resolved, self-referrals of a person left out."""
+    resolved = {}
+    for credit_id, credit in result.credits.items():
+        sharer = person_of(credit["sharer_customer_id"], credit["sharer_anonymous"], result.identities)
+        referred = person_of(credit["referred_customer_id"], credit["referred_anonymous"], result.identities)
+        if sharer == referred and not settings.allow_self_referral:
+            continue
+        resolved[credit_id] = {**credit, "sharer_customer_id": sharer, "referred_customer_id": referred}
+    return resolved

@@ -32,9 +32,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from streams.core.events import (
     EVENT_CLASSES,
+    AnyEvent,
     Click,
     Event,
     EventType,
+    Identify,
     Purchase,
     Share,
     Support,
@@ -60,6 +62,7 @@ MALFORMED_REASONS: tuple[str, ...] = (
     "invalid_field",
     "key_mismatch",
 )
+INTERACTION_TYPES = (EventType.CLICK, EventType.SHARE, EventType.PURCHASE, EventType.SUPPORT)
 UNKNOWN_SCHEMA_ID = 0x7FFF_FF00  # far above any id a registry hands out for our few schemas
 
 CHANNELS = ("web", "ios", "android")
@@ -85,6 +88,8 @@ class Tag(StrEnum):
     SELF_REFERRAL = "self_referral"
     OUTSIDE_WINDOW = "outside_window"
     UNKNOWN_SHARE = "unknown_share"
+    ANONYMOUS = "anonymous"  # an anonymous visitor's event, or an identify
+    IDENTITY_CONFLICT = "identity_conflict"  # an identify naming a second customer
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,15 @@ class SimulationConfig:
     max_future_skew_ms: int = _DEFAULTS.max_future_skew_ms
     attribution_window_ms: int = _DEFAULTS.attribution_window_ms
     currency: str = _DEFAULTS.currency
+    # Identity traffic (docs/definitions.md, identity), off by default: the share of visits
+    # (sessions, tickets) made anonymously on one of a customer's devices; of those devices,
+    # the share never identified, identified twice (a replayed and a confirming identify) and
+    # also claimed by another customer (a conflict). sentinel_ids is relative to events.
+    anonymous_visits: float = 0.0
+    unidentified_devices: float = 0.2
+    replayed_identifies: float = 0.1
+    identity_conflicts: float = 0.05
+    sentinel_ids: float = 0.0
 
     @classmethod
     def for_settings(cls, settings: Settings, **fields: Any) -> SimulationConfig:
@@ -157,7 +171,7 @@ class SimRecord:
     topic_type: EventType
     key: bytes
     ingest_ms: int
-    event: Event | None
+    event: AnyEvent | None
     malformed_reason: str | None = None
     raw_value: bytes | None = None
     tags: tuple[Tag, ...] = ()
@@ -178,7 +192,9 @@ def generate(config: SimulationConfig) -> list[SimRecord]:
     rng = random.Random(config.seed)
     world = _World(config, rng)
     world.run()
+    identities = _anonymize(world)
     records = world.good_records()
+    records.extend(identities)
     records.extend(_malformed_records(world, round(config.malformed * config.events)))
     records.sort(key=attrgetter("ingest_ms"))  # stable: ties keep generation order
     return records
@@ -259,7 +275,7 @@ def _to_json(record: SimRecord) -> dict[str, Any]:
 
 
 def _from_json(obj: dict[str, Any]) -> SimRecord:
-    event: Event | None = None
+    event: AnyEvent | None = None
     if obj["event"] is not None:
         fields = dict(obj["event"])
         event_type = EventType(obj["event_type"])
@@ -595,7 +611,7 @@ class _World:
     def _next_of_same_customer(self) -> dict[int, int]:
         by_customer: dict[str, list[int]] = {}
         for i, draft in enumerate(self.drafts):
-            by_customer.setdefault(draft.event.customer_id, []).append(i)
+            by_customer.setdefault(draft.event.actor_id, []).append(i)
         following: dict[int, int] = {}
         for indexes in by_customer.values():
             indexes.sort(key=lambda i: (self.drafts[i].event.occurred_at_ms, i))
@@ -603,8 +619,8 @@ class _World:
         return following
 
 
-def _good_record(event: Event, ingest_ms: int, tags: Iterable[Tag]) -> SimRecord:
-    return SimRecord(event.type, event.customer_id.encode(), ingest_ms, event, tags=tuple(tags))
+def _good_record(event: AnyEvent, ingest_ms: int, tags: Iterable[Tag]) -> SimRecord:
+    return SimRecord(event.type, event.actor_id.encode(), ingest_ms, event, tags=tuple(tags))
 
 
 # --- malformed records -----------------------------------------------------------------------
@@ -617,7 +633,7 @@ def _codec() -> Codec:
     return Codec()
 
 
-def _encode(event: Event) -> bytes:
+def _encode(event: AnyEvent) -> bytes:
     """``event`` in the wire format, with the embedded registry's schema ids."""
     return _codec().encode(event)
 
@@ -637,7 +653,7 @@ def _malformed_records(world: _World, count: int) -> list[SimRecord]:
 def _template(world: _World, event_type: EventType | None = None) -> Event:
     """A fresh well-formed event of a random (or given) type that no good record uses."""
     rng = world.rng
-    kind = rng.choice(list(EventType)) if event_type is None else event_type
+    kind = rng.choice(INTERACTION_TYPES) if event_type is None else event_type
     customer, at_ms = world.customer(), world.time()
     channel, session_id = world.channel(customer), world.new_id("ses")
     if kind is EventType.CLICK:
@@ -650,11 +666,11 @@ def _template(world: _World, event_type: EventType | None = None) -> Event:
                    world.new_id("tk"), TicketAction.OPENED, "chat", None)
 
 
-def _bad_record(world: _World, event: Event, reason: str, value: bytes,
+def _bad_record(world: _World, event: AnyEvent, reason: str, value: bytes,
                 key: bytes | None = None, topic_type: EventType | None = None) -> SimRecord:
     return SimRecord(
         topic_type=topic_type or event.type,
-        key=event.customer_id.encode() if key is None else key,
+        key=event.actor_id.encode() if key is None else key,
         ingest_ms=event.occurred_at_ms + world.rng.randint(5, 1_500),
         event=None,
         malformed_reason=reason,
@@ -684,7 +700,7 @@ def _unknown_schema(world: _World, variant: int) -> SimRecord:
 
 def _wrong_topic(world: _World, variant: int) -> SimRecord:
     event = _template(world)
-    others = [t for t in EventType if t is not event.type]
+    others = [t for t in INTERACTION_TYPES if t is not event.type]
     topic_type = others[variant % len(others)]
     return _bad_record(world, event, "wrong_topic", _encode(event), topic_type=topic_type)
 
@@ -741,3 +757,82 @@ _BUILDERS: dict[str, Callable[[_World, int], SimRecord]] = {
     "invalid_field": _invalid_field,
     "key_mismatch": _key_mismatch,
 }
+
+
+# --- identity: anonymous visitors and their identifies ---------------------------------------
+
+DEVICES_PER_CUSTOMER = 3
+SENTINEL_VARIANTS = ("null", "Anonymous", " guest ", "undefined", "NONE", "0", "-1", "   ")
+
+
+def _anonymize(world: _World) -> list[SimRecord]:
+    """Turn some visits anonymous, on one of their customer's devices, and return the
+    identifies of those devices (before, during, after and long after their events; some
+    replayed, confirmed or contradicted; some devices never identified) and records with
+    sentinel ids."""
+    config, rng = world.config, world.rng
+    devices: dict[str, tuple[str, list[_Draft]]] = {}
+    for visit in _visits(world.drafts).values():
+        if rng.random() >= config.anonymous_visits:
+            continue
+        customer = visit[0].event.customer_id
+        device = f"dev-{customer}-{rng.randrange(DEVICES_PER_CUSTOMER)}"
+        for draft in visit:
+            draft.event = dataclasses.replace(draft.event, customer_id="", anonymous_id=device)
+            draft.tags.append(Tag.ANONYMOUS)
+        devices.setdefault(device, (customer, []))[1].extend(visit)
+    records: list[SimRecord] = []
+    for device, (customer, drafts) in devices.items():
+        if rng.random() >= config.unidentified_devices:
+            records.extend(_identifies(world, device, customer, drafts))
+    records.extend(_sentinel_record(world, i) for i in range(round(config.sentinel_ids * config.events)))
+    return records
+
+
+def _visits(drafts: list[_Draft]) -> dict[str, list[_Draft]]:
+    """Drafts by visit: a session, or a support ticket (whose events carry no session)."""
+    visits: dict[str, list[_Draft]] = {}
+    for draft in drafts:
+        event = draft.event
+        visit = event.session_id or (event.ticket_id if isinstance(event, Support) else None)
+        if visit is not None:
+            visits.setdefault(visit, []).append(draft)
+    return visits
+
+
+def _identifies(world: _World, device: str, customer: str, drafts: list[_Draft]) -> list[SimRecord]:
+    config, rng = world.config, world.rng
+    times = [d.event.occurred_at_ms for d in drafts]
+    first, last = min(times), max(times)
+    at_ms = rng.choice((
+        first - rng.randint(MINUTE_MS, 30 * MINUTE_MS),  # signed in first: arrives before the events
+        rng.randint(first, last),
+        last + rng.randint(MINUTE_MS, HOUR_MS),
+        last + rng.randint(6 * HOUR_MS, 20 * HOUR_MS),  # registered long after
+    ))
+    identify = Identify(world.new_id("idf"), customer, at_ms, rng.choice(CHANNELS), None, device)
+    ingest_ms = at_ms + rng.randint(5, 1_500)
+    records = [_good_record(identify, ingest_ms, [Tag.ANONYMOUS])]
+    if rng.random() < config.replayed_identifies:
+        again = ingest_ms + rng.randint(1, 60 * SECOND_MS)
+        records.append(_good_record(identify, again, [Tag.ANONYMOUS, Tag.DUPLICATE]))
+        confirming = dataclasses.replace(identify, event_id=world.new_id("idf"))
+        records.append(_good_record(confirming, again + rng.randint(1, HOUR_MS), [Tag.ANONYMOUS]))
+    if rng.random() < config.identity_conflicts:
+        other = world.customers[world.other_customer(int(customer.rsplit("-", 1)[1]))]
+        conflict = dataclasses.replace(identify, event_id=world.new_id("idf"), customer_id=other)
+        records.append(_good_record(conflict, ingest_ms + rng.randint(1, HOUR_MS),
+                                    [Tag.ANONYMOUS, Tag.IDENTITY_CONFLICT]))
+    return records
+
+
+def _sentinel_record(world: _World, variant: int) -> SimRecord:
+    """An anonymous click, or an identify, naming an id that identifies no one."""
+    sentinel = SENTINEL_VARIANTS[variant % len(SENTINEL_VARIANTS)]
+    template = _template(world, EventType.CLICK)
+    if variant % 2:
+        event: AnyEvent = dataclasses.replace(template, customer_id="", anonymous_id=sentinel)
+    else:
+        event = Identify(world.new_id("idf"), sentinel, template.occurred_at_ms, template.channel, None,
+                         f"dev-{template.customer_id}-0")
+    return _bad_record(world, event, "sentinel_id", _encode(event), key=event.actor_id.encode())

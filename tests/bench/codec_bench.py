@@ -26,7 +26,7 @@ import fastavro
 
 from streams.contracts.codec import Codec, contract_fields
 from streams.contracts.registry import EmbeddedRegistry
-from streams.core.events import EVENT_CLASSES, Event, TicketAction
+from streams.core.events import EVENT_CLASSES, AnyEvent, TicketAction
 from tests.bench.sample import sample_events
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -43,11 +43,11 @@ def _median_rate(run: Callable[[], object], count: int, rounds: int) -> float:
     return statistics.median(rates)
 
 
-def _logical_types_decoder(registry: EmbeddedRegistry) -> Callable[[bytes], Event]:
+def _logical_types_decoder(registry: EmbeddedRegistry) -> Callable[[bytes], AnyEvent]:
     """fastavro with logical types on, converting datetime/Decimal back to ms/cents."""
     parsed: dict[int, Any] = {}
 
-    def decode(value: bytes) -> Event:
+    def decode(value: bytes) -> AnyEvent:
         schema_id = int.from_bytes(value[1:5], "big")
         if schema_id not in parsed:
             parsed[schema_id] = fastavro.parse_schema(registry.schema(schema_id))

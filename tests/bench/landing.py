@@ -20,12 +20,15 @@ from tests.support.clickhouse_rows import read_final_rows
 from tests.support.compare import compare_all
 
 #: Aggregates that only reach their final values when every row of the table has.
+# Rows of anonymous ids identified as a customer are left out, as the oracle's persons leave
+# them out (their customer's rows hold them).
+_PEOPLE = " WHERE customer_id NOT IN (SELECT anonymous_id FROM identity_map FINAL)"
 FINGERPRINT_SQL: dict[str, str] = {
     "events": "SELECT uniqExact(customer_id, event_id) FROM events",
     "customer_profiles": "SELECT count(), sum(events), sum(referred_clicks + referred_purchases) "
-                         "FROM customer_profiles FINAL",
-    "customer_hourly": "SELECT count(), sum(events) FROM customer_hourly FINAL",
-    "customer_daily": "SELECT count(), sum(events) FROM customer_daily FINAL",
+                         "FROM customer_profiles FINAL" + _PEOPLE,
+    "customer_hourly": "SELECT count(), sum(events) FROM customer_hourly FINAL" + _PEOPLE,
+    "customer_daily": "SELECT count(), sum(events) FROM customer_daily FINAL" + _PEOPLE,
     "minute_totals": "SELECT sum(events) FROM minute_totals FINAL",
     "referral_credits": "SELECT count() FROM referral_credits FINAL",
 }
@@ -124,7 +127,7 @@ def exactness_problems(client: Client, truth: Expected) -> dict[str, list[str]]:
     final: dict[str, list[Mapping[str, Any]]] = {table: list(rows) for table, rows in read_final_rows(client).items()}
     problems = compare_all(truth, final)
     landed = set(client.execute("SELECT DISTINCT customer_id, event_id FROM events"))
-    accepted = {(a.event.customer_id, a.event.event_id) for a in truth.accepted}
+    accepted = {(a.event.actor_id, a.event.event_id) for a in truth.accepted}
     if landed != accepted:
         problems["events"] = [f"{len(accepted - landed)} accepted events missing, "
                               f"{len(landed - accepted)} unexpected (e.g. {sorted(landed ^ accepted)[:3]})"]

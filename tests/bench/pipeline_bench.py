@@ -52,6 +52,7 @@ class Options:
     partitions: int
     seed: int
     span_hours: float
+    anonymous_visits: float
     freshness_s: float
     freshness_rate: float | None
     timeout_s: float
@@ -78,6 +79,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--partitions", type=int, default=4, help="partitions per topic (4)")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (7)")
     parser.add_argument("--span-hours", type=float, default=24.0, help="event time the workload spans, h (24)")
+    parser.add_argument("--anonymous-visits", type=float, default=0.0,
+                        help="share of visits made anonymously, each device identified once (identity "
+                             "traffic, docs/benchmarks.md); 0.2 makes about one event in five anonymous (0)")
     parser.add_argument("--freshness-s", type=float, help=f"seconds of paced publishing ({FULL['freshness_s']:.0f})")
     parser.add_argument("--freshness-rate", type=float,
                         help="events/s during the freshness phase (default: half the run's steady rate)")
@@ -93,6 +97,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     chosen = {key: preset[key] if getattr(args, key) is None else getattr(args, key) for key in preset}
     return Options(events=int(chosen["events"]), customers=int(chosen["customers"]), runs=int(chosen["runs"]),
                    partitions=args.partitions, seed=args.seed, span_hours=args.span_hours,
+                   anonymous_visits=args.anonymous_visits,
                    freshness_s=float(chosen["freshness_s"]),
                    freshness_rate=args.freshness_rate, timeout_s=args.timeout, profile=args.profile,
                    keep=args.keep, out_dir=args.out_dir)
@@ -104,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = load_settings(local_environ(), topic_partitions=options.partitions)
     config = SimulationConfig.for_settings(base, seed=options.seed, customers=options.customers,
                                            events=options.events, start_ms=simulated_day_start_ms(),
-                                           span_ms=int(options.span_hours * 3_600_000))
+                                           span_ms=int(options.span_hours * 3_600_000),
+                                           anonymous_visits=options.anonymous_visits)
     measured_on = machine(base)  # before the runs: the work tree may change while they go
     print(f"generating {options.events:,} events for {options.customers:,} customers and the oracle's answer ...")
     bench = Bench(options, bench_name(), build_workload(config, base), options.out_dir / f"{stamp}-logs")

@@ -71,7 +71,7 @@ def publish(settings: Settings, events: Sequence[Click]) -> None:
     for event in events:
         while True:
             try:
-                producer.produce(settings.input_topics[event.type], key=event.customer_id.encode(),
+                producer.produce(settings.input_topics[event.type], key=event.actor_id.encode(),
                                  value=codec.encode(event))
                 break
             except BufferError:  # the local queue is full: let deliveries drain it

@@ -1,4 +1,4 @@
-"""Processing-stage micro-benchmark: ``python -m tests.bench.stage_bench [--events N]``.
+"""Processing-stage micro-benchmark: ``python -m tests.bench.stage_bench [--events N] [--anonymous-visits F]``.
 
 Runs the profile and referral stages over simulated traffic in memory (no Kafka, no
 ClickHouse: ``tests.support.inmemory``), with the worker's batch size, and reports the CPU
@@ -83,11 +83,14 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=25_000)
     parser.add_argument("--batch", type=int, default=load_settings({}).batch_max_events)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--anonymous-visits", type=float, default=0.0,
+                        help="share of visits made anonymously, with their identifies (identity traffic; 0)")
     parser.add_argument("--gc-threshold", type=int, default=0,
                         help="young-generation GC threshold after gc.freeze(), as the worker sets it "
                              f"({GC_YOUNG_THRESHOLD}); 0: Python's default")
     args = parser.parse_args()
-    records = generate(SimulationConfig(seed=7, customers=args.customers, events=args.events))
+    records = generate(SimulationConfig(seed=7, customers=args.customers, events=args.events,
+                                        anonymous_visits=args.anonymous_visits))
     truth = expected(records, load_settings({}))
     if args.gc_threshold:
         gc.freeze()

@@ -17,7 +17,7 @@ from clickhouse_driver import Client
 from clickhouse_driver.errors import ServerException
 
 from streams.clickhouse.client import connect, server_version
-from streams.clickhouse.migrate import load_migrations, migrate
+from streams.clickhouse.migrate import apply_migrations, load_migrations, migrate
 from streams.clickhouse.sink import ClickHouseSink
 from streams.clickhouse.tables import TABLES, VIEWS
 from streams.settings import Settings
@@ -88,6 +88,24 @@ def test_dry_run_prints_and_applies_nothing(clickhouse_settings: Settings) -> No
     admin.disconnect()
 
 
+def test_migrating_a_deployment_with_data_makes_the_views_count_people(clickhouse_settings: Settings) -> None:
+    # A deployment migrated up to 0008, with identified anonymous ids in its tables, then 0009.
+    database = clickhouse_settings.clickhouse_database
+    admin = connect(clickhouse_settings, admin=True)
+    admin.execute(f"CREATE DATABASE {database}")
+    admin.disconnect()
+    client = connect(clickhouse_settings, admin=True, database=database)
+    *before, last = load_migrations()
+    assert last.name == "0009_people_views"
+    apply_migrations(client, migrations=before)
+    write(clickhouse_settings, traffic(customers=20), flush_every=10_000)
+    people = "SELECT sum(events) FROM customer_daily FINAL WHERE customer_id NOT LIKE 'a%'"
+    assert client.execute("SELECT sum(events) FROM daily_engagement") > client.execute(people)
+    assert migrate(clickhouse_settings, echo=lambda _: None) == [last.name]
+    assert client.execute("SELECT sum(events) FROM daily_engagement") == client.execute(people)
+    client.disconnect()
+
+
 # -- the sink ---------------------------------------------------------------------------------
 
 
@@ -111,6 +129,16 @@ def test_sink_writes_and_a_replay_changes_no_view(clickhouse_settings: Settings,
     final = {t: [r for (table, _), r in newest.items() if table == t] for t in TABLES}
     counts = {t: admin.execute(f"SELECT count() FROM {t} FINAL")[0][0] for t in TABLES}
     assert counts == {t: len(final[t]) for t in TABLES}
+    # The customer views count people: identified anonymous ids' own rows are left out.
+    identified = {r["anonymous_id"] for r in final["identity_map"]}
+    assert identified
+    final = {t: [r for r in final[t] if r.get("customer_id") not in identified] if t.startswith("customer_")
+             else final[t] for t in TABLES}
+    assert admin.execute("SELECT count() FROM customer_360") == [(len(final["customer_profiles"]),)]
+    assert admin.execute("SELECT count() FROM customer_rfm") == [(len(final["customer_profiles"]),)]
+    assert admin.execute("SELECT count() FROM person_360") == [(len(final["customer_profiles"]),)]
+    funnel = admin.execute("SELECT sum(clicked_customers) FROM click_to_purchase_funnel")
+    assert funnel == [(sum(r["clicks"] > 0 for r in final["customer_daily"]),)]
     engagement = admin.execute("SELECT sum(events), sum(revenue_cents), sum(active_customers) FROM daily_engagement")
     assert engagement == [(sum(r["events"] for r in final["customer_daily"]),
                            sum(r["revenue_cents"] for r in final["customer_daily"]),
@@ -158,7 +186,7 @@ def test_analyst_reads_views_but_cannot_write_or_change_schema(clickhouse_settin
             analyst.execute(statement, data) if data else analyst.execute(statement)
         assert error.value.code == 164, (statement, error.value.code)  # READONLY
     analyst.disconnect()
-    assert admin.execute("SELECT count() FROM customer_profiles FINAL") == [(20,)]
+    assert admin.execute("SELECT count() FROM customer_profiles FINAL WHERE customer_id = 'x'") == [(0,)]
     assert "intruder" not in [name for (name,) in admin.execute("SELECT name FROM system.columns "
                                                                 "WHERE database = currentDatabase()")]
 

@@ -1,8 +1,9 @@
 """Exactness on the cluster profile of the local stack (three KRaft brokers, topics at replication
 3 with min.insync.replicas 2, ClickHouse 2 shards x 2 replicas in cluster mode): two workers; a
 ClickHouse replica SIGKILLed mid-stream and restarted; a Kafka broker SIGKILLed mid-stream and
-restarted; a worker SIGKILLed, whose partitions move to the other. Each ends equal to the oracle,
-with every row on the shard of its customer and the two replicas of each shard equal.
+restarted; a worker SIGKILLed, whose partitions move to the other. The traffic includes anonymous
+visitors and their identifies. Each ends equal to the oracle, with every row on the shard of its
+customer and the two replicas of each shard equal.
 
 The fixture starts the cluster profile (``deploy/local/stack up --cluster``) unless it is up, and
 stops it at the end if it started it. Worker metrics ports: 23150-23151."""
@@ -41,7 +42,8 @@ from tests.support.worker import Worker, wait_until
 
 __all__ = ["cluster_stack"]  # the module fixture, used by name
 
-CONFIG = SimulationConfig(seed=11, customers=300, events=6_000, start_ms=simulated_day_start_ms())
+CONFIG = SimulationConfig(seed=11, customers=300, events=6_000, start_ms=simulated_day_start_ms(),
+                          anonymous_visits=0.2)
 FIRST_PORT, SECOND_PORT = 23150, 23151
 
 
@@ -130,12 +132,15 @@ def test_two_workers_are_exact_and_the_schema_is_the_same_on_every_node(pipeline
         second.start()
         publish_records(records, settings)
         assert_exact_on_every_node(settings, truth)
-        # The analyst's views, read on a node of the other shard, see every customer once.
+        # The analyst's views, read on a node of the other shard, see every person once, with the
+        # anonymous ids of every shard resolved to their customers.
         analyst = connect(dataclasses.replace(as_analyst(settings), clickhouse_port=settings.clickhouse_port + 2))
-        assert analyst.execute("SELECT count(), uniqExact(customer_id) FROM customer_360")[0] == (
+        assert analyst.execute("SELECT count(), uniqExact(customer_id) FROM person_360")[0] == (
             len(truth.profiles), len(truth.profiles))
-        assert analyst.execute("SELECT sum(events) FROM daily_engagement")[0][0] == sum(
-            bucket["events"] for bucket in truth.daily.values())
+        assert analyst.execute("SELECT count() FROM identity_map FINAL")[0][0] == len(truth.identities)
+        assert analyst.execute("SELECT uniqExact(person_id) FROM identity_events")[0][0] == len(truth.profiles)
+        assert analyst.execute("SELECT sum(events) FROM person_360")[0][0] == sum(
+            profile["events"] for profile in truth.profiles.values())
         analyst.disconnect()
     finally:
         stop_all(second)
@@ -182,18 +187,20 @@ def test_a_sigkilled_worker_s_partitions_move_and_results_stay_exact(pipeline: P
         first.start()
         second.start()
         publish_records(records[:half], settings)
-        wait_until(lambda: assigned_inputs(first, FIRST_PORT) > 0 and assigned_inputs(second, SECOND_PORT) > 0)
+        wait_until(lambda: assigned_inputs(first, FIRST_PORT, settings) > 0
+                   and assigned_inputs(second, SECOND_PORT, settings) > 0)
         wait_until(lambda: events_written(settings) >= len(truth.accepted) // 5, poll_s=0.05)
         first.kill()
         publish_records(records[half:], settings)
         assert_exact_on_every_node(settings, truth)
         # The survivor owns every input partition now.
-        wait_until(lambda: assigned_inputs(second, SECOND_PORT) == settings.topic_partitions * 4, timeout_s=60)
+        every_input = settings.topic_partitions * len(settings.input_topics)
+        wait_until(lambda: assigned_inputs(second, SECOND_PORT, settings) == every_input, timeout_s=60)
     finally:
         stop_all(second)
 
 
-def assigned_inputs(worker: Worker, port: int) -> int:
+def assigned_inputs(worker: Worker, port: int, settings: Settings) -> int:
     """Input topic partitions the worker reports lag for: those assigned to it."""
-    return sum(1 for labels, _ in worker.samples(port, "streams_consumer_lag_records")
-               if labels["topic"].rsplit(".", 1)[-1] in ("clicks", "shares", "purchases", "support"))
+    inputs = set(settings.input_topics.values())
+    return sum(1 for labels, _ in worker.samples(port, "streams_consumer_lag_records") if labels["topic"] in inputs)

@@ -31,12 +31,15 @@ from tests.support.exact import source_lag, wait_for_exact
 from tests.support.upstream import UPSTREAM_CLIENTS, simulated_day_start_ms, upstream_publisher
 from tests.support.worker import Worker, wait_until
 
-CONFIG = SimulationConfig(seed=42, customers=300, events=6_000, start_ms=simulated_day_start_ms())
+# Identity traffic in the mix: anonymous visits on several devices per customer, identifies
+# before, during and long after them, replayed and conflicting identifies, sentinel ids.
+CONFIG = SimulationConfig(seed=42, customers=300, events=6_000, start_ms=simulated_day_start_ms(),
+                          anonymous_visits=0.2, sentinel_ids=0.005)
 
 
 @pytest.fixture()
-def unpublished(clickhouse_settings: Settings,
-                tmp_path: Path) -> Iterator[tuple[Settings, list[SimRecord], Expected, Worker]]:
+def unpublished(clickhouse_settings: Settings, tmp_path: Path,
+                request: pytest.FixtureRequest) -> Iterator[tuple[Settings, list[SimRecord], Expected, Worker]]:
     import dataclasses
 
     # No retention on the input: the simulator's oldest shares are older than Kafka's default.
@@ -44,7 +47,11 @@ def unpublished(clickhouse_settings: Settings,
                                    broker_session_timeout_s=6.0, input_retention_ms=-1)
     ensure_topics(settings)
     migrate(settings)
-    records = generate(CONFIG)
+    config = CONFIG
+    if "upstream" in request.fixturenames and request.getfixturevalue("upstream").endswith("random-partitions"):
+        # One key spread over partitions: two conflicting identifies have no order (definitions).
+        config = dataclasses.replace(CONFIG, identity_conflicts=0.0)
+    records = generate(config)
     worker = Worker(settings, tmp_path / "worker.log")
     yield settings, records, expected(records, settings), worker
     worker.stop()
@@ -90,9 +97,36 @@ def test_simulated_traffic_lands_exactly(prepared: tuple[Settings, Expected, Wor
     settings, truth, worker = prepared
     worker.start()
     assert wait_for_exact(settings, truth) == {}
+    assert views_count_people(settings, truth) == {}
     assert dead_letter_reasons(settings) == Counter(d.reason for d in truth.dead_letters)
     assert worker.metric(settings.metrics_port, "streams_events_processed_total") == len(truth.accepted)
     assert worker.metric(settings.metrics_port, "streams_dead_letters_total") == len(truth.dead_letters)
+    assert worker.metric(settings.metrics_port, "streams_identifies_total") == len(truth.identifies)
+    conflicts = [v for labels, v in worker.samples(settings.metrics_port, "streams_identifies_total")
+                 if labels["outcome"] == "conflict"]
+    assert sum(conflicts) == truth.identity_conflicts
+
+
+def views_count_people(settings: Settings, truth: Expected) -> dict[str, tuple[object, object]]:
+    """The analyst views' totals against the oracle's persons: (view, truth) where they differ."""
+    profiles, daily = truth.profiles.values(), truth.daily.values()
+    checks = {
+        "SELECT count(), sum(events), sum(revenue_cents) FROM customer_360":
+            (len(profiles), sum(p["events"] for p in profiles), sum(p["revenue_cents"] for p in profiles)),
+        "SELECT count(), sum(purchases) FROM customer_rfm": (len(profiles), sum(p["purchases"] for p in profiles)),
+        "SELECT open_tickets, tickets_resolved FROM support_kpis":
+            (sum(p["open_tickets"] for p in profiles), sum(p["tickets_resolved"] for p in profiles)),
+        "SELECT sum(active_customers), sum(events), sum(revenue_cents) FROM daily_engagement":
+            (len(daily), sum(d["events"] for d in daily), sum(d["revenue_cents"] for d in daily)),
+        "SELECT sum(clicked_customers), sum(purchased_customers) FROM click_to_purchase_funnel":
+            (sum(d["clicks"] > 0 for d in daily), sum(d["purchases"] > 0 for d in daily)),
+    }
+    client = connect(settings)
+    try:
+        answers = {sql: client.execute(sql)[0] for sql in checks}
+    finally:
+        client.disconnect()
+    return {sql: (answers[sql], want) for sql, want in checks.items() if answers[sql] != want}
 
 
 def test_exact_after_two_sigkills_mid_stream(prepared: tuple[Settings, Expected, Worker]) -> None:
@@ -228,5 +262,5 @@ def lag_series(port: int) -> int:
 
 
 def truth_input_count(truth: Expected) -> int:
-    """Input records the worker consumes: accepted events, duplicates and dead letters."""
-    return len(truth.accepted) + truth.duplicate_count + len(truth.dead_letters)
+    """Input records the worker consumes: accepted events and identifies, duplicates and dead letters."""
+    return len(truth.accepted) + len(truth.identifies) + truth.duplicate_count + len(truth.dead_letters)

@@ -13,6 +13,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
 
 from streams.contracts.codec import Codec
+from streams.contracts.registry import registry_from_settings
 from streams.core.events import EventType, Purchase
 from streams.errors import DecodeError, ValidationError
 from streams.publisher import DeliveryCounts, Publisher, event_to_json, publish_lines
@@ -62,7 +63,7 @@ def test_publish_every_type_and_decode_it_back(settings: Settings, kafka_bootstr
 
     records = _read(kafka_bootstrap, list(settings.input_topics.values()), len(events))
     topic_type = {topic: EventType(t) for t, topic in settings.input_topics.items()}
-    codec = Codec()
+    codec = Codec(registry_from_settings(settings))
     decoded = {}
     partitions_of = defaultdict(set)
     for record in records:
@@ -111,7 +112,7 @@ def test_publish_lines_reports_by_line_and_sends_the_rest(settings: Settings, ka
         (11, "invalid_field"),
     ]
     records = _read(kafka_bootstrap, list(settings.input_topics.values()), 38)
-    codec = Codec()
+    codec = Codec(registry_from_settings(settings))
     assert sorted(codec.decode(r.value).event_id for r in records) == sorted(
         e.event_id for i, e in enumerate(events) if i not in (3, 10)
     )
@@ -131,7 +132,7 @@ def test_publish_raw_sends_bytes_as_they_are(settings: Settings, kafka_bootstrap
     reasons = set()
     for record in records:
         with pytest.raises(DecodeError) as caught:
-            Codec().decode(record.value, EventType.CLICK)
+            Codec(registry_from_settings(settings)).decode(record.value, EventType.CLICK)
         reasons.add(caught.value.reason)
     assert reasons == {"bad_magic", "truncated"}
 

@@ -16,7 +16,13 @@ import pytest
 from streams.cli import main
 from streams.contracts.codec import Codec
 from streams.contracts.confluent import ConfluentRegistry, client_from_settings
-from streams.contracts.registry import SCHEMAS_DIR, RegistryError, is_embedded_id, registry_from_settings
+from streams.contracts.registry import (
+    SCHEMAS_DIR,
+    RegistryError,
+    is_embedded_id,
+    load_schema_files,
+    registry_from_settings,
+)
 from streams.contracts.subjects import IncompatibleSchemaError, register_contracts
 from streams.core.events import Click, EventType
 from streams.errors import DecodeError
@@ -63,15 +69,17 @@ def test_schemas_command_registers_every_version_in_order_once(
         registry_settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("STREAMS_TOPIC_PREFIX", registry_settings.topic_prefix)
     monkeypatch.setenv("STREAMS_SCHEMA_REGISTRY_URL", registry_settings.schema_registry_url)
+    contracts = load_schema_files()
     assert main(["schemas"]) == 0
     first = capsys.readouterr().out
-    assert "registered 5 new, 0 already there" in first
+    assert f"registered {len(contracts)} new, 0 already there" in first
     assert f"{registry_settings.topic_prefix}.clicks-value v2: registered" in first
+    assert f"{registry_settings.topic_prefix}.identifies-value v1: registered" in first
     assert main(["schemas"]) == 0
-    assert "registered 0 new, 5 already there" in capsys.readouterr().out
+    assert f"registered 0 new, {len(contracts)} already there" in capsys.readouterr().out
     client = client_from_settings(registry_settings)
     clicks = f"{registry_settings.topic_prefix}.clicks-value"
-    assert client.get_versions(clicks) == [1, 2]
+    assert client.get_versions(clicks) == [c.version for c in contracts if c.event_type is EventType.CLICK]
     v1, v2 = (json.loads(client.get_version(clicks, v).schema.schema_str) for v in (1, 2))
     assert [f["name"] for f in v2["fields"]][:len(v1["fields"])] == [f["name"] for f in v1["fields"]]
 
@@ -79,13 +87,16 @@ def test_schemas_command_registers_every_version_in_order_once(
 def test_schemas_command_refuses_an_incompatible_version_naming_it(registry_settings: Settings, tmp_path: Path) -> None:
     schemas = tmp_path / "schemas"
     shutil.copytree(SCHEMAS_DIR, schemas, ignore=shutil.ignore_patterns("*.md"))
-    v3 = json.loads((schemas / "click" / "v2.avsc").read_text())
-    for field in v3["fields"]:
+    kept = [c.version for c in load_schema_files() if c.event_type is EventType.CLICK]
+    retyped = json.loads((schemas / "click" / f"v{kept[-1]}.avsc").read_text())
+    for field in retyped["fields"]:
         if field["name"] == "page":
             field["type"] = "long"  # a retyped field: old records could not be read
-    (schemas / "click" / "v3.avsc").write_text(json.dumps(v3))
+    new = kept[-1] + 1
+    (schemas / "click" / f"v{new}.avsc").write_text(json.dumps(retyped))
     client = client_from_settings(registry_settings)
     clicks = f"{registry_settings.topic_prefix}.clicks-value"
-    with pytest.raises(IncompatibleSchemaError, match=rf"{clicks}: click/v3.avsc \(version 3\) is not compatible"):
+    with pytest.raises(IncompatibleSchemaError,
+                       match=rf"{clicks}: click/v{new}.avsc \(version {new}\) is not compatible"):
         register_contracts(client, registry_settings.input_topics, schemas)
-    assert client.get_versions(clicks) == [1, 2]
+    assert client.get_versions(clicks) == kept

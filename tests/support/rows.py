@@ -34,7 +34,10 @@ def row(table: str, **values: Any) -> dict[str, Any]:
 
 
 def traffic(seed: int = 7, customers: int = 300) -> list[tuple[str, dict[str, Any]]]:
-    """Rows for every table, with several versions per key (as a worker would write them)."""
+    """Rows for every table, with several versions per key (as a worker would write them).
+
+    Every fifth customer has an anonymous id identified as it, with rows of its own: what the
+    views must leave out (the customer's rows would hold it; here they need not)."""
     rng = random.Random(seed)
     now = int(time.time() * 1000)
     today = now // DAY * DAY
@@ -65,6 +68,15 @@ def traffic(seed: int = 7, customers: int = 300) -> list[tuple[str, dict[str, An
                 rows.append(("customer_hourly", row(
                     "customer_hourly", customer_id=customer, hour_start=today - day_back * DAY + 3_600_000,
                     events=clicks + version, clicks=clicks, version=version)))
+        if i % 5 == 0:
+            anonymous = f"a{i:04d}"
+            rows += [
+                ("customer_profiles", row("customer_profiles", customer_id=anonymous, version=1, events=3, clicks=3,
+                                          open_tickets=1, first_reply_ms_total=5000, first_reply_count=1)),
+                ("customer_daily", row("customer_daily", customer_id=anonymous, day=today, events=3, clicks=3,
+                                       version=1)),
+                ("identity_map", row("identity_map", anonymous_id=anonymous, customer_id=customer, version=1)),
+            ]
         if i % 3 == 0:
             rows.append(("referral_credits", row(
                 "referral_credits", credit_id=f"t{i}", sharer_customer_id=f"c{i % 17:04d}",

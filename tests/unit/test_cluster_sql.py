@@ -34,6 +34,7 @@ def test_customer_tables_are_sharded_by_customer() -> None:
     for name in ("events", "customer_profiles", "customer_hourly", "customer_daily"):
         assert TABLES[name].shard_by == ("customer_id",)
     assert TABLES["referral_credits"].shard_by == ("sharer_customer_id",)
+    assert TABLES["identity_map"].shard_by == ("anonymous_id",)
 
 
 def test_a_versioned_table_becomes_a_replicated_local_table_and_a_distributed_one() -> None:
@@ -66,6 +67,18 @@ def test_a_view_runs_on_the_cluster_over_qualified_tables() -> None:
                     "    SELECT open_tickets AS x\n    FROM shop.customer_profiles FINAL\n)")
 
 
+def test_a_view_over_a_view_reads_it_qualified() -> None:
+    statement = "CREATE VIEW IF NOT EXISTS person_360 AS\nSELECT *\nFROM customer_360\nWHERE customer_id != ''"
+    [view] = render_statement(statement, CLUSTER, DB)
+    assert "\nFROM shop.customer_360\n" in view
+
+
+def test_dropping_a_view_runs_on_the_cluster_qualified() -> None:
+    # How a migration creates a view anew (18.16 has no DROP VIEW, no CREATE OR REPLACE VIEW).
+    assert render_statement("-- anew\nDROP TABLE IF EXISTS customer_360", CLUSTER, DB) == [
+        "-- anew\nDROP TABLE IF EXISTS shop.customer_360 ON CLUSTER c2x2"]
+
+
 def test_the_bookkeeping_table_is_one_replication_group_over_every_node() -> None:
     rendered = render_replicated_everywhere(SCHEMA_MIGRATIONS_DDL, CLUSTER, DB)
     assert rendered.startswith("CREATE TABLE IF NOT EXISTS shop.schema_migrations ON CLUSTER c2x2\n(")
@@ -78,15 +91,20 @@ def test_the_bookkeeping_table_is_one_replication_group_over_every_node() -> Non
 def test_every_migration_variant_renders_and_names_every_table_and_view_on_the_cluster() -> None:
     target = Target(DB, CLUSTER)
     created: list[str] = []
+    dropped: list[str] = []
     for migration in load_migrations():
         for variant in filter(None, (migration.base, migration.modern)):
             for statement in variant.statements:
                 for rendered in target.render(statement):
                     assert " ON CLUSTER c2x2" in rendered
-                    assert "FROM customer_" not in rendered and "FROM referral_credits" not in rendered
+                    for name in (*TABLES, *VIEWS):
+                        assert f"FROM {name}\n" not in rendered and f"FROM {name} " not in rendered, name
                     if variant is migration.base:
                         created += re.findall(r"CREATE (?:TABLE|VIEW) IF NOT EXISTS shop\.(\w+)", rendered)
-    assert sorted(created) == sorted([*TABLES, *(t + "_local" for t in TABLES), *VIEWS])
+                        dropped += re.findall(r"DROP TABLE IF EXISTS shop\.(\w+)", rendered)
+    # A view created anew is dropped first, once for each time it is created again.
+    assert set(dropped) <= set(VIEWS)
+    assert sorted(created) == sorted([*TABLES, *(t + "_local" for t in TABLES), *VIEWS, *dropped])
 
 
 def test_one_server_runs_the_files_unchanged() -> None:
@@ -100,6 +118,9 @@ def test_one_server_runs_the_files_unchanged() -> None:
     "ALTER TABLE events ADD COLUMN x String",
     "CREATE TABLE IF NOT EXISTS unknown_table (a String) ENGINE = ReplacingMergeTree() ORDER BY a",
     "CREATE TABLE IF NOT EXISTS events (a String) ENGINE = Memory",
+    "DROP TABLE IF EXISTS events",  # a table: its data, and on a cluster two tables
+    "DROP TABLE IF EXISTS customer_360 SYNC",
+    "DROP TABLE customer_360",
 ])
 def test_a_statement_without_a_cluster_rendering_is_refused_with_what_to_do(statement: str) -> None:
     with pytest.raises(ClusterRenderError) as error:

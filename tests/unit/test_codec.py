@@ -71,7 +71,7 @@ def test_frames_with_the_latest_embedded_schema_id() -> None:
     for event in ONE_OF_EACH:
         schema_id, _ = registry.latest(event.type)
         assert int.from_bytes(CODEC.encode(event)[1:5], "big") == schema_id
-    assert registry.latest(EventType.CLICK)[0] == schema_id_for(EventType.CLICK, 2)
+    assert registry.latest(EventType.CLICK)[0] == schema_id_for(EventType.CLICK, 3)
 
 
 @pytest.mark.parametrize(
@@ -132,7 +132,7 @@ def test_truncated_header() -> None:
 
 def test_unknown_schema_id() -> None:
     value = CODEC.encode(CLICK)
-    for schema_id in (0, 103, 999, 0x7FFF_FF00):
+    for schema_id in (0, 104, 999, 0x7FFF_FF00):
         assert _reason(value[:1] + schema_id.to_bytes(4, "big") + value[5:]) == "unknown_schema"
 
 

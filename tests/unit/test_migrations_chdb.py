@@ -102,13 +102,18 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     s.close()
 
 
-@pytest.fixture(scope="module")
-def migrated(session: Any) -> dict[str, ChdbClient]:
+def _migrated_clients(session: Any, prefix: str = "") -> dict[str, ChdbClient]:
     """Two databases: 'modern' (chdb's own version) and 'portable' (told it is 18.16)."""
-    clients = {"modern": ChdbClient(session, "modern"), "portable": ChdbClient(session, "portable", OLD_VERSION)}
+    clients = {"modern": ChdbClient(session, f"{prefix}modern"),
+               "portable": ChdbClient(session, f"{prefix}portable", OLD_VERSION)}
     for client in clients.values():
         assert apply_migrations(client, echo=lambda _: None) == [m.name for m in load_migrations()]
     return clients
+
+
+@pytest.fixture(scope="module")
+def migrated(session: Any) -> dict[str, ChdbClient]:
+    return _migrated_clients(session)
 
 
 # -- the client -------------------------------------------------------------------------------
@@ -219,7 +224,9 @@ def test_every_statement_is_idempotent() -> None:
         for variant in filter(None, (migration.base, migration.modern)):
             for statement in variant.statements:
                 code = re.sub(r"--[^\n]*", "", statement).strip()
-                assert re.match(r"CREATE (TABLE|VIEW) IF NOT EXISTS ", code), (variant.filename, code[:60])
+                drop = re.fullmatch(r"DROP TABLE IF EXISTS (\w+)", code)  # a view, to create it anew
+                assert (drop and drop.group(1) in VIEWS) or re.match(r"CREATE (TABLE|VIEW) IF NOT EXISTS ", code), (
+                    variant.filename, code[:60])
 
 
 def _portable_form(sql: str) -> list[str]:
@@ -338,8 +345,17 @@ def batches() -> list[list[tuple[str, dict[str, Any]]]]:
         return row("events", event_id=event_id, event_type="click", customer_id=customer, occurred_at_ms=T0,
                    ingest_ms=T0, channel="web", page="/", source_topic="clicks", source_offset=offset)
 
+    # An anonymous visit, identified as alice in the second flush: alice's rows hold what it did
+    # (the pipeline folds it in), so its own rows must count nowhere in the customer views.
+    anon_profile = row("customer_profiles", customer_id="a-1", version=1, first_seen_at_ms=T0, last_seen_at_ms=T0,
+                       events=2, clicks=1, purchases=1, revenue_cents=500, open_tickets=1, first_reply_ms_total=1000,
+                       first_reply_count=1, satisfaction_sum=5, satisfaction_count=1, segment="new")
+    anon_daily = daily("a-1", D1, 1, events=2, clicks=1, purchases=1, revenue_cents=500)
+    identified = row("identity_map", anonymous_id="a-1", customer_id="alice", version=1)
+
     first = [
         ("customer_profiles", alice_v1), ("customer_profiles", bob_v2),
+        ("customer_profiles", anon_profile), ("customer_daily", anon_daily),
         ("customer_daily", daily("alice", D1, 1, events=1, clicks=1)), ("customer_daily", bob_d1),
         ("customer_hourly", row("customer_hourly", customer_id="alice", hour_start=M1 // 3_600_000 * 3_600_000,
                                 events=1, version=1)),
@@ -364,6 +380,7 @@ def batches() -> list[list[tuple[str, dict[str, Any]]]]:
         ("ingestion_errors", error("purchases", 1, 5, "clamped_timestamp", "clamped_timestamp")),
         ("ingestion_errors", error("shares", 2, 7, "dead_letter", "truncated", ingest=T0 + 2 * 3_600_000)),
         ("events", event("e2", "alice", 2)),
+        ("identity_map", identified),
     ]
     replays = [
         ("customer_profiles", bob_v2), ("customer_profiles", alice_v1),  # same version; an old one
@@ -372,6 +389,7 @@ def batches() -> list[list[tuple[str, dict[str, Any]]]]:
         ("referral_credits", credit("t2", "alice", "bob", "s1", amount=2000)),
         ("ingestion_errors", error("clicks", 0, 10, "dead_letter", "bad_magic")),
         ("events", event("e1", "bob", 1)),
+        ("identity_map", identified), ("customer_daily", anon_daily),
     ]
     return [first, second, replays]
 
@@ -389,6 +407,8 @@ def views(client: ChdbClient) -> dict[str, list[dict[str, Any]]]:
         "customer_360": "customer_id", "customer_rfm": "customer_id", "daily_engagement": "day",
         "referral_leaderboard": "", "support_kpis": "", "click_to_purchase_funnel": "day",
         "ingestion_errors_by_reason": "day, kind, reason", "minute_totals_by_type": "minute_start, event_type",
+        "identity_events": "event_id", "identity_credits": "credit_id", "person_360": "customer_id",
+        "person_referral_leaderboard": "",
     }
     return {v: client.dicts(f"SELECT * FROM {v}" + (f" ORDER BY {order[v]}" if order[v] else "")) for v in VIEWS}
 
@@ -423,6 +443,7 @@ def test_customer_360(client: ChdbClient) -> None:
     assert bob["avg_first_reply_seconds"] is None and bob["avg_satisfaction"] is None
     assert bob["last_purchase_at"] is None and bob["last_purchase_at_ms"] is None
     assert carol["avg_first_reply_seconds"] == -2  # floor(-1.5), like Python's //
+    assert views(client)["person_360"] == rows  # customer_360 counts people itself
 
 
 def test_customer_rfm(client: ChdbClient) -> None:
@@ -486,10 +507,19 @@ def test_minute_totals_by_type(client: ChdbClient) -> None:
     ]
 
 
+def test_an_identified_anonymous_id_counts_once_in_its_customer(client: ChdbClient) -> None:
+    # a-1's own rows stay in the tables; the views see only alice's, which hold them.
+    assert client.execute("SELECT sum(events) FROM customer_daily FINAL") == [(9,)]
+    assert client.execute("SELECT sum(events) FROM daily_engagement") == [(9 - 2,)]
+    assert client.execute("SELECT sum(open_tickets) FROM customer_profiles FINAL") == [(4,)]
+    for view in ("customer_360", "customer_rfm", "person_360"):
+        assert "a-1" not in [r["customer_id"] for r in views(client)[view]], view
+
+
 def test_tables_read_with_final(client: ChdbClient) -> None:
     counts = {t: client.execute(f"SELECT count() FROM {t} FINAL")[0][0] for t in TABLES}
-    assert counts == {"events": 2, "customer_profiles": 3, "customer_hourly": 1, "customer_daily": 4,
-                      "minute_totals": 3, "referral_credits": 4, "ingestion_errors": 5}
+    assert counts == {"events": 2, "customer_profiles": 4, "customer_hourly": 1, "customer_daily": 5,
+                      "minute_totals": 3, "referral_credits": 4, "ingestion_errors": 5, "identity_map": 1}
     assert client.execute("SELECT max(events) FROM customer_hourly FINAL") == [(2,)]
     assert client.execute("SELECT occurred_at FROM events FINAL WHERE event_id = 'e1'") == [
         (text(T0),)]

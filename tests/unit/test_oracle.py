@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from itertools import count
@@ -9,7 +10,7 @@ from itertools import count
 import pytest
 
 from streams.contracts.codec import Codec, validate
-from streams.core.events import Click, Event, EventType, Purchase, Share, Support, TicketAction
+from streams.core.events import Click, Event, EventType, Identify, Purchase, Share, Support, TicketAction
 from streams.errors import DecodeError
 from streams.settings import Settings
 from streams.tools.oracle import (
@@ -52,12 +53,12 @@ def support(customer: str, at: int, ticket: str, action: TicketAction,
     return Support(_eid(event_id), customer, at, "web", None, ticket, action, "chat", satisfaction)
 
 
-def rec(event: Event, ingest: int | None = None, *, topic: EventType | None = None,
+def rec(event: Event | Identify, ingest: int | None = None, *, topic: EventType | None = None,
         key: bytes | None = None) -> SimRecord:
     """A record published on time (ingest = occurred) unless told otherwise."""
     return SimRecord(
         topic_type=event.type if topic is None else topic,
-        key=event.customer_id.encode() if key is None else key,
+        key=event.actor_id.encode() if key is None else key,
         ingest_ms=event.occurred_at_ms if ingest is None else ingest,
         event=event,
     )
@@ -204,7 +205,8 @@ def test_attribution_window_edges() -> None:
     assert credited(result) == {at_edge.event_id, buy.event_id}
     assert result.credits[buy.event_id] == {
         "credit_id": buy.event_id, "sharer_customer_id": "a", "referred_customer_id": "b",
-        "share_id": "s1", "touch_type": "purchase", "amount_cents": 4_200}
+        "share_id": "s1", "touch_type": "purchase", "amount_cents": 4_200,
+        "sharer_anonymous": False, "referred_anonymous": False}
     assert result.credits[at_edge.event_id]["amount_cents"] == 0
     profile = result.profiles["a"]
     assert (profile["referred_clicks"], profile["referred_purchases"]) == (1, 1)
@@ -430,3 +432,51 @@ def test_result_is_a_function_of_the_set(simulated: list[SimRecord]) -> None:
         b.profiles, b.hourly, b.daily, b.minutes, b.credits)
     assert (a.late_event_ids, a.clamped_event_ids) == (b.late_event_ids, b.clamped_event_ids)
     assert Counter(a.dead_letters) == Counter(b.dead_letters)
+
+
+# --- identity --------------------------------------------------------------------------------
+
+
+def anonymous(event: Event, device: str) -> Event:
+    return dataclasses.replace(event, customer_id="", anonymous_id=device)
+
+
+def test_identified_devices_are_their_customer_in_any_order() -> None:
+    before = anonymous(click("", T0, ref="s1"), "dev-1")
+    result = run(
+        rec(Identify("i1", "bob", T0 - 5, "web", None, "dev-1")),  # arrives before the events
+        rec(share("alice", T0 - 10, "s1")),
+        rec(before),
+        rec(anonymous(purchase("", T0 + 20, 900, ref="s1"), "dev-1")),
+        rec(anonymous(click("", T0 + 30), "dev-2")),
+        rec(click("bob", T0 + 40)),
+        rec(Identify("i2", "bob", T0 + 50, "web", None, "dev-2")),  # a second device, identified after
+        rec(Identify("i3", "carol", T0 + 60, "web", None, "dev-2")),  # a conflict: changes nothing
+        rec(Identify("i2", "bob", T0 + 50, "web", None, "dev-2"), T0 + 70),  # a duplicate
+        rec(anonymous(click("", T0 + 80), "dev-3")),  # never identified: a person of its own
+    )
+    assert result.identities == {"dev-1": "bob", "dev-2": "bob"}
+    assert result.identity_conflicts == 1 and result.duplicate_count == 1
+    assert set(result.profiles) == {"alice", "bob", "dev-3"}
+    assert (result.profiles["bob"]["events"], result.profiles["bob"]["revenue_cents"]) == (4, 900)
+    assert result.daily[("bob", T0)]["events"] == 4
+    alice = result.profiles["alice"]
+    assert (alice["referred_clicks"], alice["referred_purchases"], alice["referred_customers"]) == (1, 1, 1)
+    assert result.credits[before.event_id]["referred_customer_id"] == "dev-1"  # the row keeps the id
+
+
+def test_a_touch_by_the_sharers_own_device_is_a_self_referral_once_identified() -> None:
+    own_click = anonymous(click("", T0 + 5, ref="s1"), "dev-1")
+    shared_by_device = anonymous(share("", T0, "s2"), "dev-1")
+    result = run(rec(share("alice", T0, "s1")), rec(own_click), rec(shared_by_device),
+                 rec(click("bob", T0 + 9, ref="s2")),
+                 rec(Identify("i1", "alice", T0 + 10, "web", None, "dev-1")))
+    assert own_click.event_id in result.credits  # a credit between ids as published ...
+    alice = result.profiles["alice"]
+    assert (alice["referred_clicks"], alice["referred_customers"]) == (1, 1)  # ... but only bob counts
+
+
+def test_sentinel_ids_are_dead_lettered_with_their_reason() -> None:
+    result = run(rec(anonymous(click("", T0), " NULL ")),
+                 rec(Identify("i1", "guest", T0, "web", None, "dev-1")))
+    assert [d.reason for d in result.dead_letters] == ["sentinel_id", "sentinel_id"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from streams.core.events import Click, Purchase, Support, TicketAction
+from streams.core.events import Click, Identify, Purchase, Support, TicketAction
 from streams.errors import ValidationError
 from streams.publisher import LineError, event_from_json, event_to_json, parse_lines
 from tests.bench.sample import sample_events
@@ -131,3 +131,32 @@ def test_parse_lines_numbers_lines_from_one_and_keeps_going() -> None:
     assert "network" in errors[8].message
     assert all(e.line == n for n, e in errors.items())
     assert isinstance(parsed[0][1], Purchase) and isinstance(parsed[4][1], Purchase)
+
+
+# --- anonymous visitors and identify ---------------------------------------------------------
+
+ANONYMOUS_CLICK_JSON = {"type": "click", "event_id": "e-9", "anonymous_id": "dev-1",
+                        "occurred_at": "2026-11-23T10:00:00Z", "channel": "web", "page": "/"}
+IDENTIFY_JSON = {"type": "identify", "event_id": "i-1", "anonymous_id": "dev-1", "customer_id": "c-1",
+                 "occurred_at": "2026-11-23T10:00:00Z", "channel": "web"}
+
+
+def test_anonymous_events_and_identifies_from_json() -> None:
+    click = event_from_json(ANONYMOUS_CLICK_JSON)
+    assert isinstance(click, Click)
+    assert (click.customer_id, click.anonymous_id, click.actor_id) == ("", "dev-1", "dev-1")
+    identify = event_from_json(IDENTIFY_JSON)
+    assert identify == Identify("i-1", "c-1", T_MS, "web", None, "dev-1")
+    assert event_from_json(event_to_json(identify)) == identify
+    assert _field_error({k: v for k, v in IDENTIFY_JSON.items() if k != "customer_id"}) == "customer_id"
+
+
+def test_streams_publish_reports_sentinel_ids_per_line() -> None:
+    lines = [json.dumps({**ANONYMOUS_CLICK_JSON, "anonymous_id": "NULL"}),
+             json.dumps({**IDENTIFY_JSON, "customer_id": " guest "}),
+             json.dumps(IDENTIFY_JSON)]
+    parsed = list(parse_lines(lines, "EUR"))
+    assert [str(item) for _, item in parsed[:2]] == [
+        "LineError(line=1, message=\"sentinel_id: anonymous_id: 'NULL' identifies no one\")",
+        "LineError(line=2, message=\"sentinel_id: customer_id: ' guest ' identifies no one\")"]
+    assert isinstance(parsed[2][1], Identify)

@@ -29,10 +29,12 @@ REGISTRY_URL = "http://127.0.0.1:1/apis/ccompat/v7"
 def test_embedded_ids_are_fixed_by_type_slot_and_version() -> None:
     registry = EmbeddedRegistry()
     ids = {(f.event_type.value, f.version): f.schema_id - EMBEDDED_ID_BASE for f in load_schema_files()}
-    assert ids == {("click", 1): 101, ("click", 2): 102, ("purchase", 1): 301, ("share", 1): 201, ("support", 1): 401}
+    assert ids == {("click", 1): 101, ("click", 2): 102, ("click", 3): 103, ("purchase", 1): 301, ("purchase", 2): 302,
+                   ("share", 1): 201, ("share", 2): 202, ("support", 1): 401, ("support", 2): 402,
+                   ("identify", 1): 501}
     assert registry.event_type(EMBEDDED_ID_BASE + 301) is EventType.PURCHASE
     assert registry.schema(EMBEDDED_ID_BASE + 102)["name"] == "Click"
-    assert registry.latest(EventType.CLICK) == (EMBEDDED_ID_BASE + 102, registry.schema(102))
+    assert registry.latest(EventType.CLICK) == (EMBEDDED_ID_BASE + 103, registry.schema(103))
 
 
 def test_embedded_registry_reads_the_ids_written_before_the_embedded_range() -> None:
@@ -85,7 +87,7 @@ def test_two_id_spaces_route_by_range_and_write_the_chosen_one() -> None:
     assert remote.asked == [1]
     assert both.latest(EventType.CLICK) == (7, {"id": 7})
     embedded_writer = TwoIdSpaces(EmbeddedRegistry(legacy_ids=False), remote, write_embedded=True)
-    assert embedded_writer.latest(EventType.CLICK)[0] == EMBEDDED_ID_BASE + 102
+    assert embedded_writer.latest(EventType.CLICK)[0] == EMBEDDED_ID_BASE + 103
     assert is_embedded_id(EMBEDDED_ID_BASE) and not is_embedded_id(EMBEDDED_ID_BASE - 1)
 
 
@@ -124,7 +126,7 @@ def test_settings_choose_the_registry_and_the_written_ids() -> None:
     remote = registry_from_settings(load_settings({}, schema_registry_url=REGISTRY_URL))
     assert isinstance(remote, TwoIdSpaces)
     embedded = registry_from_settings(load_settings({}, schema_registry_url=REGISTRY_URL, schema_ids="embedded"))
-    assert embedded.latest(EventType.SHARE)[0] == EMBEDDED_ID_BASE + 201  # no request: written from the files
+    assert embedded.latest(EventType.SHARE)[0] == EMBEDDED_ID_BASE + 202  # no request: written from the files
 
 
 def test_registry_settings_are_checked_at_start_up(tmp_path: Path) -> None:

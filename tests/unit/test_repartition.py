@@ -6,11 +6,22 @@ from __future__ import annotations
 
 import zlib
 
+import orjson
 import pytest
 
 from streams.contracts.codec import Codec, validate
 from streams.core.events import Click
-from streams.core.repartition import read_origin, read_watermark, rerouted_headers, watermark_headers, watermark_value
+from streams.core.repartition import (
+    FORWARDED_HEADERS,
+    ForwardedEvent,
+    forwarded_value,
+    read_forwarded,
+    read_origin,
+    read_watermark,
+    rerouted_headers,
+    watermark_headers,
+    watermark_value,
+)
 from streams.core.replay import Admission, ReplayBook, lane_topic, rerouted_lane
 from streams.errors import DecodeError
 from streams.settings import load_settings
@@ -52,8 +63,9 @@ def click(customer: str, event_id: str, partition: int, offset: int) -> SourceRe
 
 
 def test_origin_headers_round_trip_and_a_record_without_them_is_refused() -> None:
-    assert read_origin(rerouted_headers(CLICKS, 3, 17)) == (False, CLICKS, 3, 17)
-    assert read_origin(watermark_headers(3)) == (True, "", 3, -1)
+    assert read_origin(rerouted_headers(CLICKS, 3, 17)) == (False, CLICKS, 3, 17, False)
+    assert read_origin(FORWARDED_HEADERS).forwarded
+    assert read_origin(watermark_headers(3)) == (True, "", 3, -1, False)
     assert read_watermark(watermark_value({CLICKS: T0})) == {CLICKS: T0}
     for headers in ([("kind", b"record"), ("origin_topic", CLICKS.encode())], [("kind", b"other")], []):
         with pytest.raises(DecodeError) as refused:
@@ -61,6 +73,17 @@ def test_origin_headers_round_trip_and_a_record_without_them_is_refused() -> Non
         assert refused.value.reason == "bad_origin"
     with pytest.raises(DecodeError):
         read_watermark(b"[1]")
+
+
+def test_forwarded_events_round_trip_with_any_bytes_and_a_malformed_record_is_refused() -> None:
+    value = bytes(range(256))
+    events = [[CLICKS, 17, "dev-1>" + CLICKS, T0, value.decode("latin-1")], [CLICKS, 18, "dev-2>c@1", T0 + 1, ""]]
+    assert read_forwarded(forwarded_value(events)) == [
+        ForwardedEvent(CLICKS, 17, "dev-1>" + CLICKS, T0, value), ForwardedEvent(CLICKS, 18, "dev-2>c@1", T0 + 1, b"")]
+    for bad in (b"", b"[1]", b"[[1, 2]]", orjson.dumps([[CLICKS, 1, "l", T0, "\u0100"]])):  # not latin-1
+        with pytest.raises(DecodeError) as refused:
+            read_forwarded(bad)
+        assert refused.value.reason == "bad_origin"
 
 
 def test_lanes_name_their_topic() -> None:
@@ -91,7 +114,7 @@ def test_a_record_on_another_partition_is_rerouted_unprocessed_to_its_owner() ->
     rerouted = [m for m in out.messages if m.key is not None]
     assert [(m.topic, m.partition, m.key, m.timestamp_ms) for m in rerouted] == [
         (SETTINGS.repartition_topic, owner, customer.encode(), T0)]
-    assert read_origin(rerouted[0].headers) == (False, CLICKS, 0, 41)
+    assert read_origin(rerouted[0].headers) == (False, CLICKS, 0, 41, False)
     assert out.rows == [] and out.state_writes == []
     assert out.counts[("rerouted", CLICKS)] == 1
 
@@ -121,7 +144,7 @@ def test_watermarks_go_to_every_other_partition_at_most_once_per_interval() -> N
 
     first = watermarks(record)
     assert sorted(m.partition for m in first) == [p for p in range(SETTINGS.topic_partitions) if p != 1]
-    assert {read_origin(m.headers) for m in first} == {(True, "", 1, -1)}
+    assert {read_origin(m.headers) for m in first} == {(True, "", 1, -1, False)}
     assert {m.value for m in first} == {watermark_value({CLICKS: T0})}
     later = record._replace(offset=1, timestamp=T0 + 5)
     assert watermarks(later) == []  # within the interval

@@ -13,7 +13,7 @@ import fastavro
 import pytest
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
-from streams.contracts.codec import contract_fields
+from streams.contracts.codec import contract_fields, later_fields
 from streams.contracts.registry import NAMESPACE, SchemaFile, load_schema_files
 from streams.core.events import EVENT_CLASSES, EventType, TicketAction
 
@@ -147,6 +147,8 @@ def test_every_dataclass_field_is_in_every_version_with_its_type(schema_file: Sc
     annotations = {f.name: str(f.type) for f in dataclasses.fields(cls)}
     fields = _fields(schema_file.schema)
     for attr, name in contract_fields(schema_file.event_type):
+        if name in later_fields(schema_file.event_type) and name not in fields:
+            continue  # added by a later version: older records are read with the default
         assert name in fields, f"{cls.__name__}.{attr} has no Avro field {name}"
         actual = fields[name]["type"]
         if attr == "action":
@@ -157,8 +159,28 @@ def test_every_dataclass_field_is_in_every_version_with_its_type(schema_file: Sc
 
 def test_first_versions_have_exactly_the_dataclass_fields_in_order() -> None:
     for event_type, files in BY_TYPE.items():
-        names = [name for _, name in contract_fields(event_type)]
+        names = [name for _, name in contract_fields(event_type) if name not in later_fields(event_type)]
         assert [f["name"] for f in files[0].schema["fields"]] == names
+
+
+def test_fields_added_later_have_defaults_and_sit_last_in_the_dataclass() -> None:
+    # The codec builds events positionally from the fields a writer's version has; the defaults
+    # fill the rest, so they must come last.
+    for event_type in EventType:
+        names = [name for _, name in contract_fields(event_type)]
+        later = later_fields(event_type)
+        assert names[len(names) - len(later):] == [n for n in names if n in later]
+        newest = BY_TYPE[event_type][-1].schema
+        assert later <= set(_fields(newest)), f"{event_type}: {sorted(later)} not in the newest version"
+
+
+def test_anonymous_versions_add_only_an_optional_anonymous_id() -> None:
+    for event_type in (EventType.CLICK, EventType.SHARE, EventType.PURCHASE, EventType.SUPPORT):
+        older, newest = BY_TYPE[event_type][-2:]
+        added = set(_fields(newest.schema)) - set(_fields(older.schema))
+        assert added == {"anonymous_id"}
+        assert _fields(newest.schema)["anonymous_id"]["type"] == ["null", "string"]
+        assert _backward_problems(newest.schema, older.schema) == []
 
 
 def test_later_versions_never_remove_or_change_a_field() -> None:

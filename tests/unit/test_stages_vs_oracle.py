@@ -4,6 +4,7 @@ records onto state that may already hold them."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import orjson
@@ -23,7 +24,9 @@ from tests.support.inmemory import (
 )
 
 SETTINGS = load_settings({})
-CONFIG = SimulationConfig(seed=7, customers=150, events=4_000)
+# With identity traffic: anonymous visits on several devices per customer, identifies before,
+# during and long after them, replayed and conflicting identifies, sentinel ids.
+CONFIG = SimulationConfig(seed=7, customers=150, events=4_000, anonymous_visits=0.2, sentinel_ids=0.005)
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +75,19 @@ def test_crashes_and_replays_change_nothing(records, truth, seed: int) -> None: 
     assert compare_all(truth, final_rows(pipeline)) == {}
 
 
+@pytest.fixture(scope="module")
+def unordered_records():  # type: ignore[no-untyped-def]
+    """Without conflicting identifies: a producer that spreads one key over partitions gives two
+    identifies of one anonymous id no order, so which one wins is not defined (definitions)."""
+    return generate(dataclasses.replace(CONFIG, identity_conflicts=0.0))
+
+
 @pytest.mark.parametrize("partitioner", [crc32_partitioner, random_partitioner(5)], ids=["crc32", "random"])
 @pytest.mark.parametrize("seed", [21, 22])
-def test_any_upstream_partitioner_with_crashes_equals_oracle(records, truth, partitioner: Partitioner,  # type: ignore[no-untyped-def]
-                                                             seed: int) -> None:
+def test_any_upstream_partitioner_with_crashes_equals_oracle(records, truth, unordered_records,  # type: ignore[no-untyped-def]
+                                                             partitioner: Partitioner, seed: int) -> None:
+    if partitioner is not crc32_partitioner:  # keys spread over partitions: no publish order per key
+        records, truth = unordered_records, expected(unordered_records, SETTINGS)
     pipeline = run_with_crashes(records, random.Random(seed), partitioner)
     assert compare_all(truth, final_rows(pipeline)) == {}
     rerouted = pipeline.logs[SETTINGS.repartition_topic].records

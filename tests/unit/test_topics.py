@@ -13,6 +13,7 @@ def test_plan_has_inputs_dead_letters_and_internal_topics() -> None:
         "interactions.shares",
         "interactions.purchases",
         "interactions.support",
+        "interactions.identifies",
         "interactions.dlq",
         "interactions.repartition",
         "interactions.referral-index",

@@ -1,0 +1,125 @@
+"""Identity stitching rules: an anonymous visitor's events become a customer's.
+Pure: no Kafka, Faust or ClickHouse (docs/definitions.md, identity).
+
+A person is a customer together with the anonymous ids identified as the customer. Each
+anonymous id's partition admits its events (replays, duplicates) and folds those read before
+its identify into its own profile, keeping each such event (:func:`keep_pending`); once the
+identify is accepted it forwards them, and every later one, to the customer's partition,
+where each is folded into the customer's profile once (:func:`absorb_forwarded`).
+
+Referral credits that involve an anonymous id (its share, or its touch) are kept per credit
+id with the person the touch resolved to (:class:`PersonCredit`), so that a later identify
+can turn "referred A" into "referred X", or into a self-referral that earns nothing.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from streams.core.profile import REFERRED_CUSTOMERS_KEPT, PersonCredit, Profile, Ticket
+from streams.core.replay import absorb
+
+# Events of one anonymous id read before its identify, kept to be forwarded (a bound of state).
+PENDING_KEPT = 1_000
+
+
+class IdentifyOutcome(Enum):
+    LINKED = "linked"  # the first identify of the anonymous id: it is the customer from now on
+    CONFIRMED = "confirmed"  # names the customer it is already identified as: nothing changes
+    CONFLICT = "conflict"  # names another customer: reported, nothing changes
+
+
+def identify(anonymous: Profile, customer_id: str) -> IdentifyOutcome:
+    """Apply an accepted identify to the anonymous id's profile; the first one wins."""
+    if anonymous.identified_as is None:
+        anonymous.identified_as = customer_id
+        return IdentifyOutcome.LINKED
+    if anonymous.identified_as == customer_id:
+        return IdentifyOutcome.CONFIRMED
+    return IdentifyOutcome.CONFLICT
+
+
+def record_person_credit(sharer: Profile, credit_id: str, credit: PersonCredit) -> bool:
+    """Keep the newest copy of a credit; True when it changed the sharer's profile."""
+    known = sharer.person_credits.get(credit_id)
+    if known is not None and known.resolution >= credit.resolution:
+        return False
+    sharer.person_credits[credit_id] = credit
+    sharer.version += 1
+    return True
+
+
+def keep_pending(anonymous: Profile, entry: list[Any]) -> bool:
+    """Keep an event folded into a not yet identified anonymous profile, to forward it once
+    the identify is accepted (``entry``: see :data:`Profile.pending`); False past the bound."""
+    if len(anonymous.pending) >= PENDING_KEPT:
+        return False
+    anonymous.pending.append(entry)
+    return True
+
+
+def forwarded_lane(anonymous_id: str, lane: str) -> str:
+    """The lane of one anonymous id's events read from ``lane``, as its customer absorbs them.
+    Its topic part (before the first ``@``, escaped out of the id) names the anonymous id, so
+    duplicates are never looked for among another id's events."""
+    return f"{anonymous_id.replace('%', '%25').replace('@', '%40')}>{lane}"
+
+
+def absorb_forwarded(customer: Profile, lane: str, offset: int) -> bool:
+    """True (and remembered) when a forwarded event is new to the customer.
+
+    An anonymous id's partition sends each lane's events in offset order: those kept from
+    before the identify first (again after every restart or rebalance, before anything else
+    of the id), then each later one as it is read (again when replayed). So the customer gets
+    every event of the lane in offset order, and an offset at or below the last one absorbed
+    was folded already, whichever events the anonymous id's state held when it was sent."""
+    return absorb(customer.book.offsets, lane, offset)
+
+
+def person_view(profile: Profile, allow_self_referral: bool = False) -> Profile:
+    """The person of ``profile`` with credits involving anonymous ids resolved. Returns
+    ``profile`` itself when it holds none (the common case, kept cheap)."""
+    if not profile.person_credits:
+        return profile
+    person = _own_part(profile)
+    _count_person_credits(person, allow_self_referral)
+    return person
+
+
+def _count_person_credits(person: Profile, allow_self_referral: bool) -> None:
+    """Move credits kept per id into the referral counters, leaving out self-referrals of the
+    person (the toucher turned out to be the sharer) unless they are allowed."""
+    for credit in person.person_credits.values():
+        if credit.referred_person == person.customer_id and not allow_self_referral:
+            continue
+        if credit.touch_type == "purchase":
+            person.referred_purchases += 1
+            person.referred_revenue_cents += credit.amount_cents
+        else:
+            person.referred_clicks += 1
+        if len(person.referred_customers) < REFERRED_CUSTOMERS_KEPT:
+            person.referred_customers.add(credit.referred_person)
+    person.person_credits = {}
+
+
+def _own_part(profile: Profile) -> Profile:
+    """A copy of the profile's values, for the person's credits to be counted into."""
+    return Profile(
+        profile.customer_id, version=profile.version, first_seen_at=profile.first_seen_at,
+        last_seen_at=profile.last_seen_at, counts=list(profile.counts), last_purchase_at=profile.last_purchase_at,
+        shares_by_network=dict(profile.shares_by_network),
+        tickets={ticket_id: _copy_ticket(ticket) for ticket_id, ticket in profile.tickets.items()},
+        satisfaction_latest=profile.satisfaction_latest, satisfaction_sum=profile.satisfaction_sum,
+        satisfaction_count=profile.satisfaction_count,
+        hourly={start: list(counts) for start, counts in profile.hourly.items()},
+        daily={start: list(counts) for start, counts in profile.daily.items()},
+        referred_clicks=profile.referred_clicks, referred_purchases=profile.referred_purchases,
+        referred_revenue_cents=profile.referred_revenue_cents, referred_customers=set(profile.referred_customers),
+        anonymous=profile.anonymous, person_credits=dict(profile.person_credits),
+    )
+
+
+def _copy_ticket(ticket: Ticket) -> Ticket:
+    return Ticket(ticket.opened_at, ticket.any_at, ticket.first_reply_at, ticket.resolved_at,
+                  ticket.latest, ticket.status)
