@@ -59,12 +59,18 @@ class Touch:
     anonymous: bool = False  # made by an anonymous visitor: customer_id is its anonymous id
     lane: str = ""
     lane_offset: int = -1
+    # The customer an anonymous visitor was already identified as when its touch was read
+    # (identities never change afterwards): its credit can go straight to the sharer.
+    person: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"credit_id": self.credit_id, "customer_id": self.customer_id, "share_id": self.share_id,
-                "touch_type": self.touch_type, "occurred_at_ms": self.occurred_at_ms,
-                "ingest_ms": self.ingest_ms, "amount_cents": self.amount_cents, "anonymous": self.anonymous,
-                "lane": self.lane, "lane_offset": self.lane_offset}
+        found = {"credit_id": self.credit_id, "customer_id": self.customer_id, "share_id": self.share_id,
+                 "touch_type": self.touch_type, "occurred_at_ms": self.occurred_at_ms,
+                 "ingest_ms": self.ingest_ms, "amount_cents": self.amount_cents, "anonymous": self.anonymous,
+                 "lane": self.lane, "lane_offset": self.lane_offset}
+        if self.person is not None:
+            found["person"] = self.person
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,7 @@ class Credit:
     # to persons before they count.
     sharer_anonymous: bool = False
     referred_anonymous: bool = False
+    referred_person: str | None = None  # an anonymous toucher's customer, when known (Touch.person)
 
     @property
     def involves_anonymous(self) -> bool:
@@ -102,6 +109,12 @@ class Credit:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Credit:
         return cls(**data)
+
+
+def resolved_credit(credit: dict[str, Any], person: str | None, referred_id: str) -> dict[str, Any]:
+    """A credit involving an anonymous toucher as the sharer's partition reads it: resolved
+    ("rv" 1) to the customer ``person``, or not yet ("rv" 0, the anonymous ``referred_id``)."""
+    return {**credit, "rv": 0 if person is None else 1, "rp": person or referred_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +169,7 @@ class AttributionRules:
             return None
         return Credit(touch.credit_id, share.sharer_customer_id, touch.customer_id,
                       share.share_id, touch.touch_type, touch.occurred_at_ms, touch.amount_cents,
-                      share.anonymous, touch.anonymous)
+                      share.anonymous, touch.anonymous, touch.person)
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from streams.core.identity import (
     record_person_credit,
 )
 from streams.core.profile import PersonCredit, Profile
-from streams.core.referrals import Credit, CreditOrigin, SharePost, Touch
+from streams.core.referrals import Credit, CreditOrigin, SharePost, Touch, resolved_credit
 from streams.core.repartition import (
     FORWARDED_HEADERS,
     forwarded_value,
@@ -243,9 +243,8 @@ class _ProfileBatch:
         self.out.counts[("credit", "anonymous_touch")] += 1
 
     def send_resolved_credit(self, credit: dict[str, Any], toucher: Profile) -> None:
-        person = toucher.identified_as
-        message = {**credit, "rv": 0 if person is None else 1, "rp": person or toucher.customer_id}
-        self.send_keyed(self.stage.credits_topic, credit["sharer_customer_id"], message)
+        self.send_keyed(self.stage.credits_topic, credit["sharer_customer_id"],
+                        resolved_credit(credit, toucher.identified_as, toucher.customer_id))
 
     def forward_credit(self, customer_id: str, credit_id: str, credit: PersonCredit) -> None:
         self.send_keyed(self.stage.credits_topic, customer_id, {
@@ -357,7 +356,7 @@ class _ProfileBatch:
                 if event.anonymous and not keep_pending(profile, kept_event(record, lane)):
                     self.out.counts[("identity_not_kept",)] += 1
             self.note_buckets(state_key(event.actor_id, event.anonymous), time)
-        self.emit_accepted(record, event, time, partition, lane)
+        self.emit_accepted(record, event, time, partition, lane, profile.identified_as)
 
     def send_pending(self, anonymous: Profile) -> None:
         """Forward the events an identified anonymous id kept from before its identify, before
@@ -409,9 +408,9 @@ class _ProfileBatch:
             self.buckets.add((key, floor_to(time.occurred_at_ms, DAY_MS), True))
 
     def emit_accepted(self, record: SourceRecord, event: Event, time: EventTime, partition: int,
-                      lane: str) -> None:
+                      lane: str, person: str | None) -> None:
         """Everything an accepted event produces besides its profile's values; sent again
-        when it is replayed."""
+        when it is replayed. ``person``: the customer an anonymous actor is identified as."""
         if not time.late:
             minute_ms = floor_to(time.occurred_at_ms, MINUTE_MS)
             minute = self.minute(partition, minute_ms)
@@ -431,9 +430,10 @@ class _ProfileBatch:
         self.out.rows.append(("events", event_row(record, event, time)))
         # A touch's lane: the records of one input partition as this partition's state reads
         # them (directly or re-routed), which reach the index in their offsets' order.
-        self.send_to_referral_index(record, event, time, f"{lane}>{partition}")
+        self.send_to_referral_index(record, event, time, f"{lane}>{partition}", person)
 
-    def send_to_referral_index(self, record: SourceRecord, event: Event, time: EventTime, lane: str) -> None:
+    def send_to_referral_index(self, record: SourceRecord, event: Event, time: EventTime, lane: str,
+                               person: str | None) -> None:
         message: dict[str, Any] | None = None
         if isinstance(event, Share):
             message = {"k": "share", **SharePost(event.share_id, event.actor_id, time.occurred_at_ms,
@@ -444,7 +444,7 @@ class _ProfileBatch:
             amount = event.amount_cents if isinstance(event, Purchase) else 0
             message = {"k": "touch", **Touch(event.event_id, event.actor_id, share_id,
                                              event.type.value, time.occurred_at_ms, record.timestamp, amount,
-                                             event.anonymous, lane, record.offset).to_json()}
+                                             event.anonymous, lane, record.offset, person).to_json()}
         if message is not None:
             key = share_id.encode()
             # The index keeps the source's ingest time: it is the join's clock for expiry.

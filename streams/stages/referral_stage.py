@@ -15,6 +15,7 @@ from streams.core.referrals import (
     ShareIndex,
     SharePost,
     Touch,
+    resolved_credit,
     waiting_pages,
 )
 from streams.settings import Settings
@@ -122,12 +123,19 @@ class ReferralStage:
         return partition_for(share_id.encode(), self.settings.topic_partitions)
 
     def emit_credit(self, credit: Credit, origin: CreditOrigin, out: BatchOutput) -> None:
-        # A touch by an anonymous visitor goes through the visitor's partition, which names the
-        # person it resolves to (docs/definitions.md, identity); others go to the sharer.
-        key = (credit.referred_customer_id if credit.referred_anonymous else credit.sharer_customer_id).encode()
+        # A touch by an anonymous visitor not yet identified when it was read goes through the
+        # visitor's partition, which names the person it resolves to (docs/definitions.md,
+        # identity); others go to the sharer, an identified visitor's naming its customer.
+        message = {**credit.to_json(), "origin": origin.to_json()}
+        if credit.referred_anonymous and credit.referred_person is None:
+            key = credit.referred_customer_id.encode()
+        else:
+            key = credit.sharer_customer_id.encode()
+            if credit.referred_anonymous:
+                message = resolved_credit(message, credit.referred_person, credit.referred_customer_id)
         out.messages.append(OutMessage(
             self.settings.referral_credits_topic, partition_for(key, self.settings.topic_partitions), key,
-            encode_state({**credit.to_json(), "origin": origin.to_json()})))
+            encode_state(message)))
         out.rows.append(("referral_credits", credit.row()))
         out.counts[("credit_emitted", credit.touch_type)] += 1
 

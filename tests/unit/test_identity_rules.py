@@ -24,9 +24,14 @@ from streams.core.identity import (
     record_person_credit,
 )
 from streams.core.profile import PersonCredit, Profile
+from streams.core.referrals import SharePost, Touch
 from streams.core.replay import lane_topic
 from streams.core.windows import HOUR_MS
 from streams.errors import ValidationError
+from streams.settings import load_settings
+from streams.stages.records import InputRecord
+from streams.stages.referral_stage import ReferralStage
+from tests.support.inmemory import DictState
 
 T0 = 1_793_491_200_000
 
@@ -182,3 +187,19 @@ def test_identity_state_survives_the_changelog() -> None:
     record_person_credit(customer, "t9", PersonCredit(1, "c-2", "click", 0))
     for profile in (customer, anonymous):
         assert Profile.from_json(orjson.loads(orjson.dumps(profile.to_json()))) == profile
+
+
+def test_a_credit_goes_straight_to_the_sharer_once_the_touching_visitor_is_identified() -> None:
+    settings = load_settings({})
+    stage = ReferralStage(settings, DictState())
+    share = SharePost("s1", "c-1", T0, "x")
+    touches = [Touch("t1", "dev-9", "s1", "click", T0 + 1, T0, 0, anonymous=True),
+               Touch("t2", "dev-9", "s1", "purchase", T0 + 2, T0, 500, anonymous=True, person="c-7")]
+    items = [("share", share.to_json()), *(("touch", t.to_json()) for t in touches)]
+    records = [InputRecord(settings.referral_index_topic, 0, offset, b"s1", orjson.dumps({"k": kind, **item}), T0)
+               for offset, (kind, item) in enumerate(items)]
+    sent = {orjson.loads(m.value or b"")["credit_id"]: (m.key, orjson.loads(m.value or b""))
+            for m in stage.process(records).messages}
+    assert sent["t1"][0] == b"dev-9" and "rv" not in sent["t1"][1]  # its partition names the person
+    assert sent["t2"][0] == b"c-1" and (sent["t2"][1]["rv"], sent["t2"][1]["rp"]) == (1, "c-7")
+

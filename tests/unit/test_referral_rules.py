@@ -65,6 +65,18 @@ def test_a_credit_carries_the_touch_id_sharer_referred_customer_share_type_time_
         touch_type="purchase", touch_occurred_at_ms=T0 + 5, amount_cents=1_250)
 
 
+def test_a_touch_by_an_identified_visitor_names_its_customer_even_after_waiting() -> None:
+    visit = dataclasses.replace(touch("t-3", customer="dev-1"), anonymous=True, person="c-7")
+    assert RULES.credit(SHARE, visit, T0).referred_person == "c-7"
+    index = ShareIndex()
+    index.on_touch(visit, 0, RULES)  # waits for its share, through the changelog
+    restored = ShareIndex.from_json(orjson.loads(orjson.dumps(index.to_json())))
+    credit, = restored.on_share(SHARE, 1, T0, RULES)
+    assert (credit.referred_customer_id, credit.referred_anonymous, credit.referred_person) == ("dev-1", True, "c-7")
+    # Not yet identified when read: no person, the toucher's partition resolves it.
+    assert RULES.credit(SHARE, dataclasses.replace(visit, person=None), T0).referred_person is None
+
+
 def test_a_touch_waits_for_its_share_at_most_the_ttl_of_ingest_time() -> None:
     waited = touch("t", ingest_ms=T0)
     assert RULES.credit(SHARE, waited, T0 + TTL) is not None
