@@ -14,10 +14,11 @@ can turn "referred A" into "referred X", or into a self-referral that earns noth
 
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from typing import Any
 
-from streams.core.profile import REFERRED_CUSTOMERS_KEPT, PersonCredit, Profile, Ticket
+from streams.core.profile import REFERRED_CUSTOMERS_KEPT, PersonCredit, Profile
 from streams.core.replay import absorb
 
 # Events of one anonymous id read before its identify, kept to be forwarded (a bound of state).
@@ -82,7 +83,8 @@ def person_view(profile: Profile, allow_self_referral: bool = False) -> Profile:
     ``profile`` itself when it holds none (the common case, kept cheap)."""
     if not profile.person_credits:
         return profile
-    person = _own_part(profile)
+    # A shallow copy: only the referral counters change, and the person is only read for rows.
+    person = dataclasses.replace(profile, referred_customers=set(profile.referred_customers))
     _count_person_credits(person, allow_self_referral)
     return person
 
@@ -101,25 +103,3 @@ def _count_person_credits(person: Profile, allow_self_referral: bool) -> None:
         if len(person.referred_customers) < REFERRED_CUSTOMERS_KEPT:
             person.referred_customers.add(credit.referred_person)
     person.person_credits = {}
-
-
-def _own_part(profile: Profile) -> Profile:
-    """A copy of the profile's values, for the person's credits to be counted into."""
-    return Profile(
-        profile.customer_id, version=profile.version, first_seen_at=profile.first_seen_at,
-        last_seen_at=profile.last_seen_at, counts=list(profile.counts), last_purchase_at=profile.last_purchase_at,
-        shares_by_network=dict(profile.shares_by_network),
-        tickets={ticket_id: _copy_ticket(ticket) for ticket_id, ticket in profile.tickets.items()},
-        satisfaction_latest=profile.satisfaction_latest, satisfaction_sum=profile.satisfaction_sum,
-        satisfaction_count=profile.satisfaction_count,
-        hourly={start: list(counts) for start, counts in profile.hourly.items()},
-        daily={start: list(counts) for start, counts in profile.daily.items()},
-        referred_clicks=profile.referred_clicks, referred_purchases=profile.referred_purchases,
-        referred_revenue_cents=profile.referred_revenue_cents, referred_customers=set(profile.referred_customers),
-        anonymous=profile.anonymous, person_credits=dict(profile.person_credits),
-    )
-
-
-def _copy_ticket(ticket: Ticket) -> Ticket:
-    return Ticket(ticket.opened_at, ticket.any_at, ticket.first_reply_at, ticket.resolved_at,
-                  ticket.latest, ticket.status)
