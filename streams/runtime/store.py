@@ -15,7 +15,11 @@ changes for how the pipeline writes state (``streams.runtime.runner``):
   ahead of its values. A crash loses at most what recovery reads back from the changelog.
 
 Standby partitions (``table_standby_replicas``) are written to their databases but not loaded:
-when one becomes active only the records since its last standby update are replayed.
+when one becomes active only the records since its last standby update are replayed. Whether a
+recovered record also reaches ``data`` depends on whether its partition is loaded, never on the
+assignor's standby list: Faust's assignor may list a partition as a standby of the very worker
+it is active on (a single worker keeps the standbys of the partitions it took over), and the
+records recovered for it must then reach ``data`` too.
 """
 
 from __future__ import annotations
@@ -130,7 +134,6 @@ class PersistentStore(RocksStore):
 
     def apply_changelog_batch(self, batch: Iterable[EventT], to_key: Callable[[Any], Any],
                               to_value: Callable[[Any], Any]) -> None:
-        standbys = self.app.assignor.assigned_standbys()
         batches: dict[int, rocksdict.WriteBatch] = {}
         offsets: dict[int, int] = {}
         for event in batch:
@@ -144,8 +147,8 @@ class PersistentStore(RocksStore):
                 write.delete(raw_key)
             else:
                 write.put(raw_key, message.value)
-            if message.tp in standbys:
-                continue
+            if partition not in self._loaded:
+                continue  # a standby, or an active one not loaded yet: its load reads the database
             key = to_key(event.key)
             if message.value is None:
                 self.data.pop(key, None)

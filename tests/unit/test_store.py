@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import pytest
+from faust.types import TP
 
 from streams.runtime.app import build_pipeline
 from streams.runtime.store import PersistentStore, decode_key, last_offsets
@@ -69,3 +71,36 @@ def test_values_are_saved_once_delivered_in_send_order(tmp_path: Path) -> None:
         await store.stop()
 
     asyncio.run(scenario())
+
+
+def test_recovered_records_of_a_loaded_partition_reach_memory_even_when_listed_as_a_standby(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When one of two workers dies, Faust's assignor gives the survivor its partitions as
+    actives and still lists them as the survivor's standbys: the changelog records recovered
+    for them must reach the values the worker reads, not only the database."""
+    async def scenario() -> None:
+        pipeline = build_pipeline(load_settings({}, table_dir=str(tmp_path), store="rocksdb://"))
+        store = pipeline.profiles.data
+        assert isinstance(store, PersistentStore)
+        topic = pipeline.profiles.changelog_topic.get_topic_name()
+        both = {TP(topic, 0), TP(topic, 1)}
+        monkeypatch.setattr(pipeline.app.assignor, "assigned_standbys", lambda: both)
+        store._load(0)  # active: loaded; partition 1 is a standby only
+        store.apply_changelog_batch([changelog_event(topic, 0, 3, "k0", b"v0"),
+                                     changelog_event(topic, 1, 8, "k1", b"v1")],
+                                    to_key=lambda key: key, to_value=lambda value: value)
+        assert store.data == {"k0": b"v0"}
+        assert stored(store, 0) == {b'"k0"': b"v0", store.offset_key: b"3"}
+        assert stored(store, 1) == {b'"k1"': b"v1", store.offset_key: b"8"}
+        store._load(1)  # the standby becomes active: its load reads what recovery saved
+        assert store.data == {"k0": b"v0", "k1": b"v1"}
+        await store.stop()
+
+    asyncio.run(scenario())
+
+
+def changelog_event(topic: str, partition: int, offset: int, key: str, value: bytes) -> Any:
+    """A changelog event with the fields the store's recovery reads."""
+    message = SimpleNamespace(tp=TP(topic, partition), partition=partition, offset=offset,
+                              key=json.dumps(key).encode(), value=value)
+    return SimpleNamespace(message=message, key=key, value=value)
