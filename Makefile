@@ -35,7 +35,7 @@ status:
 # The demo talks to the local stack whatever ports it was started on.
 demo: install up
 	eval "$$($(STACK) env)" && $(VENV)/streams topics && $(VENV)/streams schemas && $(VENV)/streams migrate
-	$(STACK) up worker
+	$(STACK) up worker eraser
 	eval "$$($(STACK) env)" && $(VENV)/streams demo --prometheus-url "$$STREAMS_LOCAL_PROMETHEUS_URL"
 
 lint: install

@@ -118,6 +118,26 @@ def _cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.tools.erase import erasure_status, request_erasure
+
+    if args.status:
+        for line in erasure_status(settings, args.status):
+            print(line)
+        return 0
+    request_id = request_erasure(settings, args.ids, args.request_id)
+    print(f"request {request_id}: {len(set(args.ids))} id(s) sent; "
+          f"follow it with `streams erase --status {request_id}`")
+    return 0
+
+
+def _cmd_eraser(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.runtime.eraser import run_eraser
+
+    run_eraser(settings, once=args.once)
+    return 0
+
+
 def _cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     defaults = {name: default for name, default, _ in describe()}
     for name, value, doc in describe(settings):
@@ -162,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write an HTML page of charts of what landed in ClickHouse")
     report.add_argument("--out", default=DEFAULT_REPORT_PATH, help="the page's path")
     report.set_defaults(run=_cmd_report)
+    erase = sub.add_parser("erase", help="request the erasure of people by id, or report a request (--status)")
+    erase.add_argument("ids", nargs="*", help="customer or anonymous ids to erase")
+    erase.add_argument("--request-id", help="the request's id (default: a new UUID); repeating one is safe")
+    erase.add_argument("--status", metavar="REQUEST_ID", help="report this request target by target")
+    erase.set_defaults(run=_cmd_erase)
+    eraser = sub.add_parser("eraser", help="delete erased people's rows from ClickHouse and verify it (a service)")
+    eraser.add_argument("--once", action="store_true", help="one pass, then exit")
+    eraser.set_defaults(run=_cmd_eraser)
     sub.add_parser("settings", help="list every setting and its value (secrets masked)").set_defaults(
         run=_cmd_settings)
     return parser

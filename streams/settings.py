@@ -26,8 +26,8 @@ class Secret:
 
     Not a ``str``: a secret cannot reach a log line, an f-string, an exception message or a
     concatenation by accident, because only :meth:`reveal` hands out the value, and only the
-    code that authenticates (the ClickHouse client) calls it. Equal values compare equal, in
-    constant time.
+    code that needs the value itself calls it: the clients that authenticate, and the keyed
+    hash of erasure (:func:`require_erasure_key`). Equal values compare equal, in constant time.
     """
 
     __slots__ = ("_value",)
@@ -77,7 +77,8 @@ class Settings:
     topic_min_insync_replicas: int = _setting(
         1, "min.insync.replicas of created topics: replicas that must have a record before it counts as "
         "written (2 with replication 3: one broker may die without loss)", minimum=1)
-    input_retention_ms: int = _setting(7 * 86_400_000, "retention of input and dead-letter topics", minimum=-1)
+    input_retention_ms: int = _setting(7 * 86_400_000, "retention of input, internal and dead-letter topics; at "
+                                       "most the erasure deadline", minimum=1)
     schema_registry_url: str = _setting(
         "", "Confluent-compatible Schema Registry URL (Apicurio: .../apis/ccompat/v7); records with registry "
         "ids and with embedded ids are both read; empty: the embedded registry from schemas/ only")
@@ -116,6 +117,18 @@ class Settings:
     attribution_window_ms: int = _setting(7 * 86_400_000, "longest share-to-touch time that earns a credit", minimum=0)
     allow_self_referral: bool = _setting(False, "credit customers for touches on their own shares")
     pending_touch_ttl_ms: int = _setting(86_400_000, "how long a touch waits for its share (ingest time)", minimum=0)
+    # Erasure (docs/operations.md, erasure)
+    erasure_key: Secret = _setting(
+        Secret(""), "key of the keyed hash (HMAC-SHA256) that suppression records and erasure bookkeeping keep "
+        "instead of customer and request ids; at least 16 characters, kept secret and never changed (secret)")
+    erasure_deadline_s: int = _setting(
+        30 * 86_400, "time from an erasure request to its verified completion; a request open longer raises an "
+        "alert, and topic retention must not be longer", minimum=60)
+    eraser_interval_s: float = _setting(30.0, "how often the eraser looks for erasures to delete from ClickHouse",
+                                        minimum=0.1)
+    eraser_max_mutations: int = _setting(
+        4, "the eraser starts no delete while this many mutations are running in the database", minimum=1)
+    eraser_metrics_port: int = _setting(19190, "port of the eraser's /metrics endpoint", minimum=1, maximum=65535)
     # ClickHouse
     clickhouse_host: str = _setting("127.0.0.1", "ClickHouse host (native protocol)")
     clickhouse_port: int = _setting(19000, "ClickHouse native port", minimum=1, maximum=65535)
@@ -158,6 +171,11 @@ class Settings:
     @property
     def referral_credits_topic(self) -> str:
         return f"{self.topic_prefix}.referral-credits"
+
+    @property
+    def erasures_topic(self) -> str:
+        """Erasure requests, keyed by the id to erase (co-partitioned with the inputs)."""
+        return f"{self.topic_prefix}.erasures"
 
 
 def _parse(name: str, raw: str, kind: type) -> Any:
@@ -214,6 +232,11 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if settings.clickhouse_cluster and not _IDENTIFIER.match(settings.clickhouse_cluster):
         raise SettingsError(f"{PREFIX}CLICKHOUSE_CLUSTER={settings.clickhouse_cluster!r}: expected the name of a "
                             "cluster in the servers' remote_servers, a plain identifier [A-Za-z_][A-Za-z0-9_]*")
+    deadline_ms = settings.erasure_deadline_s * 1000
+    if settings.input_retention_ms == -1 or settings.input_retention_ms > deadline_ms:
+        raise SettingsError(f"{PREFIX}INPUT_RETENTION_MS={settings.input_retention_ms}: must be at most the erasure "
+                            f"deadline {PREFIX}ERASURE_DEADLINE_S in ms ({deadline_ms}): a topic's records cannot "
+                            "be deleted per person, so an erased person's records must age out within it")
     if len(settings.currency) != 3 or not settings.currency.isupper():
         raise SettingsError(f"{PREFIX}CURRENCY={settings.currency!r}: expected an ISO 4217 code such as EUR")
     # A healthy worker may go this long without visible progress: a batch and a flush wait,
@@ -225,6 +248,20 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
                             "twice the longest a healthy worker goes without progress (batch and sink waits, "
                             "commit interval, ClickHouse timeout and backoff)")
     return settings
+
+
+ERASURE_KEY_MIN_LENGTH = 16
+
+
+def require_erasure_key(settings: Settings) -> bytes:
+    """The erasure key, for the commands that hash ids (the worker, the eraser, ``streams erase``);
+    a missing or short one stops them at start-up rather than leave erased people unrecognised."""
+    key = settings.erasure_key.reveal()
+    if len(key) < ERASURE_KEY_MIN_LENGTH:
+        raise SettingsError(f"{PREFIX}ERASURE_KEY is {'too short' if key else 'not set'}: set it to a secret of at "
+                            f"least {ERASURE_KEY_MIN_LENGTH} characters (e.g. `openssl rand -hex 32`), the same "
+                            "for every worker and never changed: erased people are recognised by hashes made with it")
+    return key.encode()
 
 
 def _check_schema_registry(settings: Settings) -> None:

@@ -44,6 +44,7 @@ WORKERS = 'job="streams-worker", instance=~"$instance"'
 #: length. Lag panels show source topics only.
 SOURCES = WORKERS + ', topic!~".*-changelog"'
 RATE = "[$__rate_interval]"
+ERASER = 'job="streams-eraser"'
 
 AnyPanel = cogbuilder.Builder[model.Panel]
 
@@ -291,6 +292,32 @@ def state_and_process(board: Board) -> None:
                           "forwarded {{outcome}}", "B"),
                      prom(f"sum(rate(streams_identity_events_not_kept_total{{{WORKERS}}}{RATE}))",
                           "not kept", "C"),
+                     width=8))
+    board.add(series("Erasures in the workers", "Erasure requests read per second by outcome (erased, repeated, "
+                     "rerouted); records of erased ids dropped instead of re-creating the person (replays, late "
+                     "events, credits); share-index entries dropped (shares of erased sharers, waiting touches).",
+                     "ops",
+                     prom(f"sum by (outcome) (rate(streams_erasure_requests_total{{{WORKERS}}}{RATE}))",
+                          "request {{outcome}}"),
+                     prom(f"sum by (topic) (rate(streams_erased_records_dropped_total{{{WORKERS}}}{RATE}))",
+                          "dropped {{topic}}", "B"),
+                     prom(f"sum by (entry) (rate(streams_erasure_index_entries_dropped_total{{{WORKERS}}}{RATE}))",
+                          "index {{entry}}", "C"),
+                     width=8))
+    board.add(series("Erasures in ClickHouse (eraser)", "Erased ids whose rows are not verified deleted yet, "
+                     "those past the erasure deadline (alert StreamsErasureOverdue), ids verified per second, "
+                     "the slowest request to verified (p99), passes throttled by running mutations and failed "
+                     "passes.", "short",
+                     prom(f"sum(streams_erasure_pending{{{ERASER}}})", "pending"),
+                     prom(f"sum(streams_erasure_overdue{{{ERASER}}})", "overdue", "B"),
+                     prom(f"sum(rate(streams_erasure_verified_total{{{ERASER}}}{RATE}))", "verified per s", "C"),
+                     prom("histogram_quantile(0.99, sum by (le) "
+                          f"(rate(streams_erasure_seconds_to_verified_bucket{{{ERASER}}}{RATE})))",
+                          "p99 s to verified", "D"),
+                     prom(f"sum(increase(streams_eraser_throttled_passes_total{{{ERASER}}}{RATE}))", "throttled", "E"),
+                     prom(f"sum(increase(streams_eraser_failed_passes_total{{{ERASER}}}{RATE}))", "failed", "F"),
+                     prom(f"time() - max(streams_eraser_last_pass_timestamp_seconds{{{ERASER}}})",
+                          "s since last pass", "G"),
                      width=8))
     board.add(series("Rebalances", "Partition assignments received (restarts, scaling, session timeouts).",
                      "short", prom(f"sum by (instance) (increase(streams_rebalances_total{{{WORKERS}}}{RATE}))",

@@ -241,6 +241,39 @@ INGESTION_ERRORS = Table(
     shard_by=("source_topic", "source_partition"),  # no customer: a Kafka record's rows
 )
 
+ERASED_CUSTOMERS = Table(
+    name="erased_customers",
+    columns=_columns(
+        """
+        customer_id String
+        customer_hash String
+        request_hash String
+        erased_at_ms Int64
+        """
+    ),
+    key=("customer_id",),
+    shard_by=("customer_id",),
+)
+
+ERASURE_REQUESTS = Table(
+    name="erasure_requests",
+    columns=_columns(
+        """
+        request_hash String
+        customer_hash String
+        target String
+        status String
+        rows UInt64
+        requested_at_ms Int64
+        updated_at_ms Int64
+        version UInt64
+        """
+    ),
+    key=("request_hash", "customer_hash", "target"),
+    shard_by=("customer_hash",),
+    version="version",
+)
+
 #: Every table the sink writes, by name.
 TABLES: dict[str, Table] = {
     table.name: table
@@ -253,6 +286,8 @@ TABLES: dict[str, Table] = {
         REFERRAL_CREDITS,
         INGESTION_ERRORS,
         IDENTITY_MAP,
+        ERASED_CUSTOMERS,
+        ERASURE_REQUESTS,
     )
 }
 

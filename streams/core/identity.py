@@ -15,6 +15,7 @@ can turn "referred A" into "referred X", or into a self-referral that earns noth
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -51,6 +52,21 @@ def record_person_credit(sharer: Profile, credit_id: str, credit: PersonCredit) 
     return True
 
 
+def keyed_referees(profile: Profile, referee_key: Callable[[str], str]) -> None:
+    """Replace the ids of referred people that ``profile`` keeps by ``referee_key`` of them.
+
+    A referrer's profile keeps the people it referred (to count them once) as keys made by
+    ``referee_key`` (the worker's keyed hash, marked by a leading ``#``), never as their ids:
+    an erased person must not stay named in the state of the people who referred them. State
+    written before that kept ids; it is converted when read, and a key is left as it is."""
+    if any(not referred.startswith("#") for referred in profile.referred_customers):
+        profile.referred_customers = {r if r.startswith("#") else referee_key(r) for r in profile.referred_customers}
+    for credit_id, credit in profile.person_credits.items():
+        if not credit.referred_person.startswith("#"):
+            profile.person_credits[credit_id] = dataclasses.replace(
+                credit, referred_person=referee_key(credit.referred_person))
+
+
 def keep_pending(anonymous: Profile, entry: list[Any]) -> bool:
     """Keep an event folded into a not yet identified anonymous profile, to forward it once
     the identify is accepted (``entry``: see :data:`Profile.pending`); False past the bound."""
@@ -67,6 +83,13 @@ def forwarded_lane(anonymous_id: str, lane: str) -> str:
     return f"{anonymous_id.replace('%', '%25').replace('@', '%40')}>{lane}"
 
 
+def linked_anonymous_ids(customer: Profile) -> set[str]:
+    """The anonymous ids whose events the customer's profile has absorbed: the id part of each
+    forwarded lane (before its last ``>``; the lane after it is a topic name, which has none)."""
+    return {lane.rsplit(">", 1)[0].replace("%40", "@").replace("%25", "%")
+            for lane in customer.book.offsets if ">" in lane}
+
+
 def absorb_forwarded(customer: Profile, lane: str, offset: int) -> bool:
     """True (and remembered) when a forwarded event is new to the customer.
 
@@ -78,22 +101,24 @@ def absorb_forwarded(customer: Profile, lane: str, offset: int) -> bool:
     return absorb(customer.book.offsets, lane, offset)
 
 
-def person_view(profile: Profile, allow_self_referral: bool = False) -> Profile:
+def person_view(profile: Profile, allow_self_referral: bool = False,
+                referee_key: Callable[[str], str] = str) -> Profile:
     """The person of ``profile`` with credits involving anonymous ids resolved. Returns
-    ``profile`` itself when it holds none (the common case, kept cheap)."""
+    ``profile`` itself when it holds none (the common case, kept cheap). ``referee_key``: how
+    the profile keeps the people it referred (see :func:`keyed_referees`)."""
     if not profile.person_credits:
         return profile
     # A shallow copy: only the referral counters change, and the person is only read for rows.
     person = dataclasses.replace(profile, referred_customers=set(profile.referred_customers))
-    _count_person_credits(person, allow_self_referral)
+    _count_person_credits(person, allow_self_referral, referee_key(profile.customer_id))
     return person
 
 
-def _count_person_credits(person: Profile, allow_self_referral: bool) -> None:
+def _count_person_credits(person: Profile, allow_self_referral: bool, own_key: str) -> None:
     """Move credits kept per id into the referral counters, leaving out self-referrals of the
     person (the toucher turned out to be the sharer) unless they are allowed."""
     for credit in person.person_credits.values():
-        if credit.referred_person == person.customer_id and not allow_self_referral:
+        if credit.referred_person == own_key and not allow_self_referral:
             continue
         if credit.touch_type == "purchase":
             person.referred_purchases += 1

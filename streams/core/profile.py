@@ -116,9 +116,11 @@ class Profile:
     # anonymous id, the customer it was identified as, the events folded here before that
     # ([topic, offset, lane, ingest ms, value as latin-1 text], forwarded to the customer)
     # and the credits its touches earned (resent when it is identified); credits involving
-    # anonymous ids. Empty for most profiles.
+    # anonymous ids; for a customer, the anonymous ids identified as it (erased with it).
+    # Empty for most profiles.
     anonymous: bool = False
     identified_as: str | None = None
+    linked: set[str] = field(default_factory=set)
     pending: list[list[Any]] = field(default_factory=list)
     person_credits: dict[str, PersonCredit] = field(default_factory=dict)
     touch_credits: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -290,6 +292,8 @@ class Profile:
             found["pc"] = {k: credit.to_json() for k, credit in self.person_credits.items()}
         if self.touch_credits:
             found["tc"] = self.touch_credits
+        if self.linked:
+            found["al"] = sorted(self.linked)
         return found
 
     @classmethod
@@ -312,7 +316,7 @@ class Profile:
             book=ReplayBook.from_json(data["b"]),
             anonymous=bool(data.get("an")), identified_as=data.get("ia"), pending=data.get("pe", []),
             person_credits={k: PersonCredit.from_json(c) for k, c in data.get("pc", {}).items()},
-            touch_credits=data.get("tc", {}),
+            touch_credits=data.get("tc", {}), linked=set(data.get("al", ())),
         )
 
 

@@ -88,7 +88,18 @@ def _raw_topic(app: faust.App, *names: str) -> TopicT:
 def _state_table(app: faust.App, name: str, settings: Settings) -> TableT:
     # Faust derives the changelog serializers from these types: str keys go through json and
     # decode back to the same str on recovery; bytes values (the stages' own) stay raw.
-    return app.Table(name, key_type=str, value_type=bytes, partitions=settings.topic_partitions, default=None)
+    return app.Table(name, key_type=str, value_type=bytes, partitions=settings.topic_partitions, default=None,
+                     extra_topic_configs=changelog_configs(settings))
+
+
+def changelog_configs(settings: Settings) -> dict[str, str]:
+    """Compaction bounds of a changelog topic that Faust creates: an erased person's records
+    are compacted away, and the tombstones that name their keys deleted, within the erasure
+    deadline (docs/operations.md, erasure). Kafka rolls a segment older than the compaction
+    lag, so the active segment is bounded too."""
+    deadline_ms = settings.erasure_deadline_s * 1000
+    return {"max.compaction.lag.ms": str(deadline_ms // 2),
+            "delete.retention.ms": str(min(86_400_000, deadline_ms // 4))}
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
@@ -119,7 +130,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
     )
     app.checks = []
     profile_inputs = _raw_topic(app, *settings.input_topics.values(), settings.repartition_topic,
-                                settings.referral_credits_topic)
+                                settings.referral_credits_topic, settings.erasures_topic)
     referral_index = _raw_topic(app, settings.referral_index_topic)
     profile_fetches: ChannelT[Fetched] = FetchChannel(app, maxsize=FETCHES_BUFFERED)
     referral_fetches: ChannelT[Fetched] = FetchChannel(app, maxsize=FETCHES_BUFFERED)

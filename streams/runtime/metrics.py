@@ -67,6 +67,17 @@ class Metrics:
                                        "Touches that earned nothing because their share id had the most touches "
                                        "that may wait for it (streams.core.referrals.EARLY_TOUCHES_KEPT)",
                                        ["reason"], registry=r)
+        self.erasures = Counter("streams_erasure_requests_total",
+                                "Erasure requests read, by outcome: erased (first time), repeated (the id "
+                                "was erased already: each step done again, idempotent) or rerouted (to the "
+                                "id's partition)", ["outcome"], registry=r)
+        self.erased_dropped = Counter("streams_erased_records_dropped_total",
+                                      "Records of erased ids dropped instead of re-creating the person "
+                                      "(replays, backfills, late events, credits)", ["topic"], registry=r)
+        self.erased_from_index = Counter("streams_erasure_index_entries_dropped_total",
+                                         "Share-index entries dropped by erasures: a share of an erased "
+                                         "sharer, or a touch of an erased visitor waiting for its share",
+                                         ["entry"], registry=r)
         self.lag = Gauge("streams_consumer_lag_records", "Records between the committed offset and the log end",
                          ["topic", "partition"], registry=r)
         self.last_processed = Gauge("streams_last_processed_timestamp_seconds",
@@ -128,6 +139,12 @@ class Metrics:
                 self.identity_forwarded.labels(key[1]).inc(n)
             elif kind == "identity_not_kept":
                 self.identity_not_kept.inc(n)
+            elif kind == "erasure":
+                self.erasures.labels(key[1]).inc(n)
+            elif kind == "erasure_suppressed":
+                self.erased_dropped.labels(key[1]).inc(n)
+            elif kind == "erasure_index":
+                self.erased_from_index.labels(key[1]).inc(n)
             elif kind == "touch_dropped":
                 self.touches_dropped.labels(key[1]).inc(n)
         self.last_processed.set(time.time())

@@ -7,7 +7,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import faust
@@ -21,6 +21,7 @@ from streams.clickhouse.client import connect
 from streams.clickhouse.sink import ClickHouseSink
 from streams.contracts.codec import Codec, validate
 from streams.contracts.registry import registry_from_settings
+from streams.core.erasure import ErasureRequest
 from streams.core.events import AnyEvent
 from streams.runtime import fence, logs
 from streams.runtime.agents import register_agents
@@ -28,9 +29,10 @@ from streams.runtime.app import Pipeline, build_pipeline
 from streams.runtime.endpoint import serve
 from streams.runtime.liveness import Liveness, start_watchdog
 from streams.runtime.metrics import Metrics
+from streams.runtime.requested_erasures import requested_erasures
 from streams.runtime.runner import BatchRunner, BatchSender, TableState
 from streams.runtime.transport import Consumer
-from streams.settings import Settings
+from streams.settings import Settings, require_erasure_key
 from streams.stages.profile_stage import ProfileStage
 from streams.stages.records import BatchOutput, SourceRecord
 from streams.stages.referral_stage import ReferralStage
@@ -42,8 +44,10 @@ LAG_INTERVAL_S = 2.0
 LIVENESS_INTERVAL_S = 1.0
 
 
-def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Liveness) -> Pipeline:
-    """Register runners, tasks and timers on a new pipeline; nothing runs until the app starts."""
+def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Liveness,
+                 erasures: Mapping[str, ErasureRequest]) -> Pipeline:
+    """Register runners, tasks and timers on a new pipeline; nothing runs until the app starts.
+    ``erasures``: the requests in the erasures topic at start (``requested_erasures``)."""
     pipeline = build_pipeline(settings)
     app = pipeline.app
     metrics = Metrics(registry)
@@ -57,8 +61,8 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
 
     profiles = TableState(pipeline.profiles)
     shares = TableState(pipeline.share_index)
-    profile_stage = ProfileStage(settings, codec.decode, validate_event, profiles)
-    referral_stage = ReferralStage(settings, shares)
+    profile_stage = ProfileStage(settings, codec.decode, validate_event, profiles, requested_erasures=erasures)
+    referral_stage = ReferralStage(settings, shares, erased_at_start=erasures.keys())
 
     def aiokafka_producer() -> AIOKafkaProducer:
         # Faust's producer wraps an aiokafka one; batches go to it directly (streams.runtime.runner).
@@ -153,11 +157,12 @@ def run_worker(settings: Settings) -> None:
     """Start the endpoint and the stall watchdog, and run a worker until it is stopped."""
     import uvloop
 
+    require_erasure_key(settings)
     uvloop.install()
     registry = CollectorRegistry()
     liveness = Liveness(settings.stall_timeout_s)
     serve(settings.metrics_host, settings.metrics_port, registry, liveness.health)
-    pipeline = build_worker(settings, registry, liveness)
+    pipeline = build_worker(settings, registry, liveness, requested_erasures(settings))
     log.info("metrics on http://%s:%d/metrics, liveness on /healthz", settings.metrics_host, settings.metrics_port)
     start_watchdog(liveness)
     _tune_garbage_collector()

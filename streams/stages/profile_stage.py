@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from streams.core.erasure import ErasureRequest, keyed_hash, read_request, suppression_key
 from streams.core.events import AnyEvent, Click, Event, EventType, Identify, Purchase, Share
 from streams.core.identity import (
     absorb_forwarded,
     forwarded_lane,
     identify,
     keep_pending,
+    keyed_referees,
+    linked_anonymous_ids,
     person_view,
     record_person_credit,
 )
@@ -74,7 +78,8 @@ class ProfileStage:
     """Fold input events into per-customer state; see the module docstring."""
 
     def __init__(self, settings: Settings, decode: Decoder, validate: Validator,
-                 store: StateReader, clock: Callable[[], float] = time.monotonic) -> None:
+                 store: StateReader, clock: Callable[[], float] = time.monotonic,
+                 requested_erasures: Mapping[str, ErasureRequest] | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.decode = decode
@@ -84,6 +89,14 @@ class ProfileStage:
         # Identifies reach no per-minute total, so they take no part in deciding when one is final.
         self.timed_topics = {topic for topic, t in self.topic_types.items() if t is not EventType.IDENTIFY}
         self.credits_topic = settings.referral_credits_topic
+        self.erasures_topic = settings.erasures_topic
+        # Checked at the worker's start (require_erasure_key); any key hashes consistently.
+        self.erasure_key = settings.erasure_key.reveal().encode()
+        # Ids whose erasure was requested before this process started (their requests still in
+        # the erasures topic) -> what their suppression records hold: dropped from the first
+        # batch on, whatever the state says (streams.runtime.requested_erasures).
+        self.erased_at_start = {customer_id: {"r": r.request_id, "at": r.requested_at_ms}
+                                for customer_id, r in (requested_erasures or {}).items()}
         self.repartition_topic = settings.repartition_topic
         # Every partition is reached by each input topic directly and from each other partition.
         self.lanes_per_partition = len(self.timed_topics) * settings.topic_partitions
@@ -131,6 +144,8 @@ class ProfileStage:
                 batch.on_credit(record)
             elif record.topic == self.repartition_topic:
                 batch.on_rerouted(record)
+            elif record.topic == self.erasures_topic:
+                batch.on_erasure(record)
             else:
                 batch.on_input(record)
         return batch.finish()
@@ -152,6 +167,14 @@ class ProfileStage:
             messages.extend(OutMessage(self.repartition_topic, partition, None, value, headers)
                             for partition in range(self.settings.topic_partitions) if partition != origin)
         return messages
+
+    def id_hash(self, value: str) -> str:
+        """The keyed hash that stands for an id or a request id once it is erased."""
+        return keyed_hash(self.erasure_key, value)
+
+    def referee_key(self, referred_id: str) -> str:
+        """How a referrer's profile keeps a person it referred (``keyed_referees``)."""
+        return "#" + self.id_hash(referred_id)
 
     def minute_index(self, partition: int) -> set[int]:
         index = self._minutes.get(partition)
@@ -176,6 +199,8 @@ class _ProfileBatch:
         # (partition, minute, "type|channel") totals this batch's events went into: their rows.
         self.minute_totals: set[tuple[int, int, str]] = set()
         self.buckets: set[tuple[str, int, bool]] = set()
+        # Profiles erased in this batch (state_key) -> their suppression record's value.
+        self.erased_now: dict[str, dict[str, Any]] = {}
 
     # -- loading state ------------------------------------------------------------------------
 
@@ -183,12 +208,20 @@ class _ProfileBatch:
         key = state_key(actor_id, anonymous)
         loaded = self.profiles.get(key)
         if loaded is None:
-            profile = self.stage.profiles.get(key)
-            if profile is None:
-                raw = self.stage.store.get(key)
-                profile = Profile.from_json(orjson.loads(raw)) if raw else Profile(actor_id, anonymous=anonymous)
+            profile = self.stored_profile(key) or Profile(actor_id, anonymous=anonymous)
             self.profiles[key] = loaded = (partition, profile)
         return loaded[1]
+
+    def stored_profile(self, key: str) -> Profile | None:
+        """The profile under ``key`` as the last batch left it, or None."""
+        profile = self.stage.profiles.get(key)
+        if profile is None:
+            raw = self.stage.store.get(key)
+            if not raw:
+                return None
+            profile = Profile.from_json(orjson.loads(raw))
+            keyed_referees(profile, self.stage.referee_key)
+        return profile
 
     def minute(self, partition: int, minute_ms: int) -> dict[str, Any]:
         key = (partition, minute_ms)
@@ -205,19 +238,30 @@ class _ProfileBatch:
         """A referral credit, possibly resolved to the person who earned it (see below), or one
         forwarded from an identified anonymous sharer."""
         message = orjson.loads(record.value or b"{}")
-        if message.pop("k", None) == "person_credit":
+        kind = message.pop("k", None)
+        if kind == "person_credit":
             self.on_forwarded_credit(record, message)
+            return
+        if kind == "link":
+            self.on_link(record, message)
+            return
+        if kind == "forget":
+            self.forget_mentions(record.partition, set(message["ids"]))
             return
         origin = message.pop("origin", None)  # absent from credits produced before it was sent
         resolution, referred_person = message.pop("rv", None), message.pop("rp", None)
         credit = Credit.from_json(message)
         if credit.referred_anonymous and resolution is None:
-            self.on_anonymous_touch_credit(record, credit)
+            if not self.dropped_as_erased(record, credit.referred_customer_id, anonymous=True):
+                self.on_anonymous_touch_credit(record, credit)
+            return
+        if self.dropped_as_erased(record, credit.sharer_customer_id, credit.sharer_anonymous):
             return
         profile = self.profile(credit.sharer_customer_id, record.partition, credit.sharer_anonymous)
         if credit.involves_anonymous:
             # Kept by credit id: a credit produced again changes nothing.
-            person_credit = PersonCredit(resolution or 0, referred_person or credit.referred_customer_id,
+            person_credit = PersonCredit(resolution or 0,
+                                         self.stage.referee_key(referred_person or credit.referred_customer_id),
                                          credit.touch_type, credit.amount_cents)
             changed = record_person_credit(profile, credit.credit_id, person_credit)
             self.out.counts[("credit", "new" if changed else "replayed")] += 1
@@ -229,7 +273,7 @@ class _ProfileBatch:
                 and not CreditOrigin(*origin).after(profile.credit_origins):
             admission = Admission.DUPLICATE  # produced again: counted already
         if admission is Admission.NEW:
-            profile.apply_credit(credit.touch_type, credit.referred_customer_id,
+            profile.apply_credit(credit.touch_type, self.stage.referee_key(credit.referred_customer_id),
                                  credit.amount_cents)
         self.out.counts[("credit", admission.value)] += 1
 
@@ -258,9 +302,27 @@ class _ProfileBatch:
     def on_forwarded_credit(self, record: SourceRecord, message: dict[str, Any]) -> None:
         """On the customer's partition: a credit earned by the share of an anonymous id
         identified as it, read after the identify (kept by credit id: resent, it changes nothing)."""
+        if self.dropped_as_erased(record, message["customer_id"]):
+            return
         customer = self.profile(message["customer_id"], record.partition)
-        changed = record_person_credit(customer, message["credit_id"], PersonCredit.from_json(message["c"]))
+        credit = PersonCredit.from_json(message["c"])
+        if not credit.referred_person.startswith("#"):  # sent by a worker that kept ids
+            credit = dataclasses.replace(credit, referred_person=self.stage.referee_key(credit.referred_person))
+        changed = record_person_credit(customer, message["credit_id"], credit)
         self.out.counts[("credit", "new" if changed else "replayed")] += 1
+
+    def on_link(self, record: SourceRecord, message: dict[str, Any]) -> None:
+        """On the customer's partition: an anonymous id was identified as the customer (again
+        when the identify is read again). The customer keeps it, to erase it with them; a
+        customer erased already has it erased by the same request."""
+        customer_id, anonymous_id = message["customer_id"], message["anonymous_id"]
+        erased = self.erased_by(customer_id)
+        if erased is None:
+            self.profile(customer_id, record.partition).linked.add(anonymous_id)
+        else:
+            self.send_keyed(self.stage.erasures_topic, anonymous_id,
+                            ErasureRequest(erased["r"], anonymous_id, erased["at"]).to_json())
+            self.out.counts[("erasure", "linked_after")] += 1
 
     def on_identify(self, record: SourceRecord, event: Identify, partition: int, lane: str) -> None:
         """On the anonymous id's partition: the first identify links it, and its events go to
@@ -275,6 +337,8 @@ class _ProfileBatch:
             return
         if anonymous.identified_as == event.customer_id:
             self.identified.add(event.anonymous_id)
+            self.send_keyed(self.stage.credits_topic, event.customer_id, {
+                "k": "link", "customer_id": event.customer_id, "anonymous_id": event.anonymous_id})
             self.send_pending(anonymous)
             self.out.rows.append(("identity_map", {
                 "anonymous_id": event.anonymous_id, "customer_id": event.customer_id, "version": 1}))
@@ -333,7 +397,11 @@ class _ProfileBatch:
                 raise ValidationError("key", "record key differs from the event's customer_id or anonymous_id",
                                       reason="key_mismatch")
         except DecodeError as error:
-            self.dead_letter(record, error)
+            if not (record.key and self.dropped_as_erased(record, record.key.decode(errors="replace"))):
+                self.dead_letter(record, error)
+            return
+        # An identify's actor is its anonymous id.
+        if self.dropped_as_erased(record, event.actor_id, isinstance(event, Identify) or event.anonymous):
             return
         if isinstance(event, Identify):
             self.on_identify(record, event, partition, lane)
@@ -388,6 +456,8 @@ class _ProfileBatch:
         if any(event.topic not in self.stage.topic_types for event in forwarded):
             raise DecodeError("bad_origin", "forwarded events from a topic that is not an input topic")
         customer_id = (record.key or b"").decode()
+        if self.dropped_as_erased(record, customer_id):
+            return
         customer = self.profile(customer_id, record.partition)
         key = state_key(customer_id, False)
         for origin, event in [(f, self.stage.decode(f.value, self.stage.topic_types[f.topic])) for f in forwarded]:
@@ -475,6 +545,107 @@ class _ProfileBatch:
                               error_row(record, kind, kind, "", message, event)))
         self.out.counts[(kind, record.topic)] += 1
 
+    # -- erasure (docs/definitions.md, erasure) -----------------------------------------------
+
+    def on_erasure(self, record: SourceRecord) -> None:
+        """An erasure request, handled on the partition of the id it names."""
+        try:
+            request = read_request(record.value)
+        except DecodeError as error:
+            self.dead_letter(record, error)
+            return
+        key = request.customer_id.encode()
+        owner = partition_for(key, self.settings.topic_partitions)
+        if owner != record.partition:  # published by another partitioner: on to the id's partition
+            self.out.messages.append(OutMessage(self.stage.erasures_topic, owner, key, record.value))
+            self.out.counts[("erasure", "rerouted")] += 1
+            return
+        self.erase(request, record)
+
+    def erase(self, request: ErasureRequest, record: SourceRecord) -> None:
+        """Delete every profile of the id, leave a suppression record keyed by its keyed hash, ask
+        for the anonymous ids identified as it to be erased by the same request, tell every
+        share-index partition to drop its shares and waiting touches, and write the ClickHouse
+        tombstone that hides it from the views until the eraser deletes its rows. Again when
+        the request is read again: each step is idempotent, and rows lost in a crash come back."""
+        stage, partition, person = self.stage, record.partition, request.customer_id
+        id_hash, request_hash = stage.id_hash(person), stage.id_hash(request.request_id)
+        known = state_key(person, False) in self.erased_now or stage.store.get(suppression_key(id_hash)) is not None
+        self.out.counts[("erasure", "repeated" if known else "erased")] += 1
+        suppression = {"r": request.request_id, "at": request.requested_at_ms}
+        for anonymous in (False, True):
+            key = state_key(person, anonymous)
+            loaded = self.profiles.pop(key, None)
+            profile: Profile | None = loaded[1] if loaded else self.stored_profile(key)
+            stage.profiles.discard(key)
+            self.erased_now[key] = suppression
+            if profile is None:
+                continue
+            self.out.state_writes.append((partition, key, None))
+            for linked in sorted(linked_anonymous_ids(profile) | profile.linked):
+                self.send_keyed(stage.erasures_topic, linked,
+                                ErasureRequest(request.request_id, linked, request.requested_at_ms).to_json())
+        self.out.state_writes.append((partition, suppression_key(id_hash), encode_state(suppression)))
+        forget = encode_state({"k": "erase", "ids": [person]})
+        mentions = encode_state({"k": "forget", "ids": [person]})
+        for other in range(self.settings.topic_partitions):
+            self.out.messages.append(OutMessage(self.settings.referral_index_topic, other, None, forget))
+            self.out.messages.append(OutMessage(stage.credits_topic, other, None, mentions))
+        self.out.rows.append(("erased_customers", {"customer_id": person, "customer_hash": id_hash,
+                                                   "request_hash": request_hash, "erased_at_ms": record.timestamp}))
+        for target, status in (("state", "erased"), ("request", "hidden")):
+            self.out.rows.append(("erasure_requests", {
+                "request_hash": request_hash, "customer_hash": id_hash, "target": target, "status": status,
+                "rows": 0, "requested_at_ms": request.requested_at_ms, "updated_at_ms": record.timestamp,
+                "version": 1}))
+
+    def forget_mentions(self, partition: int, ids: set[str]) -> None:
+        """Drop what anonymous profiles of ``partition`` keep of erased sharers: the credits
+        their touches earned on the sharers' shares, kept to be re-addressed once the visitor
+        is identified. A scan that decodes only the records whose bytes name an id."""
+        needles = [orjson.dumps(i) for i in ids]
+        store, partitions = self.stage.store, self.settings.topic_partitions
+        for key in store.keys_with_prefix("a:"):
+            anonymous_id = key[2:]
+            if key in self.erased_now:
+                continue
+            if key not in self.profiles:
+                raw = store.get(key)
+                if not raw or not any(needle in raw for needle in needles) \
+                        or partition_for(anonymous_id.encode(), partitions) != partition:
+                    continue
+            elif self.profiles[key][0] != partition:
+                continue
+            profile = self.profile(anonymous_id, partition, anonymous=True)
+            for credit_id, credit in list(profile.touch_credits.items()):
+                if credit["sharer_customer_id"] in ids:
+                    del profile.touch_credits[credit_id]
+                    self.out.counts[("erasure_index", "touch_credit")] += 1
+
+    def erased_by(self, actor_id: str, anonymous: bool = False) -> dict[str, Any] | None:
+        """The suppression record of ``actor_id`` ({"r": request id, "at": requested at}) when it
+        was erased, else None. A profile in state proves it was not (erasure deletes them all),
+        so the keyed hash is computed only for ids without one."""
+        key = state_key(actor_id, anonymous)
+        if key in self.profiles:
+            return None
+        erased = self.erased_now.get(key)
+        if erased is not None:
+            return erased
+        stage = self.stage
+        if stage.profiles.get(key) is not None or stage.store.get(key) is not None:
+            return None
+        raw = stage.store.get(suppression_key(stage.id_hash(actor_id)))
+        return orjson.loads(raw) if raw else stage.erased_at_start.get(actor_id)
+
+    def dropped_as_erased(self, record: SourceRecord, actor_id: str, anonymous: bool = False) -> bool:
+        """True (and counted) when ``actor_id`` was erased: its input is dropped rather than
+        re-creating the person."""
+        if self.erased_by(actor_id, anonymous) is None:
+            return False
+        self.out.counts[("erasure_suppressed", record.topic)] += 1
+        return True
+
     # -- end of batch -------------------------------------------------------------------------
 
     def finish(self) -> BatchOutput:
@@ -484,7 +655,7 @@ class _ProfileBatch:
         for key, (partition, profile) in self.profiles.items():
             out.state_writes.append((partition, key, encode_state(profile.to_json())))
             self.stage.profiles.put(key, profile)
-            person = persons[key] = person_view(profile, self.settings.allow_self_referral)
+            person = persons[key] = person_view(profile, self.settings.allow_self_referral, self.stage.referee_key)
             identified_now = profile.anonymous and profile.customer_id in self.identified
             # An identified anonymous profile no longer changes (its events go to the customer):
             # its row is written once more with its identify (again if that is replayed).
@@ -493,10 +664,12 @@ class _ProfileBatch:
             if identified_now:
                 self.send_credits_to_customer(profile)
         for key, start, daily in self.buckets:
-            person = persons[key]
-            if start in (person.daily if daily else person.hourly):
+            if key in self.erased_now:
+                continue
+            bucketed = persons[key]
+            if start in (bucketed.daily if daily else bucketed.hourly):
                 out.rows.append(("customer_daily" if daily else "customer_hourly",
-                                 person.bucket_row(start, daily)))
+                                 bucketed.bucket_row(start, daily)))
         for (partition, minute_ms), record in self.minutes.items():
             out.state_writes.append((partition, f"m:{partition}:{minute_ms}", encode_state(record)))
             self.stage.minute_index(partition).add(minute_ms)

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any
 
 import orjson
 
@@ -39,9 +40,12 @@ def page_key(share_id: str, page: int) -> str:
 class ReferralStage:
     """The share-index side of the referral join; see the module docstring."""
 
-    def __init__(self, settings: Settings, store: StateReader) -> None:
+    def __init__(self, settings: Settings, store: StateReader, erased_at_start: Collection[str] = ()) -> None:
         self.settings = settings
         self.store = store
+        # Ids whose erasure was requested before this process started: their shares and touches
+        # read again from the index topic (a state rebuilt from scratch) join nothing.
+        self.erased_at_start = frozenset(erased_at_start)
         self.rules = AttributionRules(settings.attribution_window_ms, settings.allow_self_referral,
                                       settings.pending_touch_ttl_ms)
         self.ingest_clock_ms = 0  # newest ingest time seen on the index: the clock of expiry
@@ -91,10 +95,17 @@ class ReferralStage:
     def process(self, records: Sequence[SourceRecord]) -> BatchOutput:
         out = BatchOutput()
         loaded: dict[str, tuple[int, ShareIndex, int]] = {}  # share id -> partition, index, touches stored
+        erased_from: set[str] = set()  # share ids whose stored touches an erasure changed
         for record in records:
-            self.ingest_clock_ms = max(self.ingest_clock_ms, record.timestamp)
             message = orjson.loads(record.value or b"{}")
             kind = message.pop("k")
+            if kind == "erase":  # not an interaction: it does not move the clock of expiry
+                erased_from |= self.erase(record.partition, set(message["ids"]), loaded, out)
+                continue
+            if self.erased_at_start and self.names_erased(kind, message):
+                out.counts[("erasure_suppressed", record.topic)] += 1
+                continue
+            self.ingest_clock_ms = max(self.ingest_clock_ms, record.timestamp)
             share_id = message["share_id"]
             if share_id not in loaded:
                 index = self.load(share_id)
@@ -112,11 +123,45 @@ class ReferralStage:
             for place, credit in enumerate(credits or ()):
                 self.emit_credit(credit, CreditOrigin(record.partition, record.offset, place), out)
         for share_id, (partition, index, stored) in loaded.items():
-            # process() only appends waiting touches: the stored ones are unchanged.
-            out.state_writes.extend(self.writes(partition, share_id, index, stored, unchanged=stored))
+            # Touches are only appended, but for an erasure's: the stored ones are unchanged.
+            unchanged = 0 if share_id in erased_from else stored
+            out.state_writes.extend(self.writes(partition, share_id, index, stored, unchanged))
             self.indexes.put(share_id, index)
             self._note_waiting(share_id, index)
         return out
+
+    def names_erased(self, kind: str, message: dict[str, Any]) -> bool:
+        """Whether an index record is a share or a touch of an id erased before the start."""
+        erased = self.erased_at_start
+        if kind == "share":
+            return message["sharer_customer_id"] in erased
+        return message["customer_id"] in erased or message.get("person") in erased
+
+    def erase(self, partition: int, ids: set[str], loaded: dict[str, tuple[int, ShareIndex, int]],
+              out: BatchOutput) -> set[str]:
+        """Drop, from every share index of ``partition``, the shares of ``ids`` (with the touches
+        waiting for them) and their touches waiting for a share (docs/definitions.md, erasure):
+        no credit names them afterwards. A scan of the partition's indexes: erasures are rare.
+        Returns the share ids whose waiting touches changed."""
+        changed: set[str] = set()
+        for key in self.store.keys_with_prefix("s:"):
+            share_id = key[2:]
+            if share_id not in loaded and self._partition(share_id) == partition:
+                index = self.load(share_id)
+                loaded[share_id] = (partition, index, len(index.early))
+        for share_id, (index_partition, index, _) in loaded.items():
+            if index_partition != partition:
+                continue
+            if index.share is not None and index.share.sharer_customer_id in ids:
+                # Later touches of the share wait for it and expire: it never comes again.
+                index.share = index.share_ingest_ms = index.share_offset = None
+                out.counts[("erasure_index", "share")] += 1
+            kept = [touch for touch in index.early if touch.customer_id not in ids and touch.person not in ids]
+            if len(kept) != len(index.early):
+                out.counts[("erasure_index", "touch")] += len(index.early) - len(kept)
+                index.early = kept
+                changed.add(share_id)
+        return changed
 
     def _partition(self, share_id: str) -> int:
         # Index messages were partitioned by share id, so the id tells its partition.

@@ -12,7 +12,7 @@ tables, so tests can compare them field by field.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
@@ -100,20 +100,80 @@ class Expected:
     identity_conflicts: int = 0
 
 
-def expected(records: Iterable[InputRecord], settings: Settings) -> Expected:
-    """The exact expected outcome of publishing ``records`` in this order."""
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """Erasure of ``ids`` requested once the first ``after`` records were all processed."""
+
+    after: int
+    ids: frozenset[str]
+
+
+def expected(records: Sequence[InputRecord], settings: Settings, erasure: Erasure | None = None) -> Expected:
+    """The exact expected outcome of publishing ``records`` in this order, with ``erasure``
+    (docs/definitions.md, erasure) when given."""
     result = Expected()
+    erased: set[str] = set()
+    if erasure is not None:
+        erased = erased_people(records[:erasure.after], erasure.ids, settings)
+        records = [*records[:erasure.after], *(r for r in records[erasure.after:] if not _names(r, erased))]
     _admit(records, settings, result)
     on_time = [a for a in result.accepted if not a.late]
     result.minutes = minute_totals(on_time)
     result.credits = referral_credits(result.accepted, settings)
+    if erasure is not None:
+        _drop_waiting_touches(result, erased, erasure.after, records)
     resolve_identities(result)
     by_person = [replace(a, event=as_person(a.event, result.identities)) for a in result.accepted]
     on_time_by_person = [a for a in by_person if not a.late]
     result.hourly = customer_buckets(on_time_by_person, HOUR_MS)
     result.daily = customer_buckets(on_time_by_person, DAY_MS)
     result.profiles = profiles(by_person, result.daily, person_credits(result, settings))
+    if erasure is not None:
+        _forget(result, erased)
     return result
+
+
+# --- erasure ---------------------------------------------------------------------------------
+
+
+def erased_people(before: Sequence[InputRecord], ids: Iterable[str], settings: Settings) -> set[str]:
+    """The ids an erasure of ``ids`` removes: each of them, and the anonymous ids identified as
+    one of them (an identify of such an id after the erasure erases it too; this oracle
+    covers erasures after which no identify names an erased customer)."""
+    seen = Expected()
+    _admit(before, settings, seen)
+    resolve_identities(seen)
+    erased = set(ids)
+    return erased | {anonymous for anonymous, customer in seen.identities.items() if customer in erased}
+
+
+def _names(record: InputRecord, erased: set[str]) -> bool:
+    """Whether a record published after the erasure belongs to an erased id (it is dropped)."""
+    event = record.event
+    if event is None:
+        return record.key.decode(errors="replace") in erased
+    return event.actor_id in erased
+
+
+def _drop_waiting_touches(result: Expected, erased: set[str], cut: int, records: Sequence[InputRecord]) -> None:
+    """A touch of an erased id still waiting for its share at the erasure is dropped from the
+    share index: it earns its sharer nothing."""
+    shared_before = {r.event.share_id for r in records[:cut] if isinstance(r.event, Share)}
+    for credit_id, credit in list(result.credits.items()):
+        if credit["referred_customer_id"] in erased and credit["share_id"] not in shared_before:
+            del result.credits[credit_id]
+
+
+def _forget(result: Expected, erased: set[str]) -> None:
+    """The erased people leave every result; their earlier referrals stay counted in their
+    referrers' profiles (docs/definitions.md), but no credit row names them."""
+    # An identified anonymous id's past events are its customer's: erasing the id alone keeps them.
+    people = {p for p in erased if p not in result.identities}
+    result.profiles = {c: p for c, p in result.profiles.items() if c not in people}
+    result.hourly = {k: v for k, v in result.hourly.items() if k[0] not in people}
+    result.daily = {k: v for k, v in result.daily.items() if k[0] not in people}
+    result.credits = {k: c for k, c in result.credits.items()
+                      if c["sharer_customer_id"] not in erased and c["referred_customer_id"] not in erased}
 
 
 # --- acceptance ------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from streams.tools.oracle import Expected, expected
 from streams.tools.simulate import SimRecord, SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 from tests.conftest import local_environ
+from tests.support.upstream import RETENTION_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +66,7 @@ def run_settings(name: str, partitions: int, state_dir: Path) -> Settings:
     return load_settings(
         local_environ(), topic_prefix=name, app_id=name, clickhouse_database=check_identifier(name),
         topic_partitions=partitions, table_dir=str(state_dir / name), metrics_port=free_port(),
-        # The simulator's old shares are stamped 8-10 days back: Kafka rolls them into a segment
-        # of their own, which a 7-day retention deletes at its next check, mid-run.
-        input_retention_ms=-1,
+        input_retention_ms=RETENTION_MS,  # the simulator's old shares outlive the default 7 days
     )
 
 

@@ -23,7 +23,7 @@ from streams.clickhouse.cluster import drop_database
 from streams.clickhouse.migrate import load_migrations, migrate
 from streams.settings import PREFIX, Settings, load_settings
 from streams.tools.oracle import Expected, expected
-from streams.tools.simulate import SimRecord, SimulationConfig, generate, publish
+from streams.tools.simulate import SimRecord, SimulationConfig, generate
 from streams.topics import ensure_topics
 from tests.conftest import unique
 from tests.support.analyst import as_analyst
@@ -37,7 +37,7 @@ from tests.support.cluster import (
     sigkill,
 )
 from tests.support.exact import wait_for_exact
-from tests.support.upstream import simulated_day_start_ms, upstream_publisher
+from tests.support.upstream import RETENTION_MS, publish_records, simulated_day_start_ms
 from tests.support.worker import Worker, wait_until
 
 __all__ = ["cluster_stack"]  # the module fixture, used by name
@@ -54,7 +54,7 @@ def cluster_settings(cluster_stack: None, tmp_path: Path) -> Iterator[Settings]:
     name = unique("c")
     settings = load_settings(cluster_environ(), topic_prefix=name, app_id=name, clickhouse_database=name,
                              metrics_port=FIRST_PORT, table_dir=str(tmp_path / "state"),
-                             broker_session_timeout_s=6.0, input_retention_ms=-1)
+                             broker_session_timeout_s=6.0, input_retention_ms=RETENTION_MS)
     assert settings.clickhouse_cluster and settings.topic_replication == 3
     assert settings.topic_min_insync_replicas == 2
     assert ensure_topics(settings).drift == []
@@ -75,14 +75,6 @@ def pipeline(cluster_settings: Settings, tmp_path: Path) -> Iterator[Pipeline]:
     worker = small_batches(Worker(cluster_settings, tmp_path / "worker.log"))
     yield cluster_settings, records, expected(records, cluster_settings), worker
     stop_all(worker)
-
-
-def publish_records(records: list[SimRecord], settings: Settings) -> None:
-    publisher = upstream_publisher("kafka-python", settings)
-    try:
-        publish(records, publisher, settings)
-    finally:
-        publisher.close()
 
 
 def small_batches(worker: Worker) -> Worker:

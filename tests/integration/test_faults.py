@@ -30,7 +30,7 @@ from streams.topics import ensure_topics
 from tests.conftest import STACK
 from tests.support.exact import source_lag, wait_for_exact
 from tests.support.services import service_pid
-from tests.support.upstream import simulated_day_start_ms
+from tests.support.upstream import RETENTION_MS, simulated_day_start_ms
 from tests.support.worker import Worker, wait_until
 
 METRICS_PORT = 22150
@@ -52,7 +52,7 @@ class Run(NamedTuple):
 @pytest.fixture()
 def run(clickhouse_settings: Settings, tmp_path: Path) -> Iterator[Run]:
     settings = dataclasses.replace(clickhouse_settings, metrics_port=METRICS_PORT, table_dir=str(tmp_path / "state"),
-                                   broker_session_timeout_s=6.0, input_retention_ms=-1)
+                                   broker_session_timeout_s=6.0, input_retention_ms=RETENTION_MS)
     ensure_topics(settings)
     migrate(settings)
     records = generate(CONFIG)

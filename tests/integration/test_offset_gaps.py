@@ -31,7 +31,7 @@ from streams.tools.oracle import expected
 from streams.tools.simulate import SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 from tests.support.exact import source_lag, wait_for_exact
-from tests.support.upstream import LibrdkafkaPublisher, simulated_day_start_ms, upstream_publisher
+from tests.support.upstream import RETENTION_MS, LibrdkafkaPublisher, simulated_day_start_ms, upstream_publisher
 from tests.support.worker import Worker, wait_until
 
 METRICS_PORT = 19170
@@ -42,7 +42,7 @@ CONFIG = SimulationConfig(seed=17, customers=200, events=3_000, start_ms=simulat
 def settings(clickhouse_settings: Settings, tmp_path: Path) -> Settings:
     # No retention on the input: the simulator's oldest shares are older than Kafka's default.
     settings = dataclasses.replace(clickhouse_settings, metrics_port=METRICS_PORT, table_dir=str(tmp_path / "state"),
-                                   broker_session_timeout_s=6.0, input_retention_ms=-1)
+                                   broker_session_timeout_s=6.0, input_retention_ms=RETENTION_MS)
     ensure_topics(settings)
     migrate(settings)
     return settings

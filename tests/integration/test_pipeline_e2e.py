@@ -28,7 +28,13 @@ from streams.topics import ensure_topics
 from tests.support.clickhouse_rows import read_final_rows
 from tests.support.compare import compare_all
 from tests.support.exact import source_lag, wait_for_exact
-from tests.support.upstream import UPSTREAM_CLIENTS, simulated_day_start_ms, upstream_publisher
+from tests.support.upstream import (
+    RETENTION_MS,
+    UPSTREAM_CLIENTS,
+    publish_records,
+    simulated_day_start_ms,
+    upstream_publisher,
+)
 from tests.support.worker import Worker, wait_until
 
 # Identity traffic in the mix: anonymous visits on several devices per customer, identifies
@@ -44,7 +50,7 @@ def unpublished(clickhouse_settings: Settings, tmp_path: Path,
 
     # No retention on the input: the simulator's oldest shares are older than Kafka's default.
     settings = dataclasses.replace(clickhouse_settings, metrics_port=19150, table_dir=str(tmp_path / "state"),
-                                   broker_session_timeout_s=6.0, input_retention_ms=-1)
+                                   broker_session_timeout_s=6.0, input_retention_ms=RETENTION_MS)
     ensure_topics(settings)
     migrate(settings)
     config = CONFIG
@@ -70,14 +76,6 @@ def prepared(unpublished: tuple[Settings, list[SimRecord], Expected, Worker],
     settings, records, truth, worker = unpublished
     publish_records(records, settings, upstream)
     return settings, truth, worker
-
-
-def publish_records(records: list[SimRecord], settings: Settings, client: str = "kafka-python") -> None:
-    publisher = upstream_publisher(client, settings)
-    try:
-        publish(records, publisher, settings)
-    finally:
-        publisher.close()
 
 
 def dead_letter_reasons(settings: Settings) -> Counter[str]:

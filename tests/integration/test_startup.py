@@ -36,7 +36,7 @@ from streams.stages.records import OutMessage
 from streams.tools.simulate import SimulationConfig, generate, publish
 from streams.topics import ensure_topics
 from tests.conftest import unique
-from tests.support.upstream import simulated_day_start_ms
+from tests.support.upstream import RETENTION_MS, simulated_day_start_ms
 from tests.support.worker import Worker, wait_until
 
 STARTS = 20
@@ -92,7 +92,7 @@ def test_fresh_workers_on_new_topics_make_progress_every_time(database: Settings
         # retention: the simulator's old shares are older than 7 days (module docstring).
         settings = dataclasses.replace(database, topic_prefix=name, app_id=f"{name}-app",
                                        metrics_port=METRICS_PORT, table_dir=str(tmp_path / name),
-                                       input_retention_ms=-1)
+                                       input_retention_ms=RETENTION_MS)
         ensure_topics(settings)
         with Publisher(settings) as publisher:
             sent_per_topic = publish(records, publisher, settings)

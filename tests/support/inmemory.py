@@ -11,12 +11,13 @@ import itertools
 import random
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from streams.clickhouse.sink import ClickHouseSink
 from streams.contracts.codec import Codec, validate
+from streams.core.erasure import ErasureRequest
 from streams.settings import Settings
 from streams.stages.partitioning import partition_for
 from streams.stages.profile_stage import ProfileStage
@@ -89,15 +90,17 @@ class Log:
 
 
 class InMemoryPipeline:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, requested_erasures: Mapping[str, ErasureRequest] | None = None) -> None:
         self.settings = settings
         codec = Codec()
         self.profile_state = DictState()
         self.share_state = DictState()
         # A clock a second ahead at every look: watermarks go out with every batch.
         self.profile_stage = ProfileStage(settings, codec.decode, lambda e: validate(e, settings.currency),
-                                          self.profile_state, clock=itertools.count().__next__)
-        self.referral_stage = ReferralStage(settings, self.share_state)
+                                          self.profile_state, clock=itertools.count().__next__,
+                                          requested_erasures=requested_erasures)
+        self.referral_stage = ReferralStage(settings, self.share_state,
+                                            erased_at_start=(requested_erasures or {}).keys())
         self.logs: dict[str, Log] = defaultdict(Log)
         self.read: dict[tuple[str, int], int] = defaultdict(int)  # next offset to read
         self.rows = RowStore()
@@ -131,7 +134,8 @@ class InMemoryPipeline:
         progressed = False
         for stage, topics, state in (
             (self.profile_stage, [*self.settings.input_topics.values(), self.settings.repartition_topic,
-                                  self.settings.referral_credits_topic], self.profile_state),
+                                  self.settings.referral_credits_topic, self.settings.erasures_topic],
+             self.profile_state),
             (self.referral_stage, [self.settings.referral_index_topic], self.share_state),
         ):
             first = [t for t in topics if t not in read_last]

@@ -156,13 +156,16 @@ def referenced_metrics(expr: str) -> set[str]:
 
 
 def exported_metrics() -> dict[str, set[str]]:
-    """Metric family of streams/runtime/metrics.py -> the sample names a worker exports for it."""
+    """Metric family of the worker's (streams/runtime/metrics.py) and the eraser's
+    (streams/runtime/eraser.py) -> the sample names exported for it."""
     from prometheus_client import CollectorRegistry
 
+    from streams.runtime.eraser import EraserMetrics
     from streams.runtime.metrics import Metrics
 
     registry = CollectorRegistry()
     Metrics(registry)
+    EraserMetrics(registry)
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     return {family.name: {family.name + s for s in suffixes.get(family.type, ("",))}
             for family in registry.collect()}

@@ -15,8 +15,15 @@ from confluent_kafka import Producer
 from streams.core.windows import DAY_MS
 from streams.publisher import Publisher
 from streams.settings import Settings
+from streams.tools.simulate import SimRecord, publish
 
 UPSTREAM_CLIENTS = ("kafka-python", "librdkafka", "librdkafka-random-partitions")
+
+
+# Retention of the tests' topics: the longest allowed (the default erasure deadline). The
+# simulator's old shares are stamped 8-10 days back: Kafka rolls them into a segment of their
+# own, which the default 7-day retention would delete at its next check, mid-run.
+RETENTION_MS = Settings().erasure_deadline_s * 1000
 
 
 def simulated_day_start_ms() -> int:
@@ -95,3 +102,12 @@ def upstream_publisher(client: str, settings: Settings) -> Publisher | Librdkafk
     if client == "kafka-python":
         return Publisher(settings)
     return LibrdkafkaPublisher(settings, random_partitions=client == "librdkafka-random-partitions")
+
+
+def publish_records(records: list[SimRecord], settings: Settings, client: str = "kafka-python") -> None:
+    """Publish simulated ``records`` as upstream services using ``client`` would."""
+    publisher = upstream_publisher(client, settings)
+    try:
+        publish(records, publisher, settings)
+    finally:
+        publisher.close()

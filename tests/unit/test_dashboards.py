@@ -187,7 +187,7 @@ RANGE = (START - dt.timedelta(days=15), START + dt.timedelta(days=2))
 def chdb_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A chdb database migrated with the modern variants and holding a simulated run's rows."""
     chdb_session = pytest.importorskip("chdb.session")
-    from tests.unit.test_migrations_chdb import ChdbClient
+    from tests.support.chdb import ChdbClient
 
     session = chdb_session.Session(str(tmp_path_factory.mktemp("chdb_dashboards")))
     session.query("SET output_format_json_quote_64bit_integers = 0")
