@@ -25,4 +25,8 @@ runs the output through Faust and the sink; tests run it against a dict.
   through the repartition topic to the customer's partition, which folds each once
   (``streams.core.identity``). Credits of anonymous touches pass through the toucher's
   partition, which names the person.
+- Erasure (``streams.stages.erasure_steps``): a request on the erasures topic is handled on the
+  partition of the id it names, which deletes its state, leaves a suppression record, and
+  tells the other partitions and the share index to drop what they keep of it; every input
+  naming an erased id is dropped first.
 """

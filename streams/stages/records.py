@@ -78,6 +78,11 @@ class StateReader(Protocol):
     def keys_with_prefix(self, prefix: str) -> Iterable[str]: ...
 
 
+def state_key(actor_id: str, anonymous: bool) -> str:
+    """Store key of a profile: customers and anonymous ids are kept apart."""
+    return f"a:{actor_id}" if anonymous else f"c:{actor_id}"
+
+
 def encode_state(obj: Any) -> bytes:
     # orjson: state records are written for every touched key of every batch, and it encodes
     # them ~10x faster than json (tests/bench/stage_bench.py). Its bytes keep the ~4 KiB
