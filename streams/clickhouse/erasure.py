@@ -7,8 +7,10 @@ eraser (``streams eraser``) then calls :func:`purge_once` every ``STREAMS_ERASER
 1. Nothing while ``STREAMS_ERASER_MAX_MUTATIONS`` mutations are unfinished in the database (on
    the busiest node of a cluster): a delete rewrites every part holding a matching row, and a
    table's mutations run one after another.
-2. For a batch of tombstones, oldest first, leaving out those whose delete is still running:
-   count the rows naming each id, record the counts (``deleting``), start one
+2. For a batch of tombstones, oldest first, leaving out those whose delete is still running and
+   those not acknowledged yet by every partition of the worker's stages (each acknowledges
+   after the rows it wrote before, so none naming the id is still on its way): count the rows
+   naming each id, record the counts (``deleting``), start one
    ``ALTER TABLE ... DELETE`` per table holding any, and wait a bounded time for them.
 3. Count again; each id with no row left anywhere is ``verified``, and only then is its tombstone
    deleted, the last place its raw id was kept. An id with rows left keeps its tombstone (and
@@ -54,6 +56,7 @@ from streams.clickhouse.erasure_sql import (
 )
 from streams.clickhouse.migrate import check_identifier
 from streams.clickhouse.tables import ERASED_CUSTOMERS, ERASURE_REQUESTS
+from streams.core.erasure import ACKNOWLEDGING_STAGES
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -250,6 +253,7 @@ class _Progress:
     requested_at_ms: int
     step: int  # the request row's version: 0 none yet, 1 the worker's, DELETING[1], VERIFIED[1]
     rows: dict[str, int]  # per table, the rows counted when its delete started (from DELETING[1])
+    acknowledged: int  # stage partitions that acknowledged the erasure (streams.core.erasure.acknowledged)
 
 
 def _progress(client: AdminClient, tombstones: Sequence[Tombstone]) -> dict[str, _Progress]:
@@ -270,7 +274,8 @@ def _progress(client: AdminClient, tombstones: Sequence[Tombstone]) -> dict[str,
         requested_at_ms = min((at for _, at, _ in targets.values()), default=t.erased_at_ms)
         step = targets.get(REQUEST_TARGET, (0, 0, 0))[2]
         rows = {table: targets[table][0] if table in targets else 0 for table in ERASURE_TARGETS}
-        out[t.customer_hash] = _Progress(requested_at_ms, step, rows)
+        acknowledged = sum(1 for target in targets if target.split("/")[0] in ACKNOWLEDGING_STAGES)
+        out[t.customer_hash] = _Progress(requested_at_ms, step, rows, acknowledged)
     return out
 
 
@@ -314,8 +319,14 @@ def _erase(settings: Settings, client: AdminClient, nodes: Sequence[_Node], todo
         todo = [t for t in todo if t.customer_hash in ready]  # the others in a later cycle
         if not todo:
             return []
-    hashes = [t.customer_hash for t in todo]
     progress = _progress(client, todo)
+    # Rows naming the person may still be on their way from a stage's sink until every partition
+    # of both stages has acknowledged the erasure (each writes its acknowledgement after them).
+    everyone = len(ACKNOWLEDGING_STAGES) * settings.topic_partitions
+    todo = [t for t in todo if progress[t.customer_hash].acknowledged >= everyone]
+    if not todo:
+        return []
+    hashes = [t.customer_hash for t in todo]
     found = _by_customer(_matching(client, database, hashes), todo)
     # Counted once, when the delete starts: a later cycle finds fewer rows, not fewer deleted.
     started = [t for t in todo if progress[t.customer_hash].step < DELETING[1]]

@@ -19,11 +19,14 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
+from streams.core.erasure import is_referee_key
 from streams.core.profile import REFERRED_CUSTOMERS_KEPT, PersonCredit, Profile
 from streams.core.replay import absorb
 
 # Events of one anonymous id read before its identify, kept to be forwarded (a bound of state).
 PENDING_KEPT = 1_000
+# Anonymous ids identified as one customer that its profile keeps by name (a bound of state).
+LINKED_KEPT = 1_000
 
 
 class IdentifyOutcome(Enum):
@@ -53,16 +56,16 @@ def record_person_credit(sharer: Profile, credit_id: str, credit: PersonCredit) 
 
 
 def keyed_referees(profile: Profile, referee_key: Callable[[str], str]) -> None:
-    """Replace the ids of referred people that ``profile`` keeps by ``referee_key`` of them.
+    """Name the people ``profile`` referred by ``referee_key`` of their ids.
 
     A referrer's profile keeps the people it referred (to count them once) as keys made by
-    ``referee_key`` (the worker's keyed hash, marked by a leading ``#``), never as their ids:
-    an erased person must not stay named in the state of the people who referred them. State
-    written before that kept ids; it is converted when read, and a key is left as it is."""
-    if any(not referred.startswith("#") for referred in profile.referred_customers):
-        profile.referred_customers = {r if r.startswith("#") else referee_key(r) for r in profile.referred_customers}
+    ``referee_key`` (``streams.core.erasure.referee_key``), never as their ids: an erased person
+    must not stay named in the state of the people who referred them. Entries that are ids
+    (state written by earlier versions) are keyed when the profile is read."""
+    if not all(is_referee_key(referred) for referred in profile.referred_customers):
+        profile.referred_customers = {r if is_referee_key(r) else referee_key(r) for r in profile.referred_customers}
     for credit_id, credit in profile.person_credits.items():
-        if not credit.referred_person.startswith("#"):
+        if not is_referee_key(credit.referred_person):
             profile.person_credits[credit_id] = dataclasses.replace(
                 credit, referred_person=referee_key(credit.referred_person))
 
@@ -85,9 +88,19 @@ def forwarded_lane(anonymous_id: str, lane: str) -> str:
 
 def linked_anonymous_ids(customer: Profile) -> set[str]:
     """The anonymous ids whose events the customer's profile has absorbed: the id part of each
-    forwarded lane (before its last ``>``; the lane after it is a topic name, which has none)."""
-    return {lane.rsplit(">", 1)[0].replace("%40", "@").replace("%25", "%")
-            for lane in customer.book.offsets if ">" in lane}
+    forwarded lane (before its last ``>``: the lane after it is a topic's, which has none), and
+    those identified as it (``link``)."""
+    return customer.linked | {lane.rsplit(">", 1)[0].replace("%40", "@").replace("%25", "%")
+                              for lane in customer.book.offsets if ">" in lane}
+
+
+def link(customer: Profile, anonymous_id: str) -> bool:
+    """Keep an anonymous id identified as the customer, to erase it with them; False past the
+    bound (an id with events is known by its lanes anyway)."""
+    if anonymous_id in customer.linked or len(customer.linked) >= LINKED_KEPT:
+        return anonymous_id in customer.linked
+    customer.linked.add(anonymous_id)
+    return True
 
 
 def absorb_forwarded(customer: Profile, lane: str, offset: int) -> bool:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from streams.core.erasure import ErasureRequest, read_request, suppression_key
-from streams.core.identity import linked_anonymous_ids
+from streams.core.erasure import ErasureRequest, acknowledged, read_request, suppression_key
+from streams.core.identity import link, linked_anonymous_ids
 from streams.core.profile import Profile
 from streams.errors import DecodeError
 from streams.settings import Settings
@@ -39,7 +39,7 @@ class ErasureSteps(ABC):
     def send_keyed(self, topic: str, key_id: str, message: dict[str, Any]) -> None: ...
 
     @abstractmethod
-    def dead_letter(self, record: SourceRecord, error: DecodeError) -> None: ...
+    def dead_letter(self, record: SourceRecord, error: DecodeError, with_row: bool = True) -> None: ...
 
     def on_link(self, record: SourceRecord, message: dict[str, Any]) -> None:
         """On the customer's partition: an anonymous id was identified as the customer (again
@@ -48,10 +48,9 @@ class ErasureSteps(ABC):
         customer_id, anonymous_id = message["customer_id"], message["anonymous_id"]
         erased = self.erased_by(customer_id)
         if erased is None:
-            self.profile(customer_id, record.partition).linked.add(anonymous_id)
+            link(self.profile(customer_id, record.partition), anonymous_id)
         else:
-            self.send_keyed(self.stage.erasures_topic, anonymous_id,
-                            ErasureRequest(erased["r"], anonymous_id, erased["at"]).to_json())
+            self.send_keyed(self.stage.erasures_topic, anonymous_id, erased_with(erased, anonymous_id).to_json())
             self.out.counts[("erasure", "linked_after")] += 1
 
     def on_erasure(self, record: SourceRecord) -> None:
@@ -59,7 +58,9 @@ class ErasureSteps(ABC):
         try:
             request = read_request(record.value)
         except DecodeError as error:
-            self.dead_letter(record, error)
+            # Dead-lettered to be fixed and sent again, but with no ingestion_errors row: its
+            # payload may name the person, and no erasure would ever delete it.
+            self.dead_letter(record, error, with_row=False)
             return
         key = request.customer_id.encode()
         owner = partition_for(key, self.settings.topic_partitions)
@@ -76,28 +77,32 @@ class ErasureSteps(ABC):
         tombstone that hides it from the views until the eraser deletes its rows. Again when
         the request is read again: each step is idempotent, and rows lost in a crash come back."""
         stage, partition, person = self.stage, record.partition, request.customer_id
-        id_hash, request_hash = stage.id_hash(person), stage.id_hash(request.request_id)
+        id_hash, request_hash = stage.id_hash(person), request.request_hash or stage.id_hash(request.request_id)
         known = state_key(person, False) in self.erased_now or stage.store.get(suppression_key(id_hash)) is not None
         self.out.counts[("erasure", "repeated" if known else "erased")] += 1
-        suppression = {"r": request.request_id, "at": request.requested_at_ms}
+        suppression = suppression_record(request_hash, request.requested_at_ms)
+        linked: set[str] = set()
         for anonymous in (False, True):
             key = state_key(person, anonymous)
             loaded = self.profiles.pop(key, None)
             profile: Profile | None = loaded[1] if loaded else self.stored_profile(key)
             stage.profiles.discard(key)
             self.erased_now[key] = suppression
-            if profile is None:
-                continue
-            self.out.state_writes.append((partition, key, None))
-            for linked in sorted(linked_anonymous_ids(profile) | profile.linked):
-                self.send_keyed(stage.erasures_topic, linked,
-                                ErasureRequest(request.request_id, linked, request.requested_at_ms).to_json())
+            if profile is not None:
+                self.out.state_writes.append((partition, key, None))
+                linked |= linked_anonymous_ids(profile)
+        for anonymous_id in sorted(linked):
+            self.send_keyed(stage.erasures_topic, anonymous_id, erased_with(suppression, anonymous_id).to_json())
         self.out.state_writes.append((partition, suppression_key(id_hash), encode_state(suppression)))
-        forget = encode_state({"k": "erase", "ids": [person]})
-        mentions = encode_state({"k": "forget", "ids": [person]})
+        # The other partitions drop what they keep of the person and of its devices at once: a
+        # device's own request comes later, and its waiting touches must not earn meanwhile.
+        ids = sorted({person, *linked})
+        ack = {"r": request_hash, "c": id_hash, "at": request.requested_at_ms}
+        index_erase = encode_state({"k": "erase", "ids": ids, "ack": ack})
+        profiles_forget = encode_state({"k": "forget", "ids": ids, "ack": ack})
         for other in range(self.settings.topic_partitions):
-            self.out.messages.append(OutMessage(self.settings.referral_index_topic, other, None, forget))
-            self.out.messages.append(OutMessage(stage.credits_topic, other, None, mentions))
+            self.out.messages.append(OutMessage(self.settings.referral_index_topic, other, None, index_erase))
+            self.out.messages.append(OutMessage(stage.credits_topic, other, None, profiles_forget))
         self.out.rows.append(("erased_customers", {"customer_id": person, "customer_hash": id_hash,
                                                    "request_hash": request_hash, "erased_at_ms": record.timestamp}))
         for target, status in (("state", "erased"), ("request", "hidden")):
@@ -106,10 +111,14 @@ class ErasureSteps(ABC):
                 "rows": 0, "requested_at_ms": request.requested_at_ms, "updated_at_ms": record.timestamp,
                 "version": 1}))
 
-    def forget_mentions(self, partition: int, ids: set[str]) -> None:
-        """Drop what anonymous profiles of ``partition`` keep of erased sharers: the credits
-        their touches earned on the sharers' shares, kept to be re-addressed once the visitor
-        is identified. A scan that decodes only the records whose bytes name an id."""
+    def forget_mentions(self, record: SourceRecord, message: dict[str, Any]) -> None:
+        """Drop what anonymous profiles of the record's partition keep of erased sharers (the
+        credits their touches earned on the sharers' shares, kept to be re-addressed once the
+        visitor is identified), and acknowledge (``acknowledged``). A scan that decodes only
+        the records whose bytes name an id."""
+        partition, ids = record.partition, set(message["ids"])
+        self.out.rows.append(("erasure_requests",
+                              acknowledged(message["ack"], "profiles", partition, record.timestamp)))
         needles = [orjson.dumps(i) for i in ids]
         store, partitions = self.stage.store, self.settings.topic_partitions
         for key in store.keys_with_prefix("a:"):
@@ -130,7 +139,7 @@ class ErasureSteps(ABC):
                     self.out.counts[("erasure_index", "touch_credit")] += 1
 
     def erased_by(self, actor_id: str, anonymous: bool = False) -> dict[str, Any] | None:
-        """The suppression record of ``actor_id`` ({"r": request id, "at": requested at}) when it
+        """The suppression record of ``actor_id`` (``suppression_record``) when it
         was erased, else None. A profile in state proves it was not (erasure deletes them all),
         so the keyed hash is computed only for ids without one."""
         key = state_key(actor_id, anonymous)
@@ -152,3 +161,13 @@ class ErasureSteps(ABC):
             return False
         self.out.counts[("erasure_suppressed", record.topic)] += 1
         return True
+
+
+def suppression_record(request_hash: str, requested_at_ms: int) -> dict[str, Any]:
+    """What a suppression record keeps: the request, by its keyed hash, and when it was made."""
+    return {"r": request_hash, "at": requested_at_ms}
+
+
+def erased_with(suppression: dict[str, Any], anonymous_id: str) -> ErasureRequest:
+    """The request that erases ``anonymous_id`` together with the person ``suppression`` is of."""
+    return ErasureRequest("", anonymous_id, suppression["at"], request_hash=suppression["r"])

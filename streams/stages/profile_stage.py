@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from streams.core.erasure import ErasureRequest, keyed_hash
+from streams.core.erasure import ErasureRequest, is_referee_key, keyed_hash, referee_key
 from streams.core.events import AnyEvent, Click, Event, EventType, Identify, Purchase, Share
 from streams.core.identity import (
     absorb_forwarded,
@@ -36,7 +36,7 @@ from streams.core.replay import Admission, absorb, lane_topic, rerouted_lane
 from streams.core.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to
 from streams.errors import DecodeError, ValidationError
 from streams.settings import Settings
-from streams.stages.erasure_steps import ErasureSteps
+from streams.stages.erasure_steps import ErasureSteps, suppression_record
 from streams.stages.partitioning import partition_for
 from streams.stages.records import (
     BatchOutput,
@@ -90,9 +90,10 @@ class ProfileStage:
         self.erasure_key = settings.erasure_key.reveal().encode()
         # Ids whose erasure was requested before this process started (their requests still in
         # the erasures topic) -> what their suppression records hold: dropped from the first
-        # batch on, whatever the state says (streams.runtime.requested_erasures).
-        self.erased_at_start = {customer_id: {"r": r.request_id, "at": r.requested_at_ms}
-                                for customer_id, r in (requested_erasures or {}).items()}
+        # batch on unless they have a profile (streams.runtime.requested_erasures).
+        self.erased_at_start = {
+            customer_id: suppression_record(r.request_hash or self.id_hash(r.request_id), r.requested_at_ms)
+            for customer_id, r in (requested_erasures or {}).items()}
         self.repartition_topic = settings.repartition_topic
         # Every partition is reached by each input topic directly and from each other partition.
         self.lanes_per_partition = len(self.timed_topics) * settings.topic_partitions
@@ -170,7 +171,7 @@ class ProfileStage:
 
     def referee_key(self, referred_id: str) -> str:
         """How a referrer's profile keeps a person it referred (``keyed_referees``)."""
-        return "#" + self.id_hash(referred_id)
+        return referee_key(self.erasure_key, referred_id)
 
     def minute_index(self, partition: int) -> set[int]:
         index = self._minutes.get(partition)
@@ -242,7 +243,7 @@ class _ProfileBatch(ErasureSteps):
             self.on_link(record, message)
             return
         if kind == "forget":
-            self.forget_mentions(record.partition, set(message["ids"]))
+            self.forget_mentions(record, message)
             return
         origin = message.pop("origin", None)  # absent from credits produced before it was sent
         resolution, referred_person = message.pop("rv", None), message.pop("rp", None)
@@ -302,7 +303,7 @@ class _ProfileBatch(ErasureSteps):
             return
         customer = self.profile(message["customer_id"], record.partition)
         credit = PersonCredit.from_json(message["c"])
-        if not credit.referred_person.startswith("#"):  # sent by a worker that kept ids
+        if not is_referee_key(credit.referred_person):  # named by id (by an earlier version)
             credit = dataclasses.replace(credit, referred_person=self.stage.referee_key(credit.referred_person))
         changed = record_person_credit(customer, message["credit_id"], credit)
         self.out.counts[("credit", "new" if changed else "replayed")] += 1
@@ -506,7 +507,7 @@ class _ProfileBatch(ErasureSteps):
                 partition_for(key, self.settings.topic_partitions), key, encode_state(message),
                 timestamp_ms=record.timestamp))
 
-    def dead_letter(self, record: SourceRecord, error: DecodeError) -> None:
+    def dead_letter(self, record: SourceRecord, error: DecodeError, with_row: bool = True) -> None:
         stage = "validate" if isinstance(error, ValidationError) else "decode"
         headers = (
             ("reason", error.reason.encode()),
@@ -519,8 +520,9 @@ class _ProfileBatch(ErasureSteps):
         )
         self.out.messages.append(OutMessage(self.settings.dead_letter_topic, record.partition,
                                             record.key, record.value, headers))
-        self.out.rows.append(("ingestion_errors", error_row(
-            record, "dead_letter", error.reason, type(error).__name__, error.message, None)))
+        if with_row:
+            self.out.rows.append(("ingestion_errors", error_row(
+                record, "dead_letter", error.reason, type(error).__name__, error.message, None)))
         self.out.counts[("dead_letter", record.topic, error.reason)] += 1
 
     def warning(self, record: SourceRecord, event: AnyEvent, kind: str, message: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from streams.core.erasure import acknowledged
 from streams.core.referrals import (
     WAITING_PAGE,
     AttributionRules,
@@ -101,6 +102,8 @@ class ReferralStage:
             kind = message.pop("k")
             if kind == "erase":  # not an interaction: it does not move the clock of expiry
                 erased_from |= self.erase(record.partition, set(message["ids"]), loaded, out)
+                out.rows.append(("erasure_requests", acknowledged(message["ack"], "share-index", record.partition,
+                                                                  record.timestamp)))
                 continue
             if self.erased_at_start and self.names_erased(kind, message):
                 out.counts[("erasure_suppressed", record.topic)] += 1
@@ -141,26 +144,34 @@ class ReferralStage:
               out: BatchOutput) -> set[str]:
         """Drop, from every share index of ``partition``, the shares of ``ids`` (with the touches
         waiting for them) and their touches waiting for a share (docs/definitions.md, erasure):
-        no credit names them afterwards. A scan of the partition's indexes: erasures are rare.
-        Returns the share ids whose waiting touches changed."""
+        no credit names them afterwards. A scan of the partition's records that decodes only
+        those whose bytes name an id (erasures are rare); the indexes it changes join the
+        batch's ``loaded``. Returns the share ids whose waiting touches changed."""
+        needles = [orjson.dumps(i) for i in ids]
         changed: set[str] = set()
         for key in self.store.keys_with_prefix("s:"):
             share_id = key[2:]
-            if share_id not in loaded and self._partition(share_id) == partition:
-                index = self.load(share_id)
-                loaded[share_id] = (partition, index, len(index.early))
-        for share_id, (index_partition, index, _) in loaded.items():
-            if index_partition != partition:
+            if self._partition(share_id) != partition:
                 continue
+            if share_id not in loaded:
+                raw = self.store.get(key) or b""
+                if not orjson.loads(raw).get("p") and not any(needle in raw for needle in needles):
+                    continue  # not paged, and names none of the ids
+                index = self.load(share_id)
+            else:
+                index = loaded[share_id][1]
+            stored = loaded[share_id][2] if share_id in loaded else len(index.early)
             if index.share is not None and index.share.sharer_customer_id in ids:
                 # Later touches of the share wait for it and expire: it never comes again.
                 index.share = index.share_ingest_ms = index.share_offset = None
                 out.counts[("erasure_index", "share")] += 1
+                loaded[share_id] = (partition, index, stored)
             kept = [touch for touch in index.early if touch.customer_id not in ids and touch.person not in ids]
             if len(kept) != len(index.early):
                 out.counts[("erasure_index", "touch")] += len(index.early) - len(kept)
                 index.early = kept
                 changed.add(share_id)
+                loaded[share_id] = (partition, index, stored)
         return changed
 
     def _partition(self, share_id: str) -> int:

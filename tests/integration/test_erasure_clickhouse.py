@@ -74,3 +74,8 @@ def test_no_delete_starts_while_mutations_run(clickhouse_settings: Settings, adm
 def test_an_id_with_rows_left_keeps_its_tombstone_until_a_later_cycle(clickhouse_settings: Settings,
                                                                       admin: Client) -> None:
     scenario.rows_left_keep_the_tombstone_until_a_later_cycle(clickhouse_settings, admin, NOW)
+
+
+def test_nothing_is_deleted_before_every_partition_acknowledges(clickhouse_settings: Settings,
+                                                                 admin: Client) -> None:
+    scenario.nothing_is_deleted_before_every_partition_acknowledges(clickhouse_settings, admin, NOW)

@@ -13,7 +13,7 @@ from typing import Any
 from streams.clickhouse.erasure import PurgeReport, pending_erasures, purge_once, remaining_rows, request_status
 from streams.clickhouse.erasure_sql import ERASURE_TARGETS, quote
 from streams.clickhouse.sink import ClickHouseSink
-from streams.core.erasure import keyed_hash
+from streams.core.erasure import ACKNOWLEDGING_STAGES, acknowledged, keyed_hash
 from streams.settings import Settings
 from tests.support.rows import row
 
@@ -27,6 +27,7 @@ THIRD = "c-third"
 ERASED = (GONE, GONE_DEVICE)
 HOUR = 3_600_000
 WAIT_S = 10.0  # for a delete, per cycle
+PARTITIONS = 4  # the settings' topic_partitions: each partition of each stage acknowledges
 
 #: Rows naming each erased id, per table (one row per key: merges cannot change the counts).
 EXPECTED_ROWS = {
@@ -81,8 +82,10 @@ def table_rows(now_ms: int) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def tombstone_rows(now_ms: int, erased_at_ms: int | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """What the worker writes for the erased ids: their tombstones and first progress rows."""
+def tombstone_rows(now_ms: int, erased_at_ms: int | None = None,
+                   acknowledged_by: int = PARTITIONS) -> list[tuple[str, dict[str, Any]]]:
+    """What the worker writes for the erased ids: their tombstones and first progress rows, and
+    the acknowledgements of the first ``acknowledged_by`` partitions of each stage."""
     out: list[tuple[str, dict[str, Any]]] = []
     for customer in ERASED:
         hashes = {"customer_hash": id_hash(customer), "request_hash": id_hash(REQUEST)}
@@ -91,6 +94,9 @@ def tombstone_rows(now_ms: int, erased_at_ms: int | None = None) -> list[tuple[s
         out += [("erasure_requests", row("erasure_requests", target=target, status=status, requested_at_ms=now_ms - 5,
                                          updated_at_ms=now_ms, version=1, **hashes))
                 for target, status in (("state", "erased"), ("request", "hidden"))]
+        ack = {"r": hashes["request_hash"], "c": hashes["customer_hash"], "at": now_ms - 5}
+        out += [("erasure_requests", acknowledged(ack, stage, partition, now_ms))
+                for stage in ACKNOWLEDGING_STAGES for partition in range(acknowledged_by)]
     return out
 
 
@@ -159,6 +165,8 @@ def expected_progress() -> dict[tuple[str, str], tuple[str, int, int]]:
     out = {}
     for customer, per_table in EXPECTED_ROWS.items():
         out[(id_hash(customer), "state")] = ("erased", 0, 1)
+        out |= {(id_hash(customer), f"{stage}/{p}"): ("cleared", 0, 1)
+                for stage in ACKNOWLEDGING_STAGES for p in range(PARTITIONS)}
         out[(id_hash(customer), "request")] = ("verified", sum(per_table.values()), 3)
         out |= {(id_hash(customer), table): ("verified", rows, 3) for table, rows in per_table.items()}
     return out
@@ -258,3 +266,16 @@ def rows_left_keep_the_tombstone_until_a_later_cycle(settings: Settings, client:
     assert set(remaining_rows(client, ERASED).values()) == {0}
     # The rows deleted are those counted when the delete started, not the late one.
     assert progress(client) == expected_progress()
+
+
+def nothing_is_deleted_before_every_partition_acknowledges(settings: Settings, client: Any, now_ms: int) -> None:
+    """Rows naming an id may still be on their way from a stage's sink until every partition of
+    both stages has acknowledged the erasure: until then the eraser deletes and verifies nothing."""
+    write(settings, client, tombstone_rows(now_ms, acknowledged_by=PARTITIONS - 1))
+    before = remaining_rows(client, ERASED)
+    report = purge_once(settings, client, now_ms=now_ms, wait_s=WAIT_S)
+    assert (report.verified, report.still_pending) == ((), len(ERASED))
+    assert remaining_rows(client, ERASED) == before and not set(ERASED) & shown_ids(client)
+    write(settings, client, tombstone_rows(now_ms))  # the last partitions acknowledge
+    assert sum(len(r.verified) for r in purge_until_verified(settings, client, now_ms)) == len(ERASED)
+    assert set(remaining_rows(client, ERASED).values()) == {0}

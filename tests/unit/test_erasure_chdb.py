@@ -65,3 +65,7 @@ def test_no_delete_starts_while_mutations_run(loaded: tuple[Settings, ChdbClient
 
 def test_an_id_with_rows_left_keeps_its_tombstone_until_a_later_cycle(loaded: tuple[Settings, ChdbClient]) -> None:
     scenario.rows_left_keep_the_tombstone_until_a_later_cycle(*loaded, NOW)
+
+
+def test_nothing_is_deleted_before_every_partition_acknowledges(loaded: tuple[Settings, ChdbClient]) -> None:
+    scenario.nothing_is_deleted_before_every_partition_acknowledges(*loaded, NOW)

@@ -8,7 +8,15 @@ import orjson
 import pytest
 
 from streams.core.erasure import ErasureRequest, keyed_hash, read_request, suppression_key
-from streams.core.identity import absorb_forwarded, forwarded_lane, keyed_referees, linked_anonymous_ids, person_view
+from streams.core.identity import (
+    LINKED_KEPT,
+    absorb_forwarded,
+    forwarded_lane,
+    keyed_referees,
+    link,
+    linked_anonymous_ids,
+    person_view,
+)
 from streams.core.profile import PersonCredit, Profile
 from streams.errors import DecodeError, SettingsError
 from streams.runtime.app import changelog_configs
@@ -18,6 +26,8 @@ from streams.settings import Secret, load_settings, require_erasure_key
 def test_a_request_round_trips_and_bad_ones_say_what_is_wrong() -> None:
     request = ErasureRequest("r-1", "cust-9", 1_764_460_800_000)
     assert read_request(request.encode()) == request
+    by_hash = ErasureRequest("", "dev-9", 1, request_hash=keyed_hash(b"k" * 16, "r-1"))
+    assert read_request(by_hash.encode()) == by_hash and b"r-1" not in by_hash.encode()
     for value, problem in ((b"{", "not JSON"), (b"[]", "JSON object"),
                            (b'{"customer_id": "c", "requested_at_ms": 1}', "request_id"),
                            (b'{"request_id": "r", "customer_id": " ", "requested_at_ms": 1}', "customer_id"),
@@ -41,8 +51,11 @@ def test_a_customer_is_erased_with_the_anonymous_ids_whose_events_it_absorbed() 
         absorb_forwarded(customer, forwarded_lane(anonymous_id, "interactions.clicks@2"), 1)
     customer.book.admit("interactions.clicks", 4, "e-1")  # its own lane names no one
     assert linked_anonymous_ids(customer) == {"dev-1", "dev@2", "dev%403>x"}
-    customer.linked.add("dev-4")  # identified, no event yet: kept by the link itself
+    assert link(customer, "dev-4")  # identified, no event yet: kept by the link itself
+    assert "dev-4" in linked_anonymous_ids(customer)
     assert Profile.from_json(orjson.loads(orjson.dumps(customer.to_json()))).linked == {"dev-4"}
+    crowded = Profile("c-2", linked={f"dev-{n}" for n in range(LINKED_KEPT)})
+    assert link(crowded, "dev-0") and not link(crowded, "dev-new")  # past the bound
 
 
 def test_referred_people_are_kept_as_keys_and_older_state_is_converted() -> None:
@@ -50,12 +63,12 @@ def test_referred_people_are_kept_as_keys_and_older_state_is_converted() -> None
         return "#" + keyed_hash(b"k" * 16, i)
 
     credits = {"t1": PersonCredit(1, "c-1", "click", 0), "t2": PersonCredit(1, key("c-9"), "click", 0)}
-    sharer = Profile("c-1", referred_customers={"c-7", key("c-8")}, person_credits=credits)
+    sharer = Profile("c-1", referred_customers={"c-7", "#c-6", key("c-8")}, person_credits=credits)
     keyed_referees(sharer, key)
-    assert sharer.referred_customers == {key("c-7"), key("c-8")}
+    assert sharer.referred_customers == {key("c-7"), key("#c-6"), key("c-8")}  # "#c-6" is an id
     assert {c.referred_person for c in sharer.person_credits.values()} == {key("c-1"), key("c-9")}
     person = person_view(sharer, referee_key=key).snapshot()  # t1 is a self-referral
-    assert (person["referred_clicks"], person["referred_customers"]) == (1, 3)
+    assert (person["referred_clicks"], person["referred_customers"]) == (1, 4)
     assert all("c-" not in referred for referred in sharer.referred_customers)
 
 
