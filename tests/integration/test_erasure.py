@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from streams.clickhouse.client import connect
-from streams.clickhouse.erasure import ERASURE_TARGETS, request_status
+from streams.clickhouse.erasure import remaining_rows, request_status
 from streams.clickhouse.migrate import migrate
 from streams.core.erasure import keyed_hash
 from streams.settings import Settings, require_erasure_key
@@ -74,14 +74,14 @@ def verified(settings: Settings, request_id: str, ids: set[str]) -> bool:
 
 
 def rows_left(settings: Settings, ids: set[str], tombstones: bool = True) -> dict[str, int]:
-    """Per table, the rows naming one of ``ids`` (tombstones included unless told), by the raw ids."""
-    targets = {**ERASURE_TARGETS, **({"erased_customers": ("customer_id",)} if tombstones else {})}
+    """Per table, the rows naming one of ``ids`` by the raw ids, their tombstones included
+    unless told (``remaining_rows`` counts the tables the eraser deletes from)."""
     admin = connect(settings, admin=True, database=settings.clickhouse_database)
     try:
-        counts = {table: admin.execute(f"SELECT count() FROM {table} WHERE "
-                                       + " OR ".join(f"{column} IN %(ids)s" for column in columns),
-                                       {"ids": tuple(ids)})[0][0]
-                  for table, columns in targets.items()}
+        counts = remaining_rows(admin, sorted(ids))
+        if tombstones:
+            counts["erased_customers"] = admin.execute("SELECT count() FROM erased_customers WHERE customer_id IN "
+                                                       "%(ids)s", {"ids": tuple(ids)})[0][0]
     finally:
         admin.disconnect()
     return {table: n for table, n in counts.items() if n}
