@@ -21,9 +21,9 @@ from streams.clickhouse.migrate import migrate
 from streams.settings import Settings, load_settings
 from tests.conftest import unique
 from tests.support import erasure_tables as scenario
-from tests.support.cluster import NODES, cluster_environ, cluster_stack, node_client, replica_differences
+from tests.support.cluster import NODES, cluster_environ, cluster_stack, node_client, replica_differences, whole_cluster
 
-__all__ = ["cluster_stack"]  # the module fixture, used by name
+__all__ = ["cluster_stack", "whole_cluster"]  # fixtures, used by name
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ NOW = int(time.time() * 1000)
 
 
 @pytest.fixture()
-def cluster_settings(cluster_stack: None) -> Iterator[Settings]:
+def cluster_settings(whole_cluster: None) -> Iterator[Settings]:
     """A test-unique database migrated on the cluster, dropped on every node afterwards."""
     name = unique("e")
     settings = load_settings(cluster_environ(), clickhouse_database=name)

@@ -35,12 +35,13 @@ from tests.support.cluster import (
     replica_differences,
     restart,
     sigkill,
+    whole_cluster,
 )
 from tests.support.exact import wait_for_exact
 from tests.support.upstream import RETENTION_MS, publish_records, simulated_day_start_ms
 from tests.support.worker import Worker, wait_until
 
-__all__ = ["cluster_stack"]  # the module fixture, used by name
+__all__ = ["cluster_stack", "whole_cluster"]  # fixtures, used by name
 
 CONFIG = SimulationConfig(seed=11, customers=300, events=6_000, start_ms=simulated_day_start_ms(),
                           anonymous_visits=0.2)
@@ -48,7 +49,7 @@ FIRST_PORT, SECOND_PORT = 23150, 23151
 
 
 @pytest.fixture()
-def cluster_settings(cluster_stack: None, tmp_path: Path) -> Iterator[Settings]:
+def cluster_settings(whole_cluster: None, tmp_path: Path) -> Iterator[Settings]:
     """Test-unique topics (replication 3, min.insync.replicas 2), group and database, migrated on
     the cluster; the database is dropped on every node afterwards."""
     name = unique("c")
@@ -111,7 +112,7 @@ def assert_exact_on_every_node(settings: Settings, truth: Expected) -> None:
 def stop_all(*workers: Worker) -> None:
     for worker in workers:
         worker.stop()
-        print(worker.log_path.read_text()[-3000:])
+        print(worker.log_tail(3000))
 
 
 def test_two_workers_are_exact_and_the_schema_is_the_same_on_every_node(pipeline: Pipeline, tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def eraser(erasure_settings: Settings, tmp_path: Path) -> Iterator[Worker]:
     process.start()
     yield process
     process.stop()
-    print(process.log_path.read_text()[-3000:])
+    print(process.log_tail(3000))
 
 
 def verified(settings: Settings, request_id: str, ids: set[str]) -> bool:

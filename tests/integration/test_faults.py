@@ -59,7 +59,7 @@ def run(clickhouse_settings: Settings, tmp_path: Path) -> Iterator[Run]:
     worker = Worker(settings, tmp_path / "worker.log")
     yield Run(settings, records, expected(records, settings), worker)
     worker.stop()
-    print(worker.log_path.read_text()[-6000:])
+    print(worker.log_tail(6000))
 
 
 def publish_records(records: list[SimRecord], settings: Settings) -> None:

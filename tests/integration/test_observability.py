@@ -187,7 +187,7 @@ def running(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
         stop(worker)
         if traffic.is_alive():
             traffic.join(timeout=30)
-        print(worker.log_path.read_text()[-3000:])
+        print(worker.log_tail(3000))
         admin = connect(settings, admin=True)
         admin.execute(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")
         admin.disconnect()

@@ -53,7 +53,7 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[Worker]:
     worker = Worker(settings, tmp_path / "worker.log")
     yield worker
     worker.stop()
-    print(worker.log_path.read_text()[-4000:])
+    print(worker.log_tail(4000))
 
 
 def offset_gaps(worker: Worker) -> dict[str, float]:

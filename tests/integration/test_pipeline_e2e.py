@@ -61,7 +61,7 @@ def unpublished(clickhouse_settings: Settings, tmp_path: Path,
     worker = Worker(settings, tmp_path / "worker.log")
     yield settings, records, expected(records, settings), worker
     worker.stop()
-    print(worker.log_path.read_text()[-4000:])
+    print(worker.log_tail(4000))
 
 
 @pytest.fixture(params=UPSTREAM_CLIENTS)
@@ -198,7 +198,7 @@ def test_exact_when_a_second_worker_joins_and_the_first_leaves(
         assert wait_for_exact(settings, truth, timeout_s=120) == {}
     finally:
         second.stop()
-        print(second.log_path.read_text()[-4000:])
+        print(second.log_tail(4000))
 
 
 def test_exact_and_no_lag_when_a_second_worker_joins_and_the_first_stays(
@@ -232,7 +232,7 @@ def test_exact_and_no_lag_when_a_second_worker_joins_and_the_first_stays(
                    and source_lag(second, second_settings.metrics_port) == 0, timeout_s=60)
     finally:
         second.stop()
-        print(second.log_path.read_text()[-4000:])
+        print(second.log_tail(4000))
 
 
 def publish_slowly(records: list[SimRecord], settings: Settings, seconds: float) -> None:

@@ -42,6 +42,13 @@ def cluster_stack() -> Iterator[None]:
         subprocess.run(cluster_stack_command("down"), check=True)
 
 
+@pytest.fixture()
+def whole_cluster(cluster_stack: None) -> None:
+    """Every service of the profile running before a test: a test that killed one and failed
+    before restarting it does not fail the next ones too."""
+    subprocess.run(cluster_stack_command("up"), check=True)
+
+
 def cluster_environ() -> dict[str, str]:
     """The environment with the cluster profile's settings (``stack env --cluster``) on top."""
     env = local_environ()
@@ -74,7 +81,9 @@ def sigkill(service: str) -> None:
 
 
 def restart(service: str) -> None:
-    subprocess.run(cluster_stack_command("up", service), check=True)
+    """Start a killed service again; on failure the stack's own account of why (its log's tail)."""
+    started = subprocess.run(cluster_stack_command("up", service), capture_output=True, text=True)
+    assert started.returncode == 0, f"{service} did not come back:\n{started.stdout}{started.stderr[-8000:]}"
 
 
 def node_client(settings: Settings, node: int) -> Client:

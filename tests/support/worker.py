@@ -42,6 +42,10 @@ class Worker:
         assert self.process is not None
         return self.process.wait(timeout=timeout_s), self.log_path.read_text()
 
+    def log_tail(self, chars: int) -> str:
+        """The end of its log, for a teardown to print; empty when it never started."""
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
     def kill(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
