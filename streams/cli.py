@@ -1,4 +1,5 @@
-"""The ``streams`` command: worker, migrate, topics, schemas, publish, simulate, demo, report, settings.
+"""The ``streams`` command: worker, migrate, topics, schemas, publish, backfill, simulate, demo, report,
+erase, eraser, settings.
 
 Logging is configured here, once: the worker logs at INFO, its client libraries included (an
 operator reads them); every other command keeps the client libraries' INFO lines (connections,
@@ -13,6 +14,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from streams.errors import SettingsError, StreamsError
 from streams.runtime import logs
@@ -85,6 +87,21 @@ def _cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
         print(f"line {error.line}: {error.message}", file=sys.stderr)
     print(f"sent {report.sent}, failed {report.failed}")
     return 1 if report.failed else 0
+
+
+def _cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.tools.backfill import backfill, parse_cutover, report_lines, spooled_stdin
+
+    cutover_ms = parse_cutover(args.cutover)
+    path = spooled_stdin() if args.file == "-" else Path(args.file)
+    try:
+        report = backfill(settings, path, cutover_ms, max_rate=args.max_rate)
+    finally:
+        if args.file == "-":
+            path.unlink()
+    for line in report_lines(report):
+        print(line, file=sys.stderr if line.startswith("item ") else sys.stdout)
+    return 1 if report.errors else 0
 
 
 def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -167,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--event", help="one event as a JSON object")
     source.add_argument("--file", help="JSON lines file, or - for stdin")
     publish.set_defaults(run=_cmd_publish)
+    backfill = sub.add_parser("backfill", help="import history (JSON lines or an Avro container file) exactly, "
+                              "resumable, beside live traffic")
+    backfill.add_argument("file", help="JSON lines or Avro object container file, or - for stdin")
+    backfill.add_argument("--cutover", required=True,
+                          help="where history ends (ISO 8601 with offset, or epoch ms): events before it are "
+                          "imported, the live topics carry the rest")
+    backfill.add_argument("--max-rate", type=float, default=0.0, help="events per second at most (0: no limit)")
+    backfill.set_defaults(run=_cmd_backfill)
     simulate = sub.add_parser("simulate", help="generate seeded traffic (to Kafka, or --out FILE)")
     for name, default in (("seed", 1), ("customers", 1_000), ("events", 20_000)):
         simulate.add_argument(f"--{name}", type=int, default=default)

@@ -19,6 +19,7 @@ may be omitted. An anonymous visitor's event names ``anonymous_id`` instead of
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import threading
 import time
@@ -109,7 +110,8 @@ class Publisher:
         return self.publish_raw(topic, event.actor_id.encode(), value, timestamp_ms)
 
     def publish_raw(
-        self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None = None
+        self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> FutureRecordMetadata:
         """Send ``value`` as-is (no validation or encoding), e.g. deliberately bad records.
 
@@ -118,7 +120,7 @@ class Publisher:
         """
         if timestamp_ms is not None and timestamp_ms > time.time() * 1000 + MAX_TIMESTAMP_AHEAD_MS:
             raise ValidationError("timestamp_ms", f"{timestamp_ms} is more than 1 h in the future")
-        future = self._producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms)
+        future = self._producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms, headers=headers)
         future.add_callback(self._on_sent)
         future.add_errback(self._on_failed)
         return future
@@ -161,7 +163,8 @@ def _integer(name: str, value: Any) -> int:
     return value
 
 
-def _epoch_ms(name: str, value: Any) -> int:
+def epoch_ms(name: str, value: Any) -> int:
+    """A time of the JSON form: epoch ms, or ISO 8601 with an offset; ValidationError names ``name``."""
     if not isinstance(value, str):
         return _integer(name, value)
     try:
@@ -195,7 +198,7 @@ def _action(name: str, value: Any) -> TicketAction:
 
 
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
-    "occurred_at": _epoch_ms,
+    "occurred_at": epoch_ms,
     "amount": _cents,
     "action": _action,
     "satisfaction": _integer,
@@ -214,6 +217,11 @@ def _anonymous_interaction(event_type: EventType, obj: Mapping[str, Any]) -> boo
     return event_type is not EventType.IDENTIFY and obj.get("anonymous_id") is not None
 
 
+@functools.cache
+def _optional_fields(event_type: EventType) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(EVENT_CLASSES[event_type]) if str(f.type).endswith("| None"))
+
+
 def event_from_json(obj: Mapping[str, Any]) -> AnyEvent:
     """Build an event from its JSON form; ValidationError names the first bad field.
 
@@ -223,7 +231,7 @@ def event_from_json(obj: Mapping[str, Any]) -> AnyEvent:
         raise ValidationError("event", f"must be a JSON object, got {type(obj).__name__}")
     event_type = _event_type(obj)
     cls = EVENT_CLASSES[event_type]
-    optional = {f.name for f in dataclasses.fields(cls) if str(f.type).endswith("| None")}
+    optional = _optional_fields(event_type)
     pairs = contract_fields(event_type)
     unknown = sorted(set(obj) - {"type"} - {name for _, name in pairs})
     if unknown:

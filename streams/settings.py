@@ -173,6 +173,11 @@ class Settings:
         return f"{self.topic_prefix}.referral-credits"
 
     @property
+    def backfill_topic(self) -> str:
+        """Historical events of every type, keyed like the inputs (``streams backfill``)."""
+        return f"{self.topic_prefix}.backfill"
+
+    @property
     def erasures_topic(self) -> str:
         """Erasure requests, keyed by the id to erase (co-partitioned with the inputs)."""
         return f"{self.topic_prefix}.erasures"

@@ -62,12 +62,13 @@ class TopicsReport:
 
 
 def plan_topics(settings: Settings) -> list[TopicSpec]:
-    """The input topics (four interaction types and identifies), the erasure requests, the
+    """The input topics (four interaction types and identifies), the backfill, the erasure requests, the
     dead-letter topic, the repartition topic and the two internal referral topics."""
     configs = {"retention.ms": str(settings.input_retention_ms), "cleanup.policy": "delete",
                "min.insync.replicas": str(settings.topic_min_insync_replicas)}
     names = [
         *settings.input_topics.values(),
+        settings.backfill_topic,
         settings.erasures_topic,
         settings.dead_letter_topic,
         settings.repartition_topic,

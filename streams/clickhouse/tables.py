@@ -305,6 +305,8 @@ VIEWS: tuple[str, ...] = (
     "identity_credits",
     "person_360",
     "person_referral_leaderboard",
+    "customer_hourly_all",
+    "customer_daily_all",
 )
 
 #: ``ingestion_errors.kind`` values.

@@ -16,16 +16,20 @@ Pure module: no Faust, Kafka or ClickHouse imports.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import functools
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from decimal import Decimal
 from io import BytesIO
 from operator import itemgetter
-from typing import Any
+from typing import IO, Any, cast
 
-from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro import parse_schema, reader, schemaless_reader, schemaless_writer
 from fastavro.validation import ValidationError as AvroValidationError
 from fastavro.validation import validate as avro_validate
 
-from streams.contracts.registry import EmbeddedRegistry, Schema, SchemaRegistry, UnknownSchemaError
+from streams.contracts.registry import EmbeddedRegistry, Schema, SchemaRegistry, UnknownSchemaError, event_type_of
 from streams.core.events import (
     EVENT_CLASSES,
     AnyEvent,
@@ -68,9 +72,10 @@ _FROM_AVRO: dict[str, Callable[[Any], Any]] = {"amount": _cents_from_avro, "acti
 _TO_AVRO: dict[str, Callable[[Any], Any]] = {"amount": _cents_to_avro, "action": str}
 
 
-def contract_fields(event_type: EventType) -> list[tuple[str, str]]:
+@functools.cache
+def contract_fields(event_type: EventType) -> tuple[tuple[str, str], ...]:
     """(dataclass attribute, Avro field) for every field of the event type, in order."""
-    return [(f.name, _AVRO_NAMES.get(f.name, f.name)) for f in dataclasses.fields(EVENT_CLASSES[event_type])]
+    return tuple((f.name, _AVRO_NAMES.get(f.name, f.name)) for f in dataclasses.fields(EVENT_CLASSES[event_type]))
 
 
 def later_fields(event_type: EventType) -> frozenset[str]:
@@ -147,6 +152,39 @@ def _to_record(event_type: EventType) -> Callable[[AnyEvent], dict[str, Any]]:
 def _field_of(error: AvroValidationError) -> str:
     # fastavro names fields "com.interactions.events.Click.page"; report "page".
     return str(error.errors[0].field).rsplit(".", 1)[-1] if error.errors else "event"
+
+
+def container_events(stream: IO[bytes]) -> Iterator[AnyEvent | DecodeError]:
+    """The events of an Avro object container file written with a version of one of the
+    contracts (its schema is in the file's header), in order; a record that maps onto no event
+    is a DecodeError in its place. ``stream`` must be seekable: the header is read twice.
+
+    Raises DecodeError (``unknown_schema``) when the file's schema is not a contract."""
+    start = stream.tell()
+    schema = json.loads(reader(stream).metadata["avro.schema"])
+    try:
+        event_type = event_type_of(schema)
+        _check_contract(schema, event_type)
+    except UnknownSchemaError as exc:
+        raise DecodeError("unknown_schema", str(exc)) from None
+    build = _builder(event_type, schema)
+    stream.seek(start)
+    for record in reader(stream):
+        try:
+            yield build(_without_logical_types(cast(dict[str, Any], record)))
+        except (KeyError, TypeError, ValueError) as exc:
+            yield DecodeError("corrupt_body", f"{type(exc).__name__}: {exc}")
+
+
+def _without_logical_types(record: dict[str, Any]) -> dict[str, Any]:
+    """A container file's record as the wire format's reader sees it: the ``Decimal`` and
+    ``datetime`` fastavro makes of its logical types back to cents (bytes) and epoch ms."""
+    for name, value in record.items():
+        if isinstance(value, Decimal):
+            record[name] = _cents_to_avro(int(value.scaleb(2)))
+        elif isinstance(value, datetime):
+            record[name] = int(value.timestamp() * 1000)
+    return record
 
 
 class Codec:

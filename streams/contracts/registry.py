@@ -106,9 +106,13 @@ def is_embedded_id(schema_id: int) -> bool:
 
 
 def event_type_of(schema: Mapping[str, Any]) -> EventType:
-    """The event type a schema describes, from its record name (``<NAMESPACE>.Click``, ...)."""
+    """The event type a schema describes, from its record name (``<NAMESPACE>.Click``, ...;
+    a dotted name is a full name, as Avro writers put it in a container file's header)."""
     name = schema.get("name") if schema.get("type") == "record" else None
-    if schema.get("namespace") != NAMESPACE or not isinstance(name, str):
+    namespace = schema.get("namespace")
+    if isinstance(name, str) and "." in name:
+        namespace, _, name = name.rpartition(".")
+    if namespace != NAMESPACE or not isinstance(name, str):
         raise UnknownSchemaError(f"not a {NAMESPACE} record: {schema.get('name')!r}")
     for event_type in EventType:
         if name == event_type.value.capitalize():

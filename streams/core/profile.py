@@ -104,6 +104,9 @@ class Profile:
     satisfaction_count: int = 0
     hourly: dict[int, list[int]] = field(default_factory=dict)
     daily: dict[int, list[int]] = field(default_factory=dict)
+    # Daily buckets of backfilled events, apart from the live ones above: their rows come from
+    # the events table (docs/definitions.md, history); here they only feed the rolling values.
+    history_daily: dict[int, list[int]] = field(default_factory=dict)
     referred_clicks: int = 0
     referred_purchases: int = 0
     referred_revenue_cents: int = 0
@@ -127,8 +130,9 @@ class Profile:
 
     # -- fold -------------------------------------------------------------------------------
 
-    def apply(self, event: Event, occurred_at: int, late: bool) -> None:
-        """Fold one accepted event (``occurred_at`` already clamped; late ones skip buckets)."""
+    def apply(self, event: Event, occurred_at: int, late: bool, history: bool = False) -> None:
+        """Fold one accepted event (``occurred_at`` already clamped; late ones skip buckets,
+        backfilled ones go to the history buckets)."""
         self.version += 1
         if self.first_seen_at is None or occurred_at < self.first_seen_at:
             self.first_seen_at = occurred_at
@@ -145,7 +149,10 @@ class Profile:
         elif isinstance(event, Support):
             self._apply_support(event, occurred_at)
         _bump(self.counts, column, revenue)
-        if not late:
+        if history:
+            _bump(self.history_daily.setdefault(floor_to(occurred_at, DAY_MS), [0] * 6), column, revenue)
+            keep_newest(self.history_daily, DAILY_KEPT)
+        elif not late:
             _bump(self.hourly.setdefault(floor_to(occurred_at, HOUR_MS), [0] * 6), column, revenue)
             _bump(self.daily.setdefault(floor_to(occurred_at, DAY_MS), [0] * 6), column, revenue)
             keep_newest(self.hourly, HOURLY_KEPT)
@@ -208,8 +215,8 @@ class Profile:
         counts = self.counts
         last_day = floor_to(self.last_seen_at or 0, DAY_MS)
         purchases = counts[PURCHASES]
-        week = trailing_days(self.daily, last_day, 7) or _NO_COUNTS
-        month = trailing_days(self.daily, last_day, 30) or _NO_COUNTS
+        week = trailing_days(last_day, 7, self.daily, self.history_daily) or _NO_COUNTS
+        month = trailing_days(last_day, 30, self.daily, self.history_daily) or _NO_COUNTS
         row: dict[str, Any] = {
             "customer_id": self.customer_id,
             "version": self.version,
@@ -277,10 +284,10 @@ class Profile:
             "rr": self.referred_revenue_cents, "ru": sorted(self.referred_customers),
             "co": [[partition, *last] for partition, last in self.credit_origins.items()],
             "b": self.book.to_json(),
-            **self._identity_json(),
+            **self._optional_json(),
         }
 
-    def _identity_json(self) -> dict[str, Any]:
+    def _optional_json(self) -> dict[str, Any]:
         found: dict[str, Any] = {}
         if self.anonymous:
             found["an"] = 1
@@ -294,6 +301,8 @@ class Profile:
             found["tc"] = self.touch_credits
         if self.linked:
             found["al"] = sorted(self.linked)
+        if self.history_daily:
+            found["hd"] = [[k, *v] for k, v in self.history_daily.items()]
         return found
 
     @classmethod
@@ -317,6 +326,7 @@ class Profile:
             anonymous=bool(data.get("an")), identified_as=data.get("ia"), pending=data.get("pe", []),
             person_credits={k: PersonCredit.from_json(c) for k, c in data.get("pc", {}).items()},
             touch_credits=data.get("tc", {}), linked=set(data.get("al", ())),
+            history_daily={row[0]: row[1:] for row in data.get("hd", ())},
         )
 
 

@@ -19,11 +19,13 @@ def floor_to(ms: int, size_ms: int) -> int:
 
 
 class EventTime(NamedTuple):
-    """The event time the pipeline uses, with how it was classified against ingest time."""
+    """The event time the pipeline uses, with how it was classified against ingest time.
+    ``history``: a backfilled event, never late (docs/definitions.md, history)."""
 
     occurred_at_ms: int
     late: bool
     clamped: bool
+    history: bool = False
 
 
 def classify(occurred_at_ms: int, ingest_ms: int, allowed_lateness_ms: int,
@@ -39,10 +41,18 @@ def classify(occurred_at_ms: int, ingest_ms: int, allowed_lateness_ms: int,
                      clamped=False)
 
 
-def trailing_days(buckets: dict[int, list[int]], last_day_ms: int, days: int) -> list[int]:
-    """Column-wise sums of the daily buckets of the ``days`` UTC days ending on ``last_day_ms``."""
+def classify_history(occurred_at_ms: int, ingest_ms: int, max_future_skew_ms: int) -> EventTime:
+    """A backfilled event: the far-future clamp applies, lateness does not (its ingest time is
+    when the import published it, not when it happened)."""
+    clamped = classify(occurred_at_ms, ingest_ms, 0, max_future_skew_ms).clamped
+    return EventTime(ingest_ms if clamped else occurred_at_ms, late=False, clamped=clamped, history=True)
+
+
+def trailing_days(last_day_ms: int, days: int, *bucket_sets: dict[int, list[int]]) -> list[int]:
+    """Column-wise sums of the daily buckets (of every set) of the ``days`` UTC days ending on
+    ``last_day_ms``."""
     first = last_day_ms - (days - 1) * DAY_MS
-    inside = [counts for day, counts in buckets.items() if first <= day <= last_day_ms]
+    inside = [counts for buckets in bucket_sets for day, counts in buckets.items() if first <= day <= last_day_ms]
     return [sum(column) for column in zip(*inside, strict=True)] if inside else []
 
 

@@ -129,8 +129,8 @@ def build_pipeline(settings: Settings) -> Pipeline:
         autodiscover=False,
     )
     app.checks = []
-    profile_inputs = _raw_topic(app, *settings.input_topics.values(), settings.repartition_topic,
-                                settings.referral_credits_topic, settings.erasures_topic)
+    profile_inputs = _raw_topic(app, *settings.input_topics.values(), settings.backfill_topic,
+                                settings.repartition_topic, settings.referral_credits_topic, settings.erasures_topic)
     referral_index = _raw_topic(app, settings.referral_index_topic)
     profile_fetches: ChannelT[Fetched] = FetchChannel(app, maxsize=FETCHES_BUFFERED)
     referral_fetches: ChannelT[Fetched] = FetchChannel(app, maxsize=FETCHES_BUFFERED)

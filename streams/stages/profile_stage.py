@@ -11,6 +11,7 @@ import orjson
 
 from streams.core.erasure import ErasureRequest, is_referee_key, keyed_hash, referee_key
 from streams.core.events import AnyEvent, Click, Event, EventType, Identify, Purchase, Share
+from streams.core.history import CUTOVER_HEADER, check_before_cutover, read_cutover
 from streams.core.identity import (
     absorb_forwarded,
     forwarded_lane,
@@ -33,7 +34,7 @@ from streams.core.repartition import (
     watermark_value,
 )
 from streams.core.replay import Admission, absorb, lane_topic, rerouted_lane
-from streams.core.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to
+from streams.core.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, classify_history, floor_to
 from streams.errors import DecodeError, ValidationError
 from streams.settings import Settings
 from streams.stages.erasure_steps import ErasureSteps, suppression_record
@@ -61,7 +62,7 @@ WATERMARK_INTERVAL_S = 1.0
 TOUCH_CREDITS_KEPT = 10_000
 # Identified anonymous ids remembered as having had their kept events forwarded by this process.
 PENDING_SENT_KEPT = 100_000
-Decoder = Callable[[bytes, EventType], AnyEvent]
+Decoder = Callable[[bytes, EventType | None], AnyEvent]  # None: any type (the backfill topic)
 Validator = Callable[[AnyEvent], None]
 
 
@@ -81,9 +82,14 @@ class ProfileStage:
         self.decode = decode
         self.validate = validate
         self.store = store
-        self.topic_types = {topic: EventType(t) for t, topic in settings.input_topics.items()}
+        # Input topic -> its event type; the backfill topic carries every type (None).
+        self.topic_types: dict[str, EventType | None] = {
+            topic: EventType(t) for t, topic in settings.input_topics.items()}
+        self.backfill_topic = settings.backfill_topic
+        self.topic_types[self.backfill_topic] = None
         # Identifies reach no per-minute total, so they take no part in deciding when one is final.
-        self.timed_topics = {topic for topic, t in self.topic_types.items() if t is not EventType.IDENTIFY}
+        # Backfilled history is never on time for them either (docs/definitions.md, history).
+        self.timed_topics = {topic for topic, t in self.topic_types.items() if t not in (EventType.IDENTIFY, None)}
         self.credits_topic = settings.referral_credits_topic
         self.erasures_topic = settings.erasures_topic
         # Checked at the worker's start (require_erasure_key); any key hashes consistently.
@@ -333,7 +339,7 @@ class _ProfileBatch(ErasureSteps):
 
     def on_input(self, record: SourceRecord) -> None:
         topic_type = self.stage.topic_types[record.topic]
-        self.out.counts[("consumed", record.topic, topic_type.value)] += 1
+        self.out.counts[("consumed", record.topic, topic_type.value if topic_type else "any")] += 1
         self.stage.advance(record.partition, record.topic, record.timestamp)
         # A record without a key cannot be routed; it is dead-lettered where it is.
         owner = partition_for(record.key, self.settings.topic_partitions) if record.key else record.partition
@@ -343,10 +349,13 @@ class _ProfileBatch(ErasureSteps):
         self.accept(record, record.partition, record.topic)
 
     def reroute(self, record: SourceRecord, owner: int) -> None:
-        """Send a record that arrived on another partition than its key's to its owner."""
+        """Send a record that arrived on another partition than its key's to its owner (a
+        backfilled one with its cut-over)."""
+        headers = rerouted_headers(record.topic, record.partition, record.offset)
+        if record.topic == self.stage.backfill_topic:
+            headers += tuple(header for header in record.headers if header[0] == CUTOVER_HEADER)
         self.out.messages.append(OutMessage(
-            self.stage.repartition_topic, owner, record.key, record.value,
-            rerouted_headers(record.topic, record.partition, record.offset), record.timestamp))
+            self.stage.repartition_topic, owner, record.key, record.value, headers, record.timestamp))
         self.out.counts[("rerouted", record.topic)] += 1
 
     def on_rerouted(self, record: SourceRecord) -> None:
@@ -368,18 +377,21 @@ class _ProfileBatch(ErasureSteps):
         lane = rerouted_lane(origin.topic, origin.partition)
         self.stage.advance(record.partition, lane, record.timestamp)
         self.accept(InputRecord(origin.topic, origin.partition, origin.offset, record.key,
-                                record.value, record.timestamp), record.partition, lane)
+                                record.value, record.timestamp, record.headers), record.partition, lane)
 
     def accept(self, record: SourceRecord, partition: int, lane: str) -> None:
         """Decode, validate and fold an input record into the state of ``partition``; ``lane``
         is how it came (see ``streams.core.replay``)."""
         topic_type = self.stage.topic_types[record.topic]
+        history = topic_type is None
         try:
             event = self.stage.decode(record.value or b"", topic_type)
             self.stage.validate(event)
             if record.key != event.actor_id.encode():
                 raise ValidationError("key", "record key differs from the event's customer_id or anonymous_id",
                                       reason="key_mismatch")
+            if history and not isinstance(event, Identify):
+                check_before_cutover(event.occurred_at_ms, read_cutover(record.headers))
         except DecodeError as error:
             if not (record.key and self.dropped_as_erased(record, record.key.decode(errors="replace"))):
                 self.dead_letter(record, error)
@@ -390,21 +402,20 @@ class _ProfileBatch(ErasureSteps):
         if isinstance(event, Identify):
             self.on_identify(record, event, partition, lane)
             return
-        time = classify(event.occurred_at_ms, record.timestamp,
-                        self.settings.allowed_lateness_ms, self.settings.max_future_skew_ms)
+        time = self.event_time(event, record.timestamp, history)
         profile = self.profile(event.actor_id, partition, event.anonymous)
         admission = profile.book.admit(lane, record.offset, event.event_id)
         self.out.counts[("admission", record.topic, admission.value)] += 1
         if admission not in (Admission.NEW, Admission.REPLAYED):
             return
         if admission is Admission.NEW:
-            self.out.counts[("processed", record.topic, topic_type.value)] += 1
+            self.out.counts[("processed", record.topic, event.type.value)] += 1
         if profile.identified_as is not None:  # an identified anonymous id: the customer's event
             self.send_pending(profile)
             self.forward(profile, kept_event(record, lane))
         else:
             if admission is Admission.NEW:
-                profile.apply(event, time.occurred_at_ms, time.late)
+                profile.apply(event, time.occurred_at_ms, time.late, time.history)
                 if event.anonymous and not keep_pending(profile, kept_event(record, lane)):
                     self.out.counts[("identity_not_kept",)] += 1
             self.note_buckets(state_key(event.actor_id, event.anonymous), time)
@@ -446,18 +457,24 @@ class _ProfileBatch(ErasureSteps):
         key = state_key(customer_id, False)
         for origin, event in [(f, self.stage.decode(f.value, self.stage.topic_types[f.topic])) for f in forwarded]:
             assert not isinstance(event, Identify)  # identifies are never forwarded
-            time = classify(event.occurred_at_ms, origin.ingest_ms,
-                            self.settings.allowed_lateness_ms, self.settings.max_future_skew_ms)
+            time = self.event_time(event, origin.ingest_ms, origin.topic == self.stage.backfill_topic)
             if absorb_forwarded(customer, origin.lane, origin.offset):
-                customer.apply(event, time.occurred_at_ms, time.late)
+                customer.apply(event, time.occurred_at_ms, time.late, time.history)
                 self.out.counts[("identity_forward", "folded")] += 1
             else:
                 self.out.counts[("identity_forward", "replayed")] += 1
             self.note_buckets(key, time)
 
+    def event_time(self, event: Event, ingest_ms: int, history: bool) -> EventTime:
+        if history:
+            return classify_history(event.occurred_at_ms, ingest_ms, self.settings.max_future_skew_ms)
+        return classify(event.occurred_at_ms, ingest_ms,
+                        self.settings.allowed_lateness_ms, self.settings.max_future_skew_ms)
+
     def note_buckets(self, key: str, time: EventTime) -> None:
-        """The bucket rows of an accepted event's profile (written again for a replay)."""
-        if not time.late:
+        """The bucket rows of an accepted event's profile (written again for a replay);
+        backfilled events have theirs from the events table (docs/definitions.md, history)."""
+        if not time.late and not time.history:
             self.buckets.add((key, floor_to(time.occurred_at_ms, HOUR_MS), False))
             self.buckets.add((key, floor_to(time.occurred_at_ms, DAY_MS), True))
 
@@ -465,7 +482,7 @@ class _ProfileBatch(ErasureSteps):
                       lane: str, person: str | None) -> None:
         """Everything an accepted event produces besides its profile's values; sent again
         when it is replayed. ``person``: the customer an anonymous actor is identified as."""
-        if not time.late:
+        if not time.late and not time.history:
             minute_ms = floor_to(time.occurred_at_ms, MINUTE_MS)
             minute = self.minute(partition, minute_ms)
             type_channel = f"{event.type.value}|{event.channel}"

@@ -55,6 +55,9 @@ class InputRecord(Protocol):
     def malformed_reason(self) -> str | None: ...
     @property
     def raw_value(self) -> bytes | None: ...
+    @property
+    def cutover_ms(self) -> int | None:
+        """Set on a backfilled record: its import's cut-over (docs/definitions.md, history)."""
 
 
 class DeadLetter(NamedTuple):
@@ -66,11 +69,13 @@ class DeadLetter(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """An accepted event: ``occurred_at_ms`` already clamped; ``late`` per the definition."""
+    """An accepted event: ``occurred_at_ms`` already clamped; ``late`` per the definition;
+    ``history``: backfilled."""
 
     event: Event
     ingest_ms: int
     late: bool
+    history: bool = False
 
 
 @dataclass(slots=True)
@@ -186,7 +191,8 @@ def rejection(record: InputRecord, settings: Settings) -> str | None:
     event = record.event
     if event is None:
         raise ValueError("a record needs an event or a malformed_reason")
-    if event.type != record.topic_type:
+    history = record.cutover_ms is not None
+    if event.type != record.topic_type and not history:  # the backfill topic carries every type
         return "wrong_topic"
     if breaks_field_rule(event, settings.currency):
         return "invalid_field"
@@ -194,6 +200,8 @@ def rejection(record: InputRecord, settings: Settings) -> str | None:
         return "sentinel_id"
     if record.key != event.actor_id.encode():
         return "key_mismatch"
+    if history and not isinstance(event, Identify) and event.occurred_at_ms >= (record.cutover_ms or 0):
+        return "after_cutover"
     return None
 
 
@@ -216,7 +224,9 @@ def breaks_field_rule(event: AnyEvent, currency: str) -> bool:
 
 
 def _admit(records: Iterable[InputRecord], settings: Settings, result: Expected) -> None:
-    """Split records into dead letters, duplicates and accepted (clamped, late-marked) events."""
+    """Split records into dead letters, duplicates and accepted (clamped, late-marked) events.
+    Duplicates are found within a lane: the live topics together, or the backfill; between
+    them the cut-over decides."""
     seen: set[tuple[str, str]] = set()
     for record in records:
         reason = rejection(record, settings)
@@ -226,21 +236,24 @@ def _admit(records: Iterable[InputRecord], settings: Settings, result: Expected)
             continue
         event = record.event
         assert event is not None
+        history = record.cutover_ms is not None
+        lane = "history:" if history else ""
         if isinstance(event, Identify):
-            _admit_identify(event, seen, result)
+            _admit_identify(event, seen, result, lane)
             continue
-        if (actor_key(event), event.event_id) in seen:  # the first occurrence in publish order wins
+        if (lane + actor_key(event), event.event_id) in seen:  # the first occurrence in publish order wins
             result.duplicate_count += 1
             continue
-        seen.add((actor_key(event), event.event_id))
+        seen.add((lane + actor_key(event), event.event_id))
         identity = (event.actor_id, event.event_id)
         if event.occurred_at_ms > record.ingest_ms + settings.max_future_skew_ms:
             event = replace(event, occurred_at_ms=record.ingest_ms)
             result.clamped_event_ids.add(identity)
-        late = event.occurred_at_ms < record.ingest_ms - settings.allowed_lateness_ms
+        # History is never late: its ingest time is when it was imported.
+        late = not history and event.occurred_at_ms < record.ingest_ms - settings.allowed_lateness_ms
         if late:
             result.late_event_ids.add(identity)
-        result.accepted.append(Accepted(event, record.ingest_ms, late))
+        result.accepted.append(Accepted(event, record.ingest_ms, late, history))
 
 
 # --- event-time buckets ----------------------------------------------------------------------
@@ -528,8 +541,8 @@ def actor_key(event: Event) -> str:
     return f"anonymous:{event.anonymous_id}" if event.anonymous else f"customer:{event.customer_id}"
 
 
-def _admit_identify(event: Identify, seen: set[tuple[str, str]], result: Expected) -> None:
-    identity = (f"identify:{event.anonymous_id}", event.event_id)
+def _admit_identify(event: Identify, seen: set[tuple[str, str]], result: Expected, lane: str) -> None:
+    identity = (f"{lane}identify:{event.anonymous_id}", event.event_id)
     if identity in seen:
         result.duplicate_count += 1
         return

@@ -159,7 +159,8 @@ class SimulationConfig:
 
 @dataclass(frozen=True, slots=True)
 class SimRecord:
-    """One record as published: topic (by event type), key, Kafka timestamp and payload.
+    """One record as published: topic (by event type, or the backfill topic), key, Kafka
+    timestamp and payload.
 
     A well-formed record carries ``event`` (its bytes are ``encode(event)``, see
     :func:`record_value`); a malformed one carries the exact ``raw_value`` to send and the
@@ -175,6 +176,8 @@ class SimRecord:
     malformed_reason: str | None = None
     raw_value: bytes | None = None
     tags: tuple[Tag, ...] = ()
+    # Set on a backfilled record: its import's cut-over (docs/definitions.md, history).
+    cutover_ms: int | None = None
 
 
 class RawPublisher(Protocol):
@@ -198,6 +201,19 @@ def generate(config: SimulationConfig) -> list[SimRecord]:
     records.extend(_malformed_records(world, round(config.malformed * config.events)))
     records.sort(key=attrgetter("ingest_ms"))  # stable: ties keep generation order
     return records
+
+
+def history(config: SimulationConfig, cutover_ms: int, publish_from_ms: int, publish_span_ms: int
+            ) -> list[SimRecord]:
+    """A backfill: ``config``'s traffic over the ``span_ms`` before ``cutover_ms``, published
+    (ingest time) evenly over ``publish_span_ms`` from ``publish_from_ms`` in the order generated,
+    each record carrying the cut-over. The backfill topic carries every type, so records that
+    are malformed only by their topic are left out."""
+    records = [r for r in generate(dataclasses.replace(config, start_ms=cutover_ms - config.span_ms))
+               if r.malformed_reason != "wrong_topic"]
+    step = publish_span_ms / max(1, len(records))
+    return [dataclasses.replace(r, ingest_ms=publish_from_ms + int(i * step), cutover_ms=cutover_ms)
+            for i, r in enumerate(records)]
 
 
 def record_value(record: SimRecord) -> bytes:
@@ -271,6 +287,7 @@ def _to_json(record: SimRecord) -> dict[str, Any]:
         if record.raw_value is None
         else base64.b64encode(record.raw_value).decode("ascii"),
         "tags": [str(tag) for tag in record.tags],
+        "cutover_ms": record.cutover_ms,
     }
 
 
@@ -291,6 +308,7 @@ def _from_json(obj: dict[str, Any]) -> SimRecord:
         malformed_reason=obj["malformed_reason"],
         raw_value=None if raw is None else base64.b64decode(raw),
         tags=tuple(Tag(tag) for tag in obj["tags"]),
+        cutover_ms=obj.get("cutover_ms"),
     )
 
 

@@ -7,7 +7,11 @@ from typing import Any
 
 from clickhouse_driver import Client
 
-COMPARED_TABLES = ("customer_profiles", "customer_hourly", "customer_daily", "minute_totals", "referral_credits")
+#: What each compared result is read from: the tables, except buckets and per-minute totals,
+#: read from the views that add backfilled history to them (migration 0011_history).
+COMPARED = {"customer_profiles": "customer_profiles FINAL", "customer_hourly": "customer_hourly_all",
+            "customer_daily": "customer_daily_all", "minute_totals": "minute_totals_by_type",
+            "referral_credits": "referral_credits FINAL"}
 
 
 def _as_written(value: Any) -> Any:
@@ -20,10 +24,10 @@ def _as_written(value: Any) -> Any:
 
 
 def read_final_rows(client: Client) -> dict[str, list[dict[str, Any]]]:
-    """Every compared table's current rows (``FINAL``: one row per key, the newest version)."""
+    """Every compared result's current rows (``FINAL``: one row per key, the newest version)."""
     result = {}
-    for table in COMPARED_TABLES:
-        rows, columns = client.execute(f"SELECT * FROM {table} FINAL", with_column_types=True)
+    for table, source in COMPARED.items():
+        rows, columns = client.execute(f"SELECT * FROM {source}", with_column_types=True)
         names = [name for name, _ in columns]
         result[table] = [{n: _as_written(v) for n, v in zip(names, row, strict=True)} for row in rows]
     return result

@@ -18,6 +18,7 @@ from typing import Any
 from streams.clickhouse.sink import ClickHouseSink
 from streams.contracts.codec import Codec, validate
 from streams.core.erasure import ErasureRequest
+from streams.core.history import cutover_headers
 from streams.settings import Settings
 from streams.stages.partitioning import partition_for
 from streams.stages.profile_stage import ProfileStage
@@ -25,6 +26,7 @@ from streams.stages.records import BatchOutput, InputRecord, OutMessage, SourceR
 from streams.stages.referral_stage import ReferralStage
 from streams.tools.simulate import SimRecord, SimulationConfig, generate, record_value
 from tests.support.compare import TABLE_KEYS
+from tests.support.view_rows import as_views
 
 #: An upstream producer's choice of partition: (key, value, partitions) -> partition.
 Partitioner = Callable[[bytes, bytes, int], int]
@@ -107,11 +109,18 @@ class InMemoryPipeline:
         self.dead_letters: list[OutMessage] = []
 
     def publish(self, records: Sequence[SimRecord], partitioner: Partitioner = murmur2_partitioner) -> None:
+        """Live records to their type's topic, backfilled ones to the backfill topic."""
         for r in records:
-            topic = self.settings.input_topics[r.topic_type]
+            history = r.cutover_ms is not None
+            topic = self.settings.backfill_topic if history else self.settings.input_topics[r.topic_type]
             value = record_value(r)
             partition = partitioner(r.key, value, self.settings.topic_partitions)
-            self.logs[topic].append(topic, partition, r.key, value, r.ingest_ms)
+            headers = cutover_headers(r.cutover_ms) if r.cutover_ms is not None else ()
+            self.logs[topic].append(topic, partition, r.key, value, r.ingest_ms, headers)
+
+    def final_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """Every table's rows, the buckets and per-minute totals as the views show them."""
+        return as_views({table: list(rows.values()) for table, rows in self.rows.tables.items()})
 
     def _route(self, out: BatchOutput, state: DictState) -> None:
         state.apply(out.state_writes)
@@ -133,8 +142,9 @@ class InMemoryPipeline:
         the ``read_last`` topics only once nothing else of their stage is unread."""
         progressed = False
         for stage, topics, state in (
-            (self.profile_stage, [*self.settings.input_topics.values(), self.settings.repartition_topic,
-                                  self.settings.referral_credits_topic, self.settings.erasures_topic],
+            (self.profile_stage, [*self.settings.input_topics.values(), self.settings.backfill_topic,
+                                  self.settings.repartition_topic, self.settings.referral_credits_topic,
+                                  self.settings.erasures_topic],
              self.profile_state),
             (self.referral_stage, [self.settings.referral_index_topic], self.share_state),
         ):
@@ -193,6 +203,22 @@ class InMemoryPipeline:
         self.profile_stage.forget_partitions()
         self.referral_stage.forget_partitions()
         self.referral_stage.ingest_clock_ms = 0  # a new process starts its clock again
+
+
+def run_with_crashes(settings: Settings, records: Sequence[SimRecord], rng: random.Random,
+                     partitioner: Partitioner = murmur2_partitioner) -> InMemoryPipeline:
+    """Three crashes at random points, each back to a checkpoint taken a few batches before."""
+    pipeline = InMemoryPipeline(settings)
+    pipeline.publish(records, partitioner)
+    for _ in range(3):
+        for _ in range(rng.randint(2, 6)):
+            pipeline.step(rng, batch=300)
+        checkpoint = pipeline.checkpoint()
+        for _ in range(rng.randint(1, 6)):
+            pipeline.step(rng, batch=300)
+        pipeline.crash_to(checkpoint, rng)
+    pipeline.run(rng)
+    return pipeline
 
 
 def write_simulated_rows(client: Any, settings: Settings, config: SimulationConfig) -> None:

@@ -37,10 +37,6 @@ def erase(pipeline: InMemoryPipeline, ids: frozenset[str], at_ms: int) -> None:
                                     ErasureRequest("req-1", customer_id, at_ms).encode(), at_ms)
 
 
-def final_rows(pipeline: InMemoryPipeline) -> dict[str, list[dict]]:  # type: ignore[type-arg]
-    return {table: list(rows.values()) for table, rows in pipeline.rows.tables.items()}
-
-
 def erased_mid_stream(records: list[SimRecord], cut: int, ids: frozenset[str], rng: random.Random) -> InMemoryPipeline:
     """The first ``cut`` records all read, then the erasure of ``ids``, then the rest."""
     pipeline = InMemoryPipeline(SETTINGS)
@@ -80,13 +76,13 @@ def test_erased_people_leave_the_state_and_everyone_else_stays_exact(records, se
     pipeline = erased_mid_stream(records, cut, ids, rng)
     people = erased_people(records[:cut], ids, SETTINGS)
     assert people > ids  # devices identified as an erased customer go with them
-    assert compare_all(truth, without(final_rows(pipeline), people)) == {}
+    assert compare_all(truth, without(pipeline.final_rows(), people)) == {}
     assert_forgotten(pipeline, people)
     assert not {c for c in truth.profiles if c in ids}
 
     replay_everything(pipeline)
     pipeline.run(rng)
-    assert compare_all(truth, without(final_rows(pipeline), people)) == {}
+    assert compare_all(truth, without(pipeline.final_rows(), people)) == {}
     assert_forgotten(pipeline, people)
 
 
@@ -116,7 +112,7 @@ def test_a_crash_around_the_erasure_changes_nothing(records, seed: int) -> None:
     pipeline.publish(records[cut:])
     pipeline.run(rng)
     people = erased_people(records[:cut], ids, SETTINGS)
-    assert compare_all(expected(records, SETTINGS, Erasure(cut, ids)), without(final_rows(pipeline), people)) == {}
+    assert compare_all(expected(records, SETTINGS, Erasure(cut, ids)), without(pipeline.final_rows(), people)) == {}
     assert_forgotten(pipeline, people)
 
 
@@ -204,7 +200,7 @@ def test_a_state_rebuilt_from_scratch_never_shows_an_erased_person(records) -> N
     rebuilt.logs = original.logs
     rebuilt.run(rng)
     columns = ("customer_id", "sharer_customer_id", "referred_customer_id", "anonymous_id", "record_key")
-    named = [(table, row) for table, rows in final_rows(rebuilt).items() for row in rows
+    named = [(table, row) for table, rows in rebuilt.final_rows().items() for row in rows
              if table != "erased_customers" and any(row.get(c) in people for c in columns)]
     assert named == []
     assert_forgotten(rebuilt, people)

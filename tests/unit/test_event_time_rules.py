@@ -55,9 +55,9 @@ def test_floor_to_rounds_negative_times_down_not_towards_zero() -> None:
 def test_trailing_days_sum_the_days_ending_on_the_last_day_inclusive() -> None:
     last = 100 * DAY_MS
     buckets = {last: [1, 10], last - 6 * DAY_MS: [2, 20], last - 7 * DAY_MS: [4, 40], last + DAY_MS: [8, 80]}
-    assert trailing_days(buckets, last, 7) == [3, 30]
-    assert trailing_days(buckets, last, 8) == [7, 70]
-    assert trailing_days({}, last, 7) == []
+    assert trailing_days(last, 7, buckets) == [3, 30]
+    assert trailing_days(last, 8, buckets) == [7, 70]
+    assert trailing_days(last, 7, {}) == []
 
 
 def test_keep_newest_drops_the_oldest_buckets_beyond_the_limit() -> None:

@@ -29,5 +29,4 @@ def test_the_journey_is_one_person_and_one_credited_friend() -> None:
     pipeline = InMemoryPipeline(SETTINGS)
     pipeline.publish(journey.records)
     pipeline.run(random.Random(1))
-    rows = {table: list(found.values()) for table, found in pipeline.rows.tables.items()}
-    assert compare_all(truth, rows) == {}
+    assert compare_all(truth, pipeline.final_rows()) == {}

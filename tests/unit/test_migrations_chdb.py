@@ -351,7 +351,8 @@ def views(client: ChdbClient) -> dict[str, list[dict[str, Any]]]:
         "referral_leaderboard": "", "support_kpis": "", "click_to_purchase_funnel": "day",
         "ingestion_errors_by_reason": "day, kind, reason", "minute_totals_by_type": "minute_start, event_type",
         "identity_events": "event_id", "identity_credits": "credit_id", "person_360": "customer_id",
-        "person_referral_leaderboard": "",
+        "person_referral_leaderboard": "", "customer_hourly_all": "customer_id, hour_start",
+        "customer_daily_all": "customer_id, day",
     }
     return {v: client.dicts(f"SELECT * FROM {v}" + (f" ORDER BY {order[v]}" if order[v] else "")) for v in VIEWS}
 

@@ -19,8 +19,8 @@ from tests.support.inmemory import (
     InMemoryPipeline,
     Partitioner,
     crc32_partitioner,
-    murmur2_partitioner,
     random_partitioner,
+    run_with_crashes,
 )
 
 SETTINGS = load_settings({})
@@ -39,40 +39,20 @@ def truth(records):  # type: ignore[no-untyped-def]
     return expected(records, SETTINGS)
 
 
-def final_rows(pipeline: InMemoryPipeline) -> dict[str, list[dict]]:  # type: ignore[type-arg]
-    return {table: list(rows.values()) for table, rows in pipeline.rows.tables.items()}
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_clean_pass_equals_oracle_for_any_interleaving(records, truth, seed: int) -> None:  # type: ignore[no-untyped-def]
     pipeline = InMemoryPipeline(SETTINGS)
     pipeline.publish(records)
     pipeline.run(random.Random(seed))
-    assert compare_all(truth, final_rows(pipeline)) == {}
+    assert compare_all(truth, pipeline.final_rows()) == {}
     assert sorted(m.headers[0][1].decode() for m in pipeline.dead_letters) == sorted(
         d.reason for d in truth.dead_letters)
 
 
-def run_with_crashes(records, rng: random.Random,  # type: ignore[no-untyped-def]
-                     partitioner: Partitioner = murmur2_partitioner) -> InMemoryPipeline:
-    """Three crashes at random points, each back to a checkpoint taken a few batches before."""
-    pipeline = InMemoryPipeline(SETTINGS)
-    pipeline.publish(records, partitioner)
-    for _ in range(3):
-        for _ in range(rng.randint(2, 6)):
-            pipeline.step(rng, batch=300)
-        checkpoint = pipeline.checkpoint()
-        for _ in range(rng.randint(1, 6)):
-            pipeline.step(rng, batch=300)
-        pipeline.crash_to(checkpoint, rng)
-    pipeline.run(rng)
-    return pipeline
-
-
 @pytest.mark.parametrize("seed", [11, 12, 13, 14])
 def test_crashes_and_replays_change_nothing(records, truth, seed: int) -> None:  # type: ignore[no-untyped-def]
-    pipeline = run_with_crashes(records, random.Random(seed))
-    assert compare_all(truth, final_rows(pipeline)) == {}
+    pipeline = run_with_crashes(SETTINGS, records, random.Random(seed))
+    assert compare_all(truth, pipeline.final_rows()) == {}
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +68,8 @@ def test_any_upstream_partitioner_with_crashes_equals_oracle(records, truth, uno
                                                              partitioner: Partitioner, seed: int) -> None:
     if partitioner is not crc32_partitioner:  # keys spread over partitions: no publish order per key
         records, truth = unordered_records, expected(unordered_records, SETTINGS)
-    pipeline = run_with_crashes(records, random.Random(seed), partitioner)
-    assert compare_all(truth, final_rows(pipeline)) == {}
+    pipeline = run_with_crashes(SETTINGS, records, random.Random(seed), partitioner)
+    assert compare_all(truth, pipeline.final_rows()) == {}
     rerouted = pipeline.logs[SETTINGS.repartition_topic].records
     assert sum(1 for part in rerouted.values() for r in part if r.key is not None) > len(records) // 2
 
@@ -103,8 +83,8 @@ def test_skewed_traffic_with_crashes_equals_oracle(seed: int) -> None:
     """A hot customer (5 % of events) and a viral share (about 20 % of touches) change nothing
     about exactness: the hot profile and the share's index record survive replays too."""
     records = generate(SKEWED)
-    pipeline = run_with_crashes(records, random.Random(seed))
-    assert compare_all(expected(records, SETTINGS), final_rows(pipeline)) == {}
+    pipeline = run_with_crashes(SETTINGS, records, random.Random(seed))
+    assert compare_all(expected(records, SETTINGS), pipeline.final_rows()) == {}
 
 
 def test_a_viral_share_read_after_all_its_touches_credits_every_one() -> None:
@@ -114,7 +94,7 @@ def test_a_viral_share_read_after_all_its_touches_credits_every_one() -> None:
     pipeline = InMemoryPipeline(SETTINGS)
     pipeline.publish(records)
     pipeline.run(random.Random(41), batch=2_000, read_last=frozenset({SETTINGS.input_topics["share"]}))
-    assert compare_all(expected(records, SETTINGS), final_rows(pipeline)) == {}
+    assert compare_all(expected(records, SETTINGS), pipeline.final_rows()) == {}
     assert max(len(orjson.loads(raw)) for key, raw in pipeline.share_state.data.items() if key.startswith("w:")) \
         == WAITING_PAGE
 
@@ -136,7 +116,7 @@ def test_a_viral_share_replayed_after_its_credits_were_counted_counts_each_once(
     pipeline.step(rng, 2_000, shares_last)  # the sharer's profile counts the credits
     pipeline.crash_to(before_share, rng)
     pipeline.run(rng, 2_000, shares_last)
-    assert compare_all(expected(records, SETTINGS), final_rows(pipeline)) == {}
+    assert compare_all(expected(records, SETTINGS), pipeline.final_rows()) == {}
 
 
 @pytest.mark.parametrize("seed", [61, 62])
@@ -153,7 +133,7 @@ def test_touches_sent_again_after_a_long_replay_earn_their_credit_once(seed: int
         pass
     pipeline.crash_to(early, rng)
     pipeline.run(rng, 2_000)
-    assert compare_all(expected(records, SETTINGS), final_rows(pipeline)) == {}
+    assert compare_all(expected(records, SETTINGS), pipeline.final_rows()) == {}
 
 
 def paged_share_arrived(pipeline: InMemoryPipeline) -> bool:

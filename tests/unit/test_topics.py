@@ -6,7 +6,7 @@ from streams.settings import load_settings
 from streams.topics import TopicDrift, plan_topics, unfit_for_worker
 
 
-def test_plan_has_inputs_erasures_dead_letters_and_internal_topics() -> None:
+def test_plan_has_inputs_backfill_erasures_dead_letters_and_internal_topics() -> None:
     names = [spec.name for spec in plan_topics(load_settings({}))]
     assert names == [
         "interactions.clicks",
@@ -14,6 +14,7 @@ def test_plan_has_inputs_erasures_dead_letters_and_internal_topics() -> None:
         "interactions.purchases",
         "interactions.support",
         "interactions.identifies",
+        "interactions.backfill",
         "interactions.erasures",
         "interactions.dlq",
         "interactions.repartition",
@@ -42,6 +43,7 @@ def test_plan_covers_every_topic_the_settings_name() -> None:
     settings = load_settings({})
     named = {
         *settings.input_topics.values(),
+        settings.backfill_topic,
         settings.erasures_topic,
         settings.dead_letter_topic,
         settings.repartition_topic,

@@ -1,0 +1,306 @@
+"""``streams backfill``: import history through the pipeline's own exact path (docs/operations.md,
+backfill).
+
+The file holds events as JSON lines (the contract's JSON form, as ``streams publish`` reads)
+or as an Avro object container file written with a version of one of the contracts. Every
+event is checked before anything of it is sent; a bad one is reported with its line (or
+record) number and not sent. Events that occurred at or after the import's cut-over are the
+live topics' and are skipped, counted. The others go to the backfill topic keyed like live
+input, each with the cut-over in a header (docs/definitions.md, history).
+
+Progress is kept in the ledger, a compacted topic: an import is named by its file's content
+and its cut-over; every ``CHECKPOINT_EVERY`` items, once the brokers have acknowledged all
+records before them, the ledger records how far it got. A restarted import continues after the
+last checkpoint (the few records sent again are recognised by the worker as duplicates), and
+an import that finished does nothing when run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from streams.contracts.codec import Codec, container_events, validate
+from streams.contracts.registry import registry_from_settings
+from streams.core.events import AnyEvent, Identify
+from streams.core.history import cutover_headers
+from streams.errors import DecodeError, StreamsError, ValidationError
+from streams.publisher import LineError, Publisher, epoch_ms, parse_lines
+from streams.settings import Settings
+from streams.tools.humanize import count, duration
+from streams.topics import ensure_topics
+
+CHECKPOINT_EVERY = 1_000
+# How long the brokers may take to acknowledge a checkpoint's records.
+SEND_TIMEOUT_S = 60.0
+AVRO_MAGIC = b"Obj\x01"
+
+
+class BackfillError(StreamsError):
+    """An import that cannot start or go on: the message says why and what to do."""
+
+
+@dataclass(slots=True)
+class ImportState:
+    """One import's progress, as the ledger keeps it: items (lines or records) 1..``done``
+    are sent and acknowledged, reported bad, or skipped."""
+
+    file: str
+    cutover_ms: int
+    done: int = 0
+    sent: int = 0
+    invalid: int = 0
+    after_cutover: int = 0
+    finished: bool = False
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, value: bytes) -> ImportState:
+        return cls(**json.loads(value))
+
+
+def import_id(digest: str, cutover_ms: int) -> str:
+    """An import's name: its file's content and its cut-over."""
+    return f"{digest}@{cutover_ms}"
+
+
+def file_digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def read_items(handle: IO[bytes], currency: str) -> Iterator[tuple[int, AnyEvent | LineError]]:
+    """(1-based line or record number, checked event or why not) for every item of the file;
+    an Avro container file is recognised by its magic bytes, anything else is JSON lines."""
+    if handle.read(len(AVRO_MAGIC)) == AVRO_MAGIC:
+        handle.seek(0)
+        yield from _container_items(handle, currency)
+        return
+    handle.seek(0)
+    yield from parse_lines((line.decode("utf-8", "replace") for line in handle), currency)
+
+
+def _container_items(handle: IO[bytes], currency: str) -> Iterator[tuple[int, AnyEvent | LineError]]:
+    try:
+        for number, item in enumerate(container_events(handle), start=1):
+            if isinstance(item, DecodeError):
+                yield number, LineError(number, str(item))
+                continue
+            try:
+                validate(item, currency)
+            except ValidationError as error:
+                yield number, LineError(number, str(error))
+            else:
+                yield number, item
+    except DecodeError as error:
+        raise BackfillError(f"not an Avro container file of an interaction event contract: {error}") from None
+
+
+def after_cutover(event: AnyEvent, cutover_ms: int) -> bool:
+    """Whether the live topics carry ``event`` (identifies have no time and are history)."""
+    return not isinstance(event, Identify) and event.occurred_at_ms >= cutover_ms
+
+
+@dataclass(slots=True)
+class Progress:
+    """Progress on stderr: a line rewritten in place on a terminal, every ``interval_s`` otherwise."""
+
+    total_bytes: int
+    out: IO[str] = sys.stderr
+    started: float = 0.0
+    shown: float = 0.0
+    terminal: bool = False
+
+    def __post_init__(self) -> None:
+        self.started = self.shown = time.monotonic()
+        self.terminal = self.out.isatty()
+
+    def update(self, read_bytes: Callable[[], int], state: ImportState, sent_now: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.shown < (0.5 if self.terminal else 10.0):
+            return
+        self.shown = now
+        line = progress_line(read_bytes(), self.total_bytes, state, sent_now, now - self.started)
+        print(("\r" if self.terminal else "") + line, end="\n" if final or not self.terminal else "",
+              file=self.out, flush=True)
+
+
+def progress_line(read_bytes: int, total_bytes: int, state: ImportState, sent_now: int, elapsed_s: float) -> str:
+    """What the progress shows: share of the file read, events sent, their rate and the time left."""
+    share = read_bytes / total_bytes if total_bytes else 1.0
+    rate = sent_now / elapsed_s if elapsed_s > 0 else 0.0
+    left = elapsed_s * (1 - share) / share if share > 0 else 0.0
+    return (f"backfill: {share:6.1%} of the file, {count(state.sent)} events sent, {count(rate)} events/s, "
+            f"{count(state.invalid)} bad, {count(state.after_cutover)} after the cut-over, "
+            f"ETA {duration(left) if share < 1 else 'done'}")
+
+
+class Ledger:
+    """The imports' progress in a compacted topic of one partition, keyed by import id."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = f"{settings.topic_prefix}.backfill-ledger"
+
+    def ensure(self) -> None:
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                                 client_id="streams-backfill")
+        try:
+            admin.create_topics([NewTopic(self.topic, 1, self.settings.topic_replication, topic_configs={
+                "cleanup.policy": "compact",
+                "min.insync.replicas": str(self.settings.topic_min_insync_replicas)})])
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            admin.close()
+        # A new topic reaches the brokers' metadata a moment later; a producer that asks first
+        # logs an error for it.
+        consumer = self._consumer()
+        try:
+            deadline = time.monotonic() + SEND_TIMEOUT_S
+            while not consumer.partitions_for_topic(self.topic):
+                if time.monotonic() > deadline:
+                    raise BackfillError(f"the ledger topic {self.topic} did not appear in {SEND_TIMEOUT_S:g} s")
+                time.sleep(0.2)
+                consumer.topics()  # a metadata refresh
+        finally:
+            consumer.close()
+
+    def _consumer(self) -> KafkaConsumer:
+        return KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                             enable_auto_commit=False, client_id="streams-backfill")
+
+    def read(self, key: str) -> ImportState | None:
+        """The latest record of ``key``, reading the topic to its end."""
+        consumer = self._consumer()
+        try:
+            partition = TopicPartition(self.topic, 0)
+            consumer.assign([partition])
+            consumer.seek_to_beginning(partition)
+            end = consumer.end_offsets([partition])[partition]
+            found: ImportState | None = None
+            deadline = time.monotonic() + SEND_TIMEOUT_S
+            while consumer.position(partition) < end:
+                if time.monotonic() > deadline:
+                    raise BackfillError(f"could not read the ledger {self.topic} to its end in {SEND_TIMEOUT_S:g} s")
+                for records in consumer.poll(timeout_ms=500).values():
+                    for record in records:
+                        if record.key == key.encode() and record.value:
+                            found = ImportState.decode(record.value)
+            return found
+        finally:
+            consumer.close()
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillReport:
+    state: ImportState
+    already_done: bool
+    resumed_from: int
+    errors: list[LineError]
+
+
+def backfill(settings: Settings, path: Path, cutover_ms: int, *, max_rate: float = 0.0,
+             progress: Callable[[int], Progress] = Progress) -> BackfillReport:
+    """Import ``path`` with ``cutover_ms`` (see the module docstring); ``max_rate``: events per
+    second at most (0: as fast as the brokers take them)."""
+    key = import_id(file_digest(path), cutover_ms)
+    ledger = Ledger(settings)
+    ensure_topics(settings)
+    ledger.ensure()
+    state = ledger.read(key) or ImportState(path.name, cutover_ms)
+    if state.finished:
+        return BackfillReport(state, already_done=True, resumed_from=state.done, errors=[])
+    resumed_from = state.done
+    errors: list[LineError] = []
+    codec = Codec(registry_from_settings(settings))
+    headers = list(cutover_headers(cutover_ms))
+    shown = progress(path.stat().st_size)
+    started, sent_at_start = time.monotonic(), state.sent
+    with path.open("rb") as handle, Publisher(settings) as publisher:
+
+        def checkpoint(finished: bool = False) -> None:
+            publisher.flush(SEND_TIMEOUT_S)
+            if publisher.counts.failed:
+                raise BackfillError(f"{publisher.counts.failed} record(s) were not acknowledged; run the same "
+                                    f"command again to continue from the last checkpoint ({state.done})")
+            state.finished = finished
+            publisher.publish_raw(ledger.topic, key.encode(), state.encode())
+            publisher.flush(SEND_TIMEOUT_S)
+
+        for number, item in read_items(handle, settings.currency):
+            if number <= resumed_from:
+                continue
+            if isinstance(item, LineError):
+                errors.append(item)
+                state.invalid += 1
+            elif after_cutover(item, cutover_ms):
+                state.after_cutover += 1
+            else:
+                publisher.publish_raw(settings.backfill_topic, item.actor_id.encode(), codec.encode(item),
+                                      headers=headers)
+                state.sent += 1
+                _pace(state.sent - sent_at_start, started, max_rate)
+            state.done = number
+            if number % CHECKPOINT_EVERY == 0:
+                checkpoint()
+            shown.update(handle.tell, state, state.sent - sent_at_start)
+        checkpoint(finished=True)
+        shown.update(lambda: path.stat().st_size, state, state.sent - sent_at_start, final=True)
+    return BackfillReport(state, already_done=False, resumed_from=resumed_from, errors=errors)
+
+
+def _pace(sent: int, started: float, max_rate: float) -> None:
+    """Sleep as long as sending ran ahead of ``max_rate``."""
+    if max_rate > 0:
+        ahead = sent / max_rate - (time.monotonic() - started)
+        if ahead > 0.05:
+            time.sleep(ahead)
+
+
+def spooled_stdin() -> Path:
+    """Standard input copied to a temporary file: an import is named by its content, and
+    continuing an interrupted one means reading it again."""
+    fd, name = tempfile.mkstemp(prefix="streams-backfill-")
+    with os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out)
+    return Path(name)
+
+
+def parse_cutover(text: str) -> int:
+    """Epoch milliseconds, or an ISO 8601 time with an offset."""
+    try:
+        return epoch_ms("--cutover", int(text) if text.isdigit() else text)
+    except ValidationError as error:
+        raise BackfillError(str(error)) from None
+
+
+def report_lines(report: BackfillReport) -> list[str]:
+    state = report.state
+    if report.already_done:
+        return [f"already imported: {state.file} with cut-over {state.cutover_ms} ({count(state.sent)} events "
+                f"sent, {count(state.invalid)} bad, {count(state.after_cutover)} after the cut-over); nothing to do"]
+    lines = [f"item {error.line}: {error.message}" for error in report.errors]
+    if report.resumed_from:
+        lines.append(f"continued after item {report.resumed_from}, where an earlier run stopped")
+    lines.append(f"sent {count(state.sent)} events, {count(state.invalid)} bad (not sent), "
+                 f"{count(state.after_cutover)} at or after the cut-over (the live topics carry them)")
+    return lines
