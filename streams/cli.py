@@ -101,7 +101,8 @@ def _cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
             path.unlink()
     for line in report_lines(report):
         print(line, file=sys.stderr if line.startswith("item ") else sys.stdout)
-    return 1 if report.errors else 0
+    # 1 while the import has bad lines (this run's or an earlier one's); an import already done: 0.
+    return 1 if report.state.invalid and not report.already_done else 0
 
 
 def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:

@@ -117,6 +117,10 @@ class Settings:
     attribution_window_ms: int = _setting(7 * 86_400_000, "longest share-to-touch time that earns a credit", minimum=0)
     allow_self_referral: bool = _setting(False, "credit customers for touches on their own shares")
     pending_touch_ttl_ms: int = _setting(86_400_000, "how long a touch waits for its share (ingest time)", minimum=0)
+    # Backfill (docs/operations.md, backfill)
+    backfill_live_lag_s: float = _setting(
+        5.0, "the worker reads no backfill while the live records it processes are further behind their ingest "
+        "time than this, and reads it again once they are under half of it", minimum=0.1)
     # Erasure (docs/operations.md, erasure)
     erasure_key: Secret = _setting(
         Secret(""), "key of the keyed hash (HMAC-SHA256) that suppression records and erasure bookkeeping keep "

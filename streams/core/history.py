@@ -36,3 +36,13 @@ def check_before_cutover(occurred_at_ms: int, cutover_ms: int) -> None:
     if occurred_at_ms >= cutover_ms:
         raise DecodeError("after_cutover", f"occurred at {occurred_at_ms}, not before its import's cut-over "
                                            f"{cutover_ms}: the live topics carry it")
+
+
+def hold_back_backfill(holding: bool, live_behind_s: float | None, bound_s: float) -> bool:
+    """Whether the worker should read no backfill for now: live input comes first. It stops
+    once the live records it processes are more than ``bound_s`` behind their ingest time, and
+    reads the backfill again once they are under half of it, or once no live record came
+    (``live_behind_s`` None: live input is caught up or idle)."""
+    if live_behind_s is None:
+        return False
+    return live_behind_s > (bound_s / 2 if holding else bound_s)

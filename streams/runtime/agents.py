@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 
 from faust.types import StreamT
 from mode import CrashingSupervisor
@@ -32,8 +32,9 @@ from streams.settings import Settings
 
 
 def register_agents(pipeline: Pipeline, settings: Settings, profile_runner: BatchRunner,
-                    referral_runner: BatchRunner) -> None:
-    """Register the agents and their checkpoints' commit tasks; they run once the app starts."""
+                    referral_runner: BatchRunner, seen_by_profiles: Callable[[list[Fetched]], None]) -> None:
+    """Register the agents and their checkpoints' commit tasks; they run once the app starts.
+    ``seen_by_profiles``: shown each batch of the profile agent before it is processed."""
     app = pipeline.app
     max_events = settings.batch_max_events
     max_wait_s = settings.batch_max_wait_ms / 1000
@@ -43,6 +44,7 @@ def register_agents(pipeline: Pipeline, settings: Settings, profile_runner: Batc
         """Events, re-routed records and referral credits -> customer profiles, buckets, minute
         totals and rows; referral touches -> the referral index (ProfileStage.process)."""
         async for batch in gathered(fetches, max_events, max_wait_s):
+            seen_by_profiles(batch)
             await profile_runner.run_batch(batch)
 
     @app.agent(pipeline.referral_fetches, name="referrals", supervisor_strategy=CrashingSupervisor)

@@ -136,10 +136,23 @@ def unread(records: Sequence[Any], read_offset: int | None) -> Sequence[Any]:
 
 
 class ConsumerThread(fence.ConsumerThread):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Partitions not fetched for now, apart from Faust's own pauses (Consumer.hold_back).
+        self.held_back: frozenset[TP] = frozenset()
+
     def create_worker_consumer(self, transport: aiokafka.Transport) -> AIOKafkaConsumer:
         consumer = super().create_worker_consumer(transport)
         fence.set_fetch_max_wait(consumer, FETCH_MAX_WAIT_MS)  # Faust passes 1500 and has no setting
         return consumer
+
+    async def getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        if self.held_back and active_partitions is not None:
+            active_partitions = active_partitions - self.held_back
+            if not active_partitions:  # aiokafka reads "no partitions" as all of them
+                await asyncio.sleep(timeout)
+                return {}
+        return await super().getmany(active_partitions, timeout)
 
 
 class Consumer(fence.Consumer):
@@ -155,7 +168,14 @@ class Consumer(fence.Consumer):
         self.offset_gaps: Counter[str] = Counter()  # by outcome: "re-read", "marker", "missing"
 
     def new_consumer_thread(self) -> ConsumerThread:
-        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        self.fetching = ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        return self.fetching
+
+    def hold_back(self, tps: frozenset[TP]) -> None:
+        """Fetch nothing of ``tps`` until called again without them; records already fetched
+        are delivered. Independent of Faust's pauses (recovery, flow control): it never
+        resumes a partition Faust paused. Used for the backfill's lower priority."""
+        self.fetching.held_back = tps
 
     async def on_offset_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         return None

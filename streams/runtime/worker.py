@@ -26,6 +26,7 @@ from streams.core.events import AnyEvent
 from streams.runtime import fence, logs
 from streams.runtime.agents import register_agents
 from streams.runtime.app import Pipeline, build_pipeline
+from streams.runtime.backfill_gate import BackfillGate
 from streams.runtime.endpoint import serve
 from streams.runtime.liveness import Liveness, start_watchdog
 from streams.runtime.metrics import Metrics
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 SWEEP_INTERVAL_S = 30.0
 LAG_INTERVAL_S = 2.0
 LIVENESS_INTERVAL_S = 1.0
+GATE_INTERVAL_S = 1.0
 
 
 def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Liveness,
@@ -80,9 +82,14 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
 
     profile_runner = runner("profile", profile_stage.process, profiles, profile_stage.forget_partitions)
     referral_runner = runner("referral", referral_stage.process, shares, referral_stage.forget_partitions)
-    register_agents(pipeline, settings, profile_runner, referral_runner)
+    gate = BackfillGate(settings, metrics, consumer)
+    register_agents(pipeline, settings, profile_runner, referral_runner, gate.observe)
     for topic in (pipeline.profile_inputs, pipeline.referral_index):
         app.topics.add(topic)  # subscribe: the consumer hands their fetches to the agents' channels
+
+    @app.timer(GATE_INTERVAL_S)
+    async def gate_backfill() -> None:
+        gate.adjust()
 
     @app.timer(SWEEP_INTERVAL_S)
     async def expire_waiting_touches() -> None:

@@ -301,6 +301,9 @@ def report_lines(report: BackfillReport) -> list[str]:
     lines = [f"item {error.line}: {error.message}" for error in report.errors]
     if report.resumed_from:
         lines.append(f"continued after item {report.resumed_from}, where an earlier run stopped")
+    if state.invalid > len(report.errors):
+        lines.append(f"{count(state.invalid - len(report.errors))} bad item(s) before item {report.resumed_from + 1} "
+                     "were reported by the earlier run")
     lines.append(f"sent {count(state.sent)} events, {count(state.invalid)} bad (not sent), "
                  f"{count(state.after_cutover)} at or after the cut-over (the live topics carry them)")
     return lines

@@ -17,22 +17,22 @@ from tests.conftest import local_environ
 
 
 class Worker:
-    """A ``streams worker`` subprocess with the test's settings (or another long-running
-    command: ``streams eraser``)."""
+    """A ``streams worker`` subprocess with the test's settings (or another command and its
+    arguments: ``streams eraser``, ``streams backfill FILE ...``)."""
 
-    def __init__(self, settings: Settings, log_path: Path, command: str = "worker") -> None:
+    def __init__(self, settings: Settings, log_path: Path, command: str = "worker", *args: str) -> None:
         self.env = local_environ()
         for name in ("topic_prefix", "app_id", "clickhouse_database", "metrics_port", "table_dir",
                      "broker_session_timeout_s", "kafka_bootstrap_servers", "clickhouse_port", "clickhouse_cluster",
                      "topic_replication", "topic_min_insync_replicas", "eraser_metrics_port", "eraser_interval_s"):
             self.env[PREFIX + name.upper()] = str(getattr(settings, name))
         self.log_path = log_path
-        self.command = command
+        self.command = [command, *args]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
-        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", self.command], env=self.env,
+        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", *self.command], env=self.env,
                                         stdout=log, stderr=subprocess.STDOUT)
 
     def run_until_exit(self, timeout_s: float) -> tuple[int, str]:
