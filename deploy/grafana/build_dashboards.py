@@ -304,6 +304,15 @@ def state_and_process(board: Board) -> None:
                      prom(f"sum by (entry) (rate(streams_erasure_index_entries_dropped_total{{{WORKERS}}}{RATE}))",
                           "index {{entry}}", "C"),
                      width=8))
+    board.add(series("Backfill", "Backfilled records read per second, and whether each worker holds the backfill "
+                     "back because the live records it processes are behind (STREAMS_BACKFILL_LIVE_LAG_S; alert "
+                     "StreamsBackfillHeldBack when that lasts).", "short",
+                     prom(f"sum by (instance) (rate(streams_events_consumed_total{{{WORKERS}, topic=~\".*backfill\"}}"
+                          f"{RATE}))", "{{instance}} read per s"),
+                     prom(f"max by (instance) (streams_backfill_held_back{{{WORKERS}}})", "{{instance}} held back", "B"),
+                     prom(f"sum by (instance) (increase(streams_backfill_holds_total{{{WORKERS}}}{RATE}))",
+                          "{{instance}} holds", "C"),
+                     width=8))
     board.add(series("Erasures in ClickHouse (eraser)", "Erased ids whose rows are not verified deleted yet, "
                      "those past the erasure deadline (alert StreamsErasureOverdue), ids verified per second, "
                      "the slowest request to verified (p99), passes throttled by running mutations and failed "
