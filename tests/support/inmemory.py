@@ -118,6 +118,10 @@ class InMemoryPipeline:
             headers = cutover_headers(r.cutover_ms) if r.cutover_ms is not None else ()
             self.logs[topic].append(topic, partition, r.key, value, r.ingest_ms, headers)
 
+    def dead_letter_reasons(self) -> list[str]:
+        """The reason of every record sent to the dead-letter topic, sorted."""
+        return sorted(dict(m.headers)["reason"].decode() for m in self.dead_letters)
+
     def final_rows(self) -> dict[str, list[dict[str, Any]]]:
         """Every table's rows, the buckets and per-minute totals as the views show them."""
         return as_views({table: list(rows.values()) for table, rows in self.rows.tables.items()})
