@@ -285,17 +285,20 @@ def parse_lines(lines: Iterable[str], currency: str) -> Iterator[tuple[int, AnyE
     Each event is also checked with :func:`streams.contracts.codec.validate` against ``currency``.
     """
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            event = event_from_json(json.loads(line))
-            validate(event, currency)
-        except json.JSONDecodeError as exc:
-            yield number, LineError(number, f"invalid JSON: {exc}")
-        except ValidationError as exc:
-            yield number, LineError(number, str(exc))
-        else:
-            yield number, event
+        if line.strip():
+            yield number, parse_line(number, line, currency)
+
+
+def parse_line(number: int, line: str, currency: str) -> AnyEvent | LineError:
+    """One JSON line as a checked event, or why not (see :func:`parse_lines`)."""
+    try:
+        event = event_from_json(json.loads(line))
+        validate(event, currency)
+    except json.JSONDecodeError as exc:
+        return LineError(number, f"invalid JSON: {exc}")
+    except ValidationError as exc:
+        return LineError(number, str(exc))
+    return event
 
 
 class _Tally:

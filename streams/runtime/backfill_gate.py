@@ -16,6 +16,11 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 
+# Live input counts as caught up once no live record came for this long: one batch can take
+# longer than the gate's interval, and a second without one does not mean live input is idle.
+QUIET_S = 3.0
+
+
 class BackfillGate:
     def __init__(self, settings: Settings, metrics: Metrics, consumer: Callable[[], Consumer],
                  clock: Callable[[], float] = time.time) -> None:
@@ -27,12 +32,15 @@ class BackfillGate:
         self.clock = clock
         self.holding = False
         self.live_behind_ms: int | None = None  # the worst since the last adjust, None without live records
+        self.live_seen_at = 0.0
 
     def observe(self, batch: Sequence[Fetched]) -> None:
         """Note how far behind the live records of a batch about to be processed are."""
-        now_ms = int(self.clock() * 1000)
+        now = self.clock()
+        now_ms = int(now * 1000)
         for fetched in batch:
             if fetched.tp.topic in self.live_topics and fetched.records:
+                self.live_seen_at = now
                 behind = now_ms - fetched.records[0].timestamp
                 if self.live_behind_ms is None or behind > self.live_behind_ms:
                     self.live_behind_ms = behind
@@ -41,6 +49,8 @@ class BackfillGate:
         """Hold the backfill back or let it go, from what was observed since the last call."""
         behind_s = None if self.live_behind_ms is None else self.live_behind_ms / 1000
         self.live_behind_ms = None
+        if behind_s is None and self.clock() - self.live_seen_at < QUIET_S:
+            return  # no live batch this interval, but live input is not known to be idle yet
         holding = hold_back_backfill(self.holding, behind_s, self.bound_s)
         consumer = self.consumer()
         held = [tp for tp in consumer.assignment() if tp.topic == self.backfill_topic] if holding else []

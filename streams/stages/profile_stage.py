@@ -390,8 +390,10 @@ class _ProfileBatch(ErasureSteps):
             if record.key != event.actor_id.encode():
                 raise ValidationError("key", "record key differs from the event's customer_id or anonymous_id",
                                       reason="key_mismatch")
-            if history and not isinstance(event, Identify):
-                check_before_cutover(event.occurred_at_ms, read_cutover(record.headers))
+            if history:
+                cutover_ms = read_cutover(record.headers)
+                if not isinstance(event, Identify):  # a link, not activity: history whenever it was made
+                    check_before_cutover(event.occurred_at_ms, cutover_ms)
         except DecodeError as error:
             if not (record.key and self.dropped_as_erased(record, record.key.decode(errors="replace"))):
                 self.dead_letter(record, error)

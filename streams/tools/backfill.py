@@ -5,41 +5,37 @@ The file holds events as JSON lines (the contract's JSON form, as ``streams publ
 or as an Avro object container file written with a version of one of the contracts. Every
 event is checked before anything of it is sent; a bad one is reported with its line (or
 record) number and not sent. Events that occurred at or after the import's cut-over are the
-live topics' and are skipped, counted. The others go to the backfill topic keyed like live
+live topics' and are skipped, counted, as are events that occurred before it and are in
+ClickHouse from the live topics already. The others go to the backfill topic keyed like live
 input, each with the cut-over in a header (docs/definitions.md, history).
 
-Progress is kept in the ledger, a compacted topic: an import is named by its file's content
-and its cut-over; every ``CHECKPOINT_EVERY`` items, once the brokers have acknowledged all
-records before them, the ledger records how far it got. A restarted import continues after the
-last checkpoint (the few records sent again are recognised by the worker as duplicates), and
-an import that finished does nothing when run again.
+Progress is kept in the ledger (:mod:`streams.tools.backfill_ledger`): a restarted import
+continues after its last checkpoint and sends nothing twice; an import that finished does
+nothing when run again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
-
+from streams.clickhouse.client import connect
 from streams.contracts.codec import Codec, container_events, validate
 from streams.contracts.registry import registry_from_settings
 from streams.core.events import AnyEvent, Identify
 from streams.core.history import cutover_headers
-from streams.errors import DecodeError, StreamsError, ValidationError
-from streams.publisher import LineError, Publisher, epoch_ms, parse_lines
+from streams.errors import DecodeError, ValidationError
+from streams.publisher import LineError, Publisher, epoch_ms, parse_line
 from streams.settings import Settings
+from streams.tools.backfill_ledger import BackfillError, ImportState, Ledger, import_id, item_headers
 from streams.tools.humanize import count, duration
 from streams.topics import ensure_topics
 
@@ -47,36 +43,6 @@ CHECKPOINT_EVERY = 1_000
 # How long the brokers may take to acknowledge a checkpoint's records.
 SEND_TIMEOUT_S = 60.0
 AVRO_MAGIC = b"Obj\x01"
-
-
-class BackfillError(StreamsError):
-    """An import that cannot start or go on: the message says why and what to do."""
-
-
-@dataclass(slots=True)
-class ImportState:
-    """One import's progress, as the ledger keeps it: items (lines or records) 1..``done``
-    are sent and acknowledged, reported bad, or skipped."""
-
-    file: str
-    cutover_ms: int
-    done: int = 0
-    sent: int = 0
-    invalid: int = 0
-    after_cutover: int = 0
-    finished: bool = False
-
-    def encode(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
-
-    @classmethod
-    def decode(cls, value: bytes) -> ImportState:
-        return cls(**json.loads(value))
-
-
-def import_id(digest: str, cutover_ms: int) -> str:
-    """An import's name: its file's content and its cut-over."""
-    return f"{digest}@{cutover_ms}"
 
 
 def file_digest(path: Path) -> str:
@@ -95,7 +61,14 @@ def read_items(handle: IO[bytes], currency: str) -> Iterator[tuple[int, AnyEvent
         yield from _container_items(handle, currency)
         return
     handle.seek(0)
-    yield from parse_lines((line.decode("utf-8", "replace") for line in handle), currency)
+    for number, raw in enumerate(handle, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            yield number, LineError(number, f"not UTF-8: {error}")
+            continue
+        if line.strip():
+            yield number, parse_line(number, line, currency)
 
 
 def _container_items(handle: IO[bytes], currency: str) -> Iterator[tuple[int, AnyEvent | LineError]]:
@@ -153,63 +126,6 @@ def progress_line(read_bytes: int, total_bytes: int, state: ImportState, sent_no
             f"ETA {duration(left) if share < 1 else 'done'}")
 
 
-class Ledger:
-    """The imports' progress in a compacted topic of one partition, keyed by import id."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.topic = f"{settings.topic_prefix}.backfill-ledger"
-
-    def ensure(self) -> None:
-        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                                 client_id="streams-backfill")
-        try:
-            admin.create_topics([NewTopic(self.topic, 1, self.settings.topic_replication, topic_configs={
-                "cleanup.policy": "compact",
-                "min.insync.replicas": str(self.settings.topic_min_insync_replicas)})])
-        except TopicAlreadyExistsError:
-            pass
-        finally:
-            admin.close()
-        # A new topic reaches the brokers' metadata a moment later; a producer that asks first
-        # logs an error for it.
-        consumer = self._consumer()
-        try:
-            deadline = time.monotonic() + SEND_TIMEOUT_S
-            while not consumer.partitions_for_topic(self.topic):
-                if time.monotonic() > deadline:
-                    raise BackfillError(f"the ledger topic {self.topic} did not appear in {SEND_TIMEOUT_S:g} s")
-                time.sleep(0.2)
-                consumer.topics()  # a metadata refresh
-        finally:
-            consumer.close()
-
-    def _consumer(self) -> KafkaConsumer:
-        return KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                             enable_auto_commit=False, client_id="streams-backfill")
-
-    def read(self, key: str) -> ImportState | None:
-        """The latest record of ``key``, reading the topic to its end."""
-        consumer = self._consumer()
-        try:
-            partition = TopicPartition(self.topic, 0)
-            consumer.assign([partition])
-            consumer.seek_to_beginning(partition)
-            end = consumer.end_offsets([partition])[partition]
-            found: ImportState | None = None
-            deadline = time.monotonic() + SEND_TIMEOUT_S
-            while consumer.position(partition) < end:
-                if time.monotonic() > deadline:
-                    raise BackfillError(f"could not read the ledger {self.topic} to its end in {SEND_TIMEOUT_S:g} s")
-                for records in consumer.poll(timeout_ms=500).values():
-                    for record in records:
-                        if record.key == key.encode() and record.value:
-                            found = ImportState.decode(record.value)
-            return found
-        finally:
-            consumer.close()
-
-
 @dataclass(frozen=True, slots=True)
 class BackfillReport:
     state: ImportState
@@ -226,15 +142,18 @@ def backfill(settings: Settings, path: Path, cutover_ms: int, *, max_rate: float
     ledger = Ledger(settings)
     ensure_topics(settings)
     ledger.ensure()
-    state = ledger.read(key) or ImportState(path.name, cutover_ms)
-    if state.finished:
+    state = ledger.read(key)
+    if state is not None and state.finished:
         return BackfillReport(state, already_done=True, resumed_from=state.done, errors=[])
+    sent_before_stop = ledger.items_sent_after(key, state.offsets) if state is not None else set()
+    state = state or ImportState(path.name, cutover_ms, offsets=ledger.backfill_end_offsets())
     resumed_from = state.done
+    live = live_events_before(settings, cutover_ms)
     errors: list[LineError] = []
     codec = Codec(registry_from_settings(settings))
-    headers = list(cutover_headers(cutover_ms))
+    cutover = cutover_headers(cutover_ms)
     shown = progress(path.stat().st_size)
-    started, sent_at_start = time.monotonic(), state.sent
+    started, sent_at_start, since_checkpoint = time.monotonic(), state.sent, 0
     with path.open("rb") as handle, Publisher(settings) as publisher:
 
         def checkpoint(finished: bool = False) -> None:
@@ -243,9 +162,11 @@ def backfill(settings: Settings, path: Path, cutover_ms: int, *, max_rate: float
                 raise BackfillError(f"{publisher.counts.failed} record(s) were not acknowledged; run the same "
                                     f"command again to continue from the last checkpoint ({state.done})")
             state.finished = finished
+            state.offsets = ledger.backfill_end_offsets()
             publisher.publish_raw(ledger.topic, key.encode(), state.encode())
             publisher.flush(SEND_TIMEOUT_S)
 
+        checkpoint()  # where the import's records start, before the first of them
         for number, item in read_items(handle, settings.currency):
             if number <= resumed_from:
                 continue
@@ -254,18 +175,36 @@ def backfill(settings: Settings, path: Path, cutover_ms: int, *, max_rate: float
                 state.invalid += 1
             elif after_cutover(item, cutover_ms):
                 state.after_cutover += 1
+            elif (item.actor_id, item.event_id) in live:
+                state.already_live += 1
             else:
-                publisher.publish_raw(settings.backfill_topic, item.actor_id.encode(), codec.encode(item),
-                                      headers=headers)
+                if number not in sent_before_stop:
+                    publisher.publish_raw(settings.backfill_topic, item.actor_id.encode(), codec.encode(item),
+                                          headers=item_headers(key, cutover, number))
                 state.sent += 1
                 _pace(state.sent - sent_at_start, started, max_rate)
             state.done = number
-            if number % CHECKPOINT_EVERY == 0:
+            since_checkpoint += 1
+            if since_checkpoint == CHECKPOINT_EVERY:
                 checkpoint()
+                since_checkpoint = 0
             shown.update(handle.tell, state, state.sent - sent_at_start)
         checkpoint(finished=True)
         shown.update(lambda: path.stat().st_size, state, state.sent - sent_at_start, final=True)
     return BackfillReport(state, already_done=False, resumed_from=resumed_from, errors=errors)
+
+
+def live_events_before(settings: Settings, cutover_ms: int) -> set[tuple[str, str]]:
+    """(actor id, event id) of the events in ClickHouse from the live topics that occurred
+    before the cut-over (late ones, normally few): an import does not send them again."""
+    client = connect(settings)
+    try:
+        rows = client.execute("SELECT DISTINCT customer_id, event_id FROM events WHERE occurred_at_ms < %(cutover)s "
+                              "AND source_topic != %(backfill)s",
+                              {"cutover": cutover_ms, "backfill": settings.backfill_topic})
+    finally:
+        client.disconnect()
+    return {(actor, event_id) for actor, event_id in rows}
 
 
 def _pace(sent: int, started: float, max_rate: float) -> None:
@@ -305,5 +244,6 @@ def report_lines(report: BackfillReport) -> list[str]:
         lines.append(f"{count(state.invalid - len(report.errors))} bad item(s) before item {report.resumed_from + 1} "
                      "were reported by the earlier run")
     lines.append(f"sent {count(state.sent)} events, {count(state.invalid)} bad (not sent), "
-                 f"{count(state.after_cutover)} at or after the cut-over (the live topics carry them)")
+                 f"{count(state.after_cutover)} at or after the cut-over and {count(state.already_live)} already "
+                 "in ClickHouse from the live topics (not sent: the live topics carry them)")
     return lines

@@ -20,14 +20,8 @@ from streams.core.history import (
 )
 from streams.errors import DecodeError
 from streams.publisher import LineError
-from streams.tools.backfill import (
-    ImportState,
-    after_cutover,
-    import_id,
-    parse_cutover,
-    progress_line,
-    read_items,
-)
+from streams.tools.backfill import after_cutover, parse_cutover, progress_line, read_items
+from streams.tools.backfill_ledger import ImportState, import_id
 
 CUTOVER = 1_795_132_800_000  # 2026-11-20T00:00:00Z
 T = CUTOVER - 86_400_000
@@ -68,12 +62,14 @@ def line(**fields: object) -> str:
 def test_json_lines_are_checked_and_bad_ones_reported_by_line_number() -> None:
     text = "\n".join([line(event_id="e1"), "{broken", "", line(event_id="e2", customer_id="null"),
                       line(event_id="e3", occurred_at="2026-11-19T10:00:00Z")]) + "\n"
-    items = list(read_items(io.BytesIO(text.encode()), "EUR"))
-    assert [number for number, _ in items] == [1, 2, 4, 5]
-    assert [type(item).__name__ for _, item in items] == ["Click", "LineError", "LineError", "Click"]
-    broken, sentinel = items[1][1], items[2][1]
+    latin1 = line(event_id="e4", customer_id="J-X").replace("J-X", "José").encode("latin-1")  # refused, not altered
+    items = list(read_items(io.BytesIO(text.encode() + latin1 + b"\n"), "EUR"))
+    assert [number for number, _ in items] == [1, 2, 4, 5, 6]
+    assert [type(item).__name__ for _, item in items] == ["Click", "LineError", "LineError", "Click", "LineError"]
+    broken, sentinel, encoding = items[1][1], items[2][1], items[4][1]
     assert isinstance(broken, LineError) and broken.line == 2 and "invalid JSON" in broken.message
     assert isinstance(sentinel, LineError) and "sentinel_id" in sentinel.message
+    assert isinstance(encoding, LineError) and "not UTF-8" in encoding.message
 
 
 def test_an_avro_container_file_of_a_contract_is_read_with_its_record_numbers() -> None:
@@ -101,7 +97,8 @@ def test_a_container_file_of_another_schema_is_refused_whole() -> None:
 
 def test_an_import_is_named_by_its_content_and_cut_over_and_its_progress_round_trips() -> None:
     assert import_id("abc", 5) != import_id("abc", 6) != import_id("abd", 5)
-    state = ImportState("history.jsonl", CUTOVER, done=2_000, sent=1_990, invalid=3, after_cutover=7)
+    state = ImportState("history.jsonl", CUTOVER, done=2_000, sent=1_990, invalid=3, after_cutover=7,
+                        already_live=2, offsets={"0": 12, "3": 40})
     assert ImportState.decode(state.encode()) == state
 
 
