@@ -119,8 +119,9 @@ class Settings:
     pending_touch_ttl_ms: int = _setting(86_400_000, "how long a touch waits for its share (ingest time)", minimum=0)
     # Backfill (docs/operations.md, backfill)
     backfill_live_lag_s: float = _setting(
-        5.0, "the worker reads no backfill while the live records it processes are further behind their ingest "
-        "time than this, and reads it again once they are under half of it", minimum=0.1)
+        5.0, "how far behind their ingest time live events may reach ClickHouse while a backfill runs: the worker "
+        "reads no backfill while the live records it processes are more than half this behind, and reads it "
+        "again once they are under a quarter of it", minimum=0.1)
     # Erasure (docs/operations.md, erasure)
     erasure_key: Secret = _setting(
         Secret(""), "key of the keyed hash (HMAC-SHA256) that suppression records and erasure bookkeeping keep "

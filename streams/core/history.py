@@ -39,10 +39,12 @@ def check_before_cutover(occurred_at_ms: int, cutover_ms: int) -> None:
 
 
 def hold_back_backfill(holding: bool, live_behind_s: float | None, bound_s: float) -> bool:
-    """Whether the worker should read no backfill for now: live input comes first. It stops
-    once the live records it processes are more than ``bound_s`` behind their ingest time, and
-    reads the backfill again once they are under half of it, or once no live record came
+    """Whether the worker should read no backfill for now: live input comes first, and live
+    events should reach ClickHouse within ``bound_s`` of their ingest time. Processing gets half
+    of it (writing rows and the backfill records already fetched take the rest): the worker
+    stops reading the backfill once the live records it processes are more than half the bound
+    behind, and reads it again once they are under a quarter of it, or once no live record came
     (``live_behind_s`` None: live input is caught up or idle)."""
     if live_behind_s is None:
         return False
-    return live_behind_s > (bound_s / 2 if holding else bound_s)
+    return live_behind_s > (bound_s / 4 if holding else bound_s / 2)

@@ -1,6 +1,7 @@
 """Backfill at lower priority than live input (docs/operations.md, backfill): while the live
-records a worker processes are further behind than ``STREAMS_BACKFILL_LIVE_LAG_S``, it fetches
-nothing of the backfill topic, so a backfill slows down rather than live traffic."""
+records a worker processes are further behind than half of ``STREAMS_BACKFILL_LIVE_LAG_S``, it
+fetches nothing of the backfill topic, so a backfill slows down rather than live traffic
+(``streams.core.history.hold_back_backfill``)."""
 
 from __future__ import annotations
 

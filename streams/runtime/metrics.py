@@ -109,7 +109,7 @@ class Metrics:
         self.rebalances = Counter("streams_rebalances_total", "Partition assignments received", registry=r)
         self.backfill_held = Gauge("streams_backfill_held_back",
                                    "1 while the worker reads no backfill because live input is behind "
-                                   "(STREAMS_BACKFILL_LIVE_LAG_S; streams.runtime.backfill_gate)", registry=r)
+                                   "(half of STREAMS_BACKFILL_LIVE_LAG_S; streams.runtime.backfill_gate)", registry=r)
         self.backfill_holds = Counter("streams_backfill_holds_total",
                                       "Times the worker stopped reading the backfill for live input", registry=r)
         self.stalled = Gauge("streams_stalled_seconds",

@@ -91,10 +91,10 @@ def one_run(args: argparse.Namespace, run: int, out_dir: Path) -> dict[str, floa
                                   args.rate)
         file = out_dir / f"{name}-history.jsonl"
         cutover = history_file(file, args.history, args.customers, seed=run + 200)
-        live = clean_messages(settings, run + 300, args.customers, count * 20)
+        live = clean_messages(settings, run + 300, args.customers, count * 5)
         importing = Import(settings, file, cutover, out_dir / f"{name}-backfill.log")
         importing.start()
-        # Live traffic for as long as the import has history left to land (at least --seconds).
+        # Live traffic for as long as the import has history left to land (at least --seconds, at most 5 times that).
         beside = measure_freshness(settings, client, live, args.rate, enough=lambda: not importing.is_alive()
                                    and time.monotonic() - importing.started > args.seconds)
         importing.join()

@@ -52,12 +52,12 @@ def test_the_backfill_waits_while_live_records_are_behind_and_goes_on_once_they_
         gate.adjust()
         return consumer.held
 
-    assert tick(behind_s=bound - 1) == frozenset()  # close enough
-    assert tick(behind_s=bound + 1) == frozenset(BACKFILL)  # too far behind: held back
+    assert tick(behind_s=bound * 0.4) == frozenset()  # close enough
+    assert tick(behind_s=bound * 0.6) == frozenset(BACKFILL)  # past half the bound: held back
     assert metrics.backfill_held._value.get() == 1
     assert tick() == frozenset(BACKFILL)  # a second without a live batch: still held
-    assert tick(behind_s=bound * 0.6) == frozenset(BACKFILL)  # not yet under half the bound
-    assert tick(behind_s=bound * 0.4) == frozenset()  # under half: read again
+    assert tick(behind_s=bound * 0.3) == frozenset(BACKFILL)  # not yet under a quarter of the bound
+    assert tick(behind_s=bound * 0.2) == frozenset()  # under it: read again
     assert tick(behind_s=bound + 1) == frozenset(BACKFILL)
     assert tick(seconds=QUIET_S + 0.1) == frozenset()  # no live record for a while: caught up
     assert metrics.backfill_holds._value.get() == 2

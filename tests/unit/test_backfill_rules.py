@@ -47,8 +47,8 @@ def test_history_is_what_occurred_before_the_cut_over() -> None:
 
 
 @pytest.mark.parametrize(("holding", "behind_s", "held"), [
-    (False, None, False), (False, 4.9, False), (False, 5.1, True),  # stops past the bound
-    (True, 4.0, True), (True, 2.4, False), (True, None, False),  # goes on under half of it, or without live records
+    (False, None, False), (False, 2.4, False), (False, 2.6, True),  # stops past half the bound
+    (True, 2.0, True), (True, 1.2, False), (True, None, False),  # goes on under a quarter, or without live records
 ])
 def test_the_backfill_waits_while_live_records_are_behind(holding: bool, behind_s: float | None, held: bool) -> None:
     assert hold_back_backfill(holding, behind_s, bound_s=5.0) is held
