@@ -1,5 +1,5 @@
 """Backfill beside live traffic: ``python -m tests.bench.backfill_bench [--history N] [--rate R]
-[--seconds S] [--runs K] [--out-dir D]``.
+[--seconds S] [--import-rate I] [--runs K] [--out-dir D]``.
 
 Each run gets its own topics and database on the local stack and one worker. First, live
 freshness without a backfill: ``--rate`` events/s (default 1,000) of live traffic for
@@ -56,9 +56,10 @@ def history_rows(client: Client, settings: Settings) -> int:
 class Import(threading.Thread):
     """``streams backfill`` as a subprocess, and when its last history row landed."""
 
-    def __init__(self, settings: Settings, file: Path, cutover_ms: int, log: Path) -> None:
+    def __init__(self, settings: Settings, file: Path, cutover_ms: int, log: Path, max_rate: float) -> None:
         super().__init__(name="backfill", daemon=True)
         self.settings, self.file, self.cutover_ms, self.log = settings, file, cutover_ms, log
+        self.max_rate = max_rate
         self.started = self.sent_s = self.landed_s = 0.0
         self.expected = sum(1 for line in file.read_text().splitlines() if line)
 
@@ -66,8 +67,8 @@ class Import(threading.Thread):
         self.started = time.monotonic()
         with self.log.open("wb") as out:
             subprocess.run([sys.executable, "-m", "streams.cli", "backfill", str(self.file), "--cutover",
-                            str(self.cutover_ms)], env=settings_environ(self.settings), stdout=out,
-                           stderr=subprocess.STDOUT, check=True)
+                            str(self.cutover_ms), "--max-rate", str(self.max_rate)],
+                           env=settings_environ(self.settings), stdout=out, stderr=subprocess.STDOUT, check=True)
         self.sent_s = time.monotonic() - self.started
         client = connect(self.settings)
         while history_rows(client, self.settings) < self.expected:
@@ -92,7 +93,7 @@ def one_run(args: argparse.Namespace, run: int, out_dir: Path) -> dict[str, floa
         file = out_dir / f"{name}-history.jsonl"
         cutover = history_file(file, args.history, args.customers, seed=run + 200)
         live = clean_messages(settings, run + 300, args.customers, count * 5)
-        importing = Import(settings, file, cutover, out_dir / f"{name}-backfill.log")
+        importing = Import(settings, file, cutover, out_dir / f"{name}-backfill.log", args.import_rate)
         importing.start()
         # Live traffic for as long as the import has history left to land (at least --seconds, at most 5 times that).
         beside = measure_freshness(settings, client, live, args.rate, enough=lambda: not importing.is_alive()
@@ -120,6 +121,8 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=50_000)
     parser.add_argument("--rate", type=float, default=1_000.0, help="live events/s")
     parser.add_argument("--seconds", type=float, default=30.0, help="live traffic per phase")
+    parser.add_argument("--import-rate", type=float, default=0.0,
+                        help="the import's --max-rate, events/s (0: as fast as it goes)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out-dir", type=Path, default=Path(".bench"))
     parser.add_argument("--keep", action="store_true", help="keep each run's topics and database")
