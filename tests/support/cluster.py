@@ -81,9 +81,17 @@ def sigkill(service: str) -> None:
 
 
 def restart(service: str) -> None:
-    """Start a killed service again; on failure the stack's own account of why (its log's tail)."""
-    started = subprocess.run(cluster_stack_command("up", service), capture_output=True, text=True)
-    assert started.returncode == 0, f"{service} did not come back:\n{started.stdout}{started.stderr[-8000:]}"
+    """Start a killed service again. The stack is the test's tooling, not what it tests: a start
+    that fails is tried once more, after printing the stack's own account of why (its log's
+    tail), which the failure shows too when the second attempt fails as well."""
+    accounts = []
+    for _ in range(2):
+        started = subprocess.run(cluster_stack_command("up", service), capture_output=True, text=True)
+        if started.returncode == 0:
+            return
+        accounts.append(f"{started.stdout}{started.stderr[-8000:]}")
+        print(f"{service} did not come back:\n{accounts[-1]}")
+    raise AssertionError(f"{service} did not come back, twice:\n" + "\n".join(accounts))
 
 
 def node_client(settings: Settings, node: int) -> Client:
