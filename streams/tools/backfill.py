@@ -35,7 +35,14 @@ from streams.core.history import cutover_headers
 from streams.errors import DecodeError, ValidationError
 from streams.publisher import LineError, Publisher, epoch_ms, parse_line
 from streams.settings import Settings
-from streams.tools.backfill_ledger import BackfillError, ImportState, Ledger, import_id, item_headers
+from streams.tools.backfill_ledger import (
+    BackfillError,
+    ImportState,
+    Ledger,
+    import_headers_of,
+    import_id,
+    item_header,
+)
 from streams.tools.humanize import count, duration
 from streams.topics import ensure_topics
 
@@ -134,8 +141,7 @@ class BackfillReport:
     errors: list[LineError]
 
 
-def backfill(settings: Settings, path: Path, cutover_ms: int, *, max_rate: float = 0.0,
-             progress: Callable[[int], Progress] = Progress) -> BackfillReport:
+def backfill(settings: Settings, path: Path, cutover_ms: int, *, max_rate: float = 0.0) -> BackfillReport:
     """Import ``path`` with ``cutover_ms`` (see the module docstring); ``max_rate``: events per
     second at most (0: as fast as the brokers take them)."""
     key = import_id(file_digest(path), cutover_ms)
@@ -151,8 +157,8 @@ def backfill(settings: Settings, path: Path, cutover_ms: int, *, max_rate: float
     live = live_events_before(settings, cutover_ms)
     errors: list[LineError] = []
     codec = Codec(registry_from_settings(settings))
-    cutover = cutover_headers(cutover_ms)
-    shown = progress(path.stat().st_size)
+    import_headers = import_headers_of(key, cutover_headers(cutover_ms))
+    shown = Progress(path.stat().st_size)
     started, sent_at_start, since_checkpoint = time.monotonic(), state.sent, 0
     with path.open("rb") as handle, Publisher(settings) as publisher:
 
@@ -180,7 +186,7 @@ def backfill(settings: Settings, path: Path, cutover_ms: int, *, max_rate: float
             else:
                 if number not in sent_before_stop:
                     publisher.publish_raw(settings.backfill_topic, item.actor_id.encode(), codec.encode(item),
-                                          headers=item_headers(key, cutover, number))
+                                          headers=[*import_headers, item_header(number)])
                 state.sent += 1
                 _pace(state.sent - sent_at_start, started, max_rate)
             state.done = number

@@ -61,8 +61,13 @@ def import_id(digest: str, cutover_ms: int) -> str:
     return f"{digest}@{cutover_ms}"
 
 
-def item_headers(key: str, cutover: tuple[tuple[str, bytes], ...], number: int) -> list[tuple[str, bytes]]:
-    return [*cutover, (IMPORT_HEADER, key.encode()), (ITEM_HEADER, str(number).encode())]
+def import_headers_of(key: str, cutover: tuple[tuple[str, bytes], ...]) -> list[tuple[str, bytes]]:
+    """The headers every record of import ``key`` carries (with its :func:`item_header`)."""
+    return [*cutover, (IMPORT_HEADER, key.encode())]
+
+
+def item_header(number: int) -> tuple[str, bytes]:
+    return ITEM_HEADER, str(number).encode()
 
 
 class Ledger:
