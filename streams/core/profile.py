@@ -138,7 +138,7 @@ class Profile:
             self.first_seen_at = occurred_at
         if self.last_seen_at is None or occurred_at > self.last_seen_at:
             self.last_seen_at = occurred_at
-        column = _TYPE_COLUMN[event.type.value]
+        column = _TYPE_COLUMN[event.type]
         revenue = 0
         if isinstance(event, Purchase):
             revenue = event.amount_cents

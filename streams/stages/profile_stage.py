@@ -339,7 +339,7 @@ class _ProfileBatch(ErasureSteps):
 
     def on_input(self, record: SourceRecord) -> None:
         topic_type = self.stage.topic_types[record.topic]
-        self.out.counts[("consumed", record.topic, topic_type.value if topic_type else "any")] += 1
+        self.out.counts[("consumed", record.topic, topic_type or "any")] += 1
         self.stage.advance(record.partition, record.topic, record.timestamp)
         # A record without a key cannot be routed; it is dead-lettered where it is.
         owner = partition_for(record.key, self.settings.topic_partitions) if record.key else record.partition
@@ -411,7 +411,7 @@ class _ProfileBatch(ErasureSteps):
         if admission not in (Admission.NEW, Admission.REPLAYED):
             return
         if admission is Admission.NEW:
-            self.out.counts[("processed", record.topic, event.type.value)] += 1
+            self.out.counts[("processed", record.topic, event.type)] += 1
         if profile.identified_as is not None:  # an identified anonymous id: the customer's event
             self.send_pending(profile)
             self.forward(profile, kept_event(record, lane))
@@ -487,7 +487,7 @@ class _ProfileBatch(ErasureSteps):
         if not time.late and not time.history:
             minute_ms = floor_to(time.occurred_at_ms, MINUTE_MS)
             minute = self.minute(partition, minute_ms)
-            type_channel = f"{event.type.value}|{event.channel}"
+            type_channel = f"{event.type}|{event.channel}"
             if absorb(minute["o"], lane, record.offset):
                 totals = minute["t"].setdefault(type_channel, [0, 0])
                 totals[0] += 1
@@ -516,7 +516,7 @@ class _ProfileBatch(ErasureSteps):
             share_id = event.referrer_share_id
             amount = event.amount_cents if isinstance(event, Purchase) else 0
             message = {"k": "touch", **Touch(event.event_id, event.actor_id, share_id,
-                                             event.type.value, time.occurred_at_ms, record.timestamp, amount,
+                                             event.type, time.occurred_at_ms, record.timestamp, amount,
                                              event.anonymous, lane, record.offset, person).to_json()}
         if message is not None:
             key = share_id.encode()

@@ -13,7 +13,7 @@ from streams.stages.records import SourceRecord
 def event_row(record: SourceRecord, event: Event, time: EventTime) -> dict[str, Any]:
     """One row of the raw ``events`` table."""
     row: dict[str, Any] = {
-        "event_id": event.event_id, "event_type": event.type.value,
+        "event_id": event.event_id, "event_type": event.type,
         "customer_id": event.actor_id, "occurred_at_ms": time.occurred_at_ms,
         "ingest_ms": record.timestamp, "channel": event.channel,
         "session_id": event.session_id, "product_id": None, "referrer_share_id": None,
