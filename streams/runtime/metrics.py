@@ -7,11 +7,14 @@ docs/operations.md.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -19,6 +22,39 @@ from streams.runtime import logs
 
 FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class BatchHistogram(Collector):
+    """A histogram observed a batch of values at a time: one per event, from the commit path.
+
+    prometheus_client's Histogram takes a lock and walks the buckets in Python for every value,
+    a few per cent of the worker's time at one observation per event; here a batch costs one
+    lock and a C ``bisect`` per value. Exposed as an ordinary histogram."""
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = list(buckets)
+        self._counts = [0] * (len(self.bounds) + 1)  # per bucket, not cumulative; the last is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()  # observed on the event loop, collected by the endpoint thread
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        bounds, counts = self.bounds, self._counts
+        total = 0.0
+        with self._lock:
+            for value in values:
+                counts[bisect_left(bounds, value)] += 1  # a value equal to a bound is in its bucket
+                total += value
+            self._sum += total
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        family = HistogramMetricFamily(self.name, self.documentation)
+        cumulative = list(accumulate(counts))
+        family.add_metric([], [(str(bound), n) for bound, n in zip(self.bounds, cumulative, strict=False)]
+                          + [("+Inf", cumulative[-1])], total)
+        yield family
 
 
 class Metrics:
@@ -82,9 +118,10 @@ class Metrics:
                          ["topic", "partition"], registry=r)
         self.last_processed = Gauge("streams_last_processed_timestamp_seconds",
                                     "Wall-clock time the last batch was processed", registry=r)
-        self.freshness = Histogram("streams_event_freshness_seconds",
-                                   "From an event's ingest (Kafka timestamp) to its rows being in ClickHouse",
-                                   buckets=FRESHNESS_BUCKETS, registry=r)
+        self.freshness = BatchHistogram("streams_event_freshness_seconds",
+                                        "From an event's ingest (Kafka timestamp) to its rows being in ClickHouse",
+                                        FRESHNESS_BUCKETS)
+        r.register(self.freshness)
         self.batch_seconds = Histogram("streams_batch_processing_seconds", "Time to fold one batch",
                                        ["stage"], buckets=LATENCY_BUCKETS, registry=r)
         self.sink_rows = Counter("streams_sink_rows_total", "Rows written to ClickHouse", ["table"], registry=r)
