@@ -13,8 +13,8 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from clickhouse_driver import Client
@@ -51,13 +51,16 @@ def clean_messages(settings: Settings, seed: int, customers: int, count: int) ->
 
 
 class PacedPublisher(threading.Thread):
-    """Sends ``messages`` at ``rate`` per second, or fewer if ``stop`` is set first; ``sent_ms``
-    gets each one's publish millisecond."""
+    """Sends ``messages`` at ``rate`` per second (0: as fast as it can), or fewer if ``stop`` is
+    set first. ``sent`` counts the sends; ``sent_ms`` gets each one's publish millisecond until a
+    :class:`LandingTracker` takes it, so a run of millions of events holds only the milliseconds
+    not absorbed yet. ``messages`` may be a generator that makes them as they are needed."""
 
-    def __init__(self, settings: Settings, messages: Sequence[Message], rate: float) -> None:
+    def __init__(self, settings: Settings, messages: Iterable[Message], rate: float) -> None:
         super().__init__(name="paced-publisher", daemon=True)
         self.settings, self.messages, self.rate = settings, messages, rate
-        self.sent_ms: list[int] = []  # appended by this thread only; list.append is atomic
+        self.sent_ms: deque[int] = deque()  # appended here, popped by the tracker's thread: both atomic
+        self.sent = 0
         self.seconds = 0.0
         self.error: BaseException | None = None
         self.stop = threading.Event()
@@ -69,12 +72,13 @@ class PacedPublisher(threading.Thread):
                 for i, (topic, key, value) in enumerate(self.messages):
                     if self.stop.is_set():
                         break
-                    ahead = started + i / self.rate - time.perf_counter()
+                    ahead = started + i / self.rate - time.perf_counter() if self.rate > 0 else 0.0
                     if ahead > 0.001:  # sleeping for less is mostly overhead
                         time.sleep(ahead)
                     sent_ms = int(time.time() * 1000)
                     publisher.publish_raw(topic, key, value, timestamp_ms=sent_ms)
                     self.sent_ms.append(sent_ms)
+                    self.sent += 1
                 self.seconds = time.perf_counter() - started
                 publisher.flush()
         except BaseException as exc:  # reported by measure_freshness
@@ -82,7 +86,12 @@ class PacedPublisher(threading.Thread):
 
 
 class LandingTracker:
-    """Matches rows seen per ``ingest_ms`` against events published in that millisecond."""
+    """Matches rows seen per ``ingest_ms`` against events published in that millisecond.
+
+    Milliseconds below the low watermark are forgotten (they are never asked for again), so its
+    memory follows the events in flight, not the events published. ``latencies_ms`` grows with
+    every event seen: a long run takes and clears it as it goes.
+    """
 
     def __init__(self, since_ms: int) -> None:
         self.since_ms = since_ms
@@ -90,15 +99,15 @@ class LandingTracker:
         self.latencies_ms: list[int] = []
         self._seen: Counter[int] = Counter()
         self._published: Counter[int] = Counter()
-        self._absorbed = 0
         self._after_last_ms = since_ms
 
-    def absorb(self, sent_ms: Sequence[int]) -> None:
-        for ms in sent_ms[self._absorbed:]:
+    def absorb(self, sent_ms: deque[int]) -> None:
+        """Take the publish milliseconds sent since the last call (``sent_ms`` is emptied)."""
+        while sent_ms:
+            ms = sent_ms.popleft()
             self._published[ms] += 1
             self.outstanding[ms] += 1
             self._after_last_ms = max(self._after_last_ms, ms + 1)
-        self._absorbed = len(sent_ms)
 
     @property
     def low_watermark_ms(self) -> int:
@@ -114,9 +123,21 @@ class LandingTracker:
                 self.outstanding[ms] -= new
                 if not self.outstanding[ms]:
                     del self.outstanding[ms]
+        self._forget_settled()
+
+    def _forget_settled(self) -> None:
+        """Drop the counts of milliseconds every event of which was seen and that no query asks
+        for again. The newest one is kept: more sends may still come in the same millisecond."""
+        floor = min(self.low_watermark_ms, self._after_last_ms - 1)
+        while self._published:
+            oldest = next(iter(self._published))  # insertion order: sends come in time order
+            if oldest >= floor:
+                break
+            del self._published[oldest]
+            self._seen.pop(oldest, None)
 
 
-def measure_freshness(settings: Settings, client: Client, messages: Sequence[Message], rate: float,
+def measure_freshness(settings: Settings, client: Client, messages: Iterable[Message], rate: float,
                       poll_s: float = 0.1, drain_s: float = 30.0,
                       enough: Callable[[], bool] = lambda: False) -> Freshness:
     """Publish ``messages`` at ``rate``/s while polling, or until ``enough()`` (asked at each
@@ -147,6 +168,6 @@ def measure_freshness(settings: Settings, client: Client, messages: Sequence[Mes
 def _summary(tracker: LandingTracker, publisher: PacedPublisher, rate: float) -> Freshness:
     latencies = tracker.latencies_ms or [0]
     p99 = statistics.quantiles(latencies, n=100, method="inclusive")[98] if len(latencies) > 1 else latencies[0]
-    return Freshness(target_rate=rate, achieved_rate=len(publisher.sent_ms) / max(publisher.seconds, 1e-9),
-                     published=len(publisher.sent_ms), p50_ms=statistics.median(latencies), p99_ms=p99,
+    return Freshness(target_rate=rate, achieved_rate=publisher.sent / max(publisher.seconds, 1e-9),
+                     published=publisher.sent, p50_ms=statistics.median(latencies), p99_ms=p99,
                      max_ms=max(latencies), missing=sum(tracker.outstanding.values()))
