@@ -6,7 +6,7 @@ SHELL := /bin/bash
 STACK := deploy/local/stack
 VENV  := .venv/bin
 
-.PHONY: help install up down status demo lint test test-cluster bench
+.PHONY: help install up down status demo lint test test-cluster bench peer-venv
 
 help:
 	@echo "make install   apt packages, Kafka jars, .venv (idempotent)"
@@ -16,7 +16,8 @@ help:
 	@echo "make lint      ruff and mypy"
 	@echo "make test      lint, then pytest (integration tests start the stack themselves)"
 	@echo "make test-cluster  only the tests on the cluster profile (deploy/local/stack up --cluster)"
-	@echo "make bench     install, up, then the benchmarks"
+	@echo "make bench     install, up, .venv-peer, then the benchmarks"
+	@echo "make peer-venv  .venv-peer, the bench's Quix Streams peer (idempotent)"
 
 # The cluster profile's extras (ZooKeeper's jars) too: make test runs tests on it.
 install:
@@ -49,6 +50,10 @@ test: lint
 test-cluster: install
 	$(VENV)/pytest tests/integration/test_cluster_profile.py
 
+# The bench's Quix Streams peer runs in its own virtualenv (tests/bench/peer/install-venv).
+peer-venv:
+	tests/bench/peer/install-venv
+
 # End-to-end benchmark (docs/benchmarks.md); e.g. make bench BENCH_ARGS="--quick --profile".
-bench: install up
+bench: install up peer-venv
 	eval "$$($(STACK) env)" && $(VENV)/python -m tests.bench $(BENCH_ARGS)

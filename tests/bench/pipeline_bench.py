@@ -4,7 +4,8 @@ One fixed simulated workload is generated and its exact outcome computed by the 
 run then gets fresh topics, consumer group and database, publishes the workload, measures the
 ceilings (raw consume, decode, ClickHouse insert) on it, launches a fresh ``streams worker``
 and times it until ClickHouse holds exactly the oracle's answer (a run that is not exact
-fails: a fast wrong answer is not a result), then measures freshness on the caught-up worker.
+fails: a fast wrong answer is not a result), runs a Quix Streams peer on the same topics
+(tests/bench/quix_peer.py), then measures freshness on the caught-up worker.
 Figures are medians over the runs; the table is printed and everything is written to
 ``bench-results/<timestamp>.json``. See docs/benchmarks.md.
 """
@@ -24,11 +25,13 @@ from typing import Any
 from clickhouse_driver import Client
 
 from streams.clickhouse.client import connect
+from streams.core.events import EventType
 from streams.settings import Settings, load_settings
 from streams.tools.simulate import SimulationConfig
 from tests.bench import ceilings, pyspy
 from tests.bench.freshness import clean_messages, measure_freshness
 from tests.bench.landing import Landing, PipelineFailed, wait_until_landed
+from tests.bench.quix_peer import PeerFailed, oracle_differences, pinned_versions, run_peer
 from tests.bench.report import REPO, add_ratios, machine, medians, table, write_json
 from tests.bench.worker_process import WorkerProcess
 from tests.bench.workload import (
@@ -57,6 +60,7 @@ class Options:
     freshness_rate: float | None
     timeout_s: float
     profile: bool
+    peer: bool
     keep: bool
     out_dir: Path
 
@@ -90,6 +94,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                         help="smoke check: 1 run of 20k events, 10 s of freshness (explicit flags still win)")
     parser.add_argument("--profile", action="store_true",
                         help="one extra, unmeasured run with py-spy sampling the worker")
+    parser.add_argument("--no-peer", dest="peer", action="store_false",
+                        help="skip the Quix Streams peer (quicker local iterations)")
     parser.add_argument("--keep", action="store_true", help="leave the runs' topics and databases behind")
     parser.add_argument("--out-dir", type=Path, default=REPO / "bench-results", help="where JSON and logs go")
     args = parser.parse_args(argv)
@@ -100,7 +106,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                    anonymous_visits=args.anonymous_visits,
                    freshness_s=float(chosen["freshness_s"]),
                    freshness_rate=args.freshness_rate, timeout_s=args.timeout, profile=args.profile,
-                   keep=args.keep, out_dir=args.out_dir)
+                   peer=args.peer, keep=args.keep, out_dir=args.out_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            span_ms=int(options.span_hours * 3_600_000),
                                            anonymous_visits=options.anonymous_visits)
     measured_on = machine(base)  # before the runs: the work tree may change while they go
+    if options.peer:
+        measured_on["quix_peer"] = pinned_versions()
     print(f"generating {options.events:,} events for {options.customers:,} customers and the oracle's answer ...")
     bench = Bench(options, bench_name(), build_workload(config, base), options.out_dir / f"{stamp}-logs")
     runs: list[dict[str, float]] = []
@@ -139,8 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(runs, median))
     if profile:
         print_profile(profile)
+    if "pipeline_to_peer" in median:
+        print(f"\nours {median['pipeline_events_s']:,.0f} events/s, Quix Streams peer {median['peer_events_s']:,.0f} "
+              f"events/s, ratio {median['pipeline_to_peer']:.2f} (medians)")
     print(f"\nwritten to {path}")
-    return 1 if failures or any(r.get("freshness_missing") for r in runs) else 0
+    return 1 if failures or any(r.get("freshness_missing") or r.get("peer_failed") for r in runs) else 0
 
 
 def workload_summary(workload: Workload) -> dict[str, int]:
@@ -195,6 +206,8 @@ def measured_run(bench: Bench, run: int, figures: dict[str, float]) -> None:
             figures.update(pipeline_figures(worker, landing, records, startup_cpu[0]))
             print(f"[{label}] exact after {landing.done_s:.1f} s: {figures['pipeline_events_s']:,.0f} events/s "
                   f"({figures['steady_events_s']:,.0f} after the first row)")
+            if bench.options.peer:
+                figures.update(peer_figures(bench, settings, label, worker))
             figures.update(freshness_figures(bench, settings, client, run, figures["steady_events_s"]))
     add_ratios(figures)
 
@@ -222,6 +235,36 @@ def pipeline_figures(worker: WorkerProcess, landing: Landing, records: int, star
         "peak_rss_mb": worker.peak_rss_bytes() / 2**20,
         "compare_attempts": landing.compare_attempts,
     }
+
+
+def peer_figures(bench: Bench, settings: Settings, label: str, worker: WorkerProcess) -> dict[str, float]:
+    """The Quix Streams peer on the run's interaction topics, while the worker, caught up, idles
+    (its CPU meanwhile is reported); a failed peer is reported and the run goes on."""
+    kinds = [EventType.CLICK, EventType.SHARE, EventType.PURCHASE, EventType.SUPPORT]
+    records = sum(1 for r in bench.workload.records if r.topic_type in kinds)
+    worker_cpu_s = worker.cpu_seconds()
+    try:
+        peer = run_peer(settings, [settings.input_topics[kind] for kind in kinds], records,
+                        bench.log_dir / f"quix-peer-{label}.log", bench.options.timeout_s, bench.options.keep)
+    except PeerFailed as exc:
+        print(f"[{label}] Quix Streams peer FAILED: {exc}", file=sys.stderr)
+        return {"peer_failed": 1}
+    worker_cpu_s = worker.cpu_seconds() - worker_cpu_s
+    summary = peer.summary
+    differences = oracle_differences(summary, bench.workload.truth)
+    figures = {"peer_events_s": records / peer.seconds, "peer_cpu_us_per_event": peer.cpu_s / records * 1e6,
+               "peer_peak_rss_mb": peer.peak_rss_bytes / 2**20, "peer_wall_s": peer.seconds,
+               "peer_idle_worker_cpu_s": worker_cpu_s, "peer_matches_oracle": float(not differences),
+               **{f"peer_{key}": float(summary[key]) for key in
+                  ("records", "skipped", "duplicates", "events", "revenue_cents", "customers")}}
+    print(f"[{label}] Quix Streams peer: {records:,} records in {peer.seconds:.1f} s: "
+          f"{figures['peer_events_s']:,.0f} events/s, {figures['peer_cpu_us_per_event']:.0f} us CPU per record "
+          f"(the idle worker meanwhile: {worker_cpu_s:.2f} s CPU)")
+    print(f"[{label}] Quix Streams peer counted {summary['events']:,} events, {summary['revenue_cents'] / 100:,.2f} "
+          f"revenue, {summary['customers']:,} customers, {summary['duplicates']:,} duplicates, "
+          f"{summary['skipped']:,} records skipped: "
+          + ("as the oracle" if not differences else "DIFFERS from the oracle: " + "; ".join(differences)))
+    return figures
 
 
 def freshness_figures(bench: Bench, settings: Settings, client: Client, run: int, steady: float) -> dict[str, float]:

@@ -46,6 +46,10 @@ FIGURES: tuple[Figure, ...] = (
     Figure("pipeline_to_decode", "pipeline / decode ceiling", "ratio", 3),
     Figure("pipeline_to_insert", "pipeline / insert ceiling", "ratio", 3),
     Figure("steady_to_consume", "steady / consume ceiling", "ratio", 3),
+    Figure("peer_events_s", "Quix Streams peer, launch -> all read and committed", "events/s"),
+    Figure("peer_cpu_us_per_event", "peer CPU per input record (start-up included)", "us", 1),
+    Figure("peer_peak_rss_mb", "peer peak RSS (VmHWM)", "MB"),
+    Figure("pipeline_to_peer", "pipeline / Quix Streams peer", "ratio", 2),
     Figure("freshness_target_rate", "freshness: target publish rate", "events/s"),
     Figure("freshness_rate", "freshness: achieved publish rate", "events/s"),
     Figure("freshness_p50_ms", "freshness: publish -> visible p50", "ms"),
@@ -56,12 +60,15 @@ FIGURES: tuple[Figure, ...] = (
 
 
 def add_ratios(figures: dict[str, float]) -> None:
-    """Pipeline rates over each ceiling, per run (their median is what the table shows)."""
+    """Pipeline rates over each ceiling and over the Quix Streams peer's rate, per run (their
+    median is what the table shows)."""
     for rate, prefix in (("pipeline_events_s", "pipeline"), ("steady_events_s", "steady")):
         for ceiling, name in (("consume_msgs_s", "consume"), ("decode_events_s", "decode"),
                               ("insert_rows_s", "insert")):
             if rate in figures and figures.get(ceiling):
                 figures[f"{prefix}_to_{name}"] = figures[rate] / figures[ceiling]
+    if "pipeline_events_s" in figures and figures.get("peer_events_s"):
+        figures["pipeline_to_peer"] = figures["pipeline_events_s"] / figures["peer_events_s"]
 
 
 def medians(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:

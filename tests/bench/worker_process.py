@@ -29,6 +29,21 @@ def settings_environ(settings: Settings) -> dict[str, str]:
     return env
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based, man 5 proc).
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """VmHWM of process ``pid``: its resident set's high-water mark."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc status")
+
+
 class WorkerProcess:
     """One worker process; ``started_at`` is the ``time.monotonic()`` of its launch."""
 
@@ -61,16 +76,11 @@ class WorkerProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the process (all its threads) so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # After the command name: state is field 3, utime 14 and stime 15 (1-based, man 5 proc).
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        return cpu_seconds(self.pid)
 
     def peak_rss_bytes(self) -> int:
         """VmHWM: the resident set's high-water mark."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmHWM in /proc status")
+        return peak_rss_bytes(self.pid)
 
     def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
         """``how`` (SIGTERM), then SIGKILL after 30 s."""
