@@ -107,6 +107,8 @@ class ProfileStage:
         self.profiles: DecodedCache[Profile] = DecodedCache()
         self.ingest_progress: dict[int, dict[str, int]] = {}  # partition -> lane -> newest ingest
         self.watermarks_sent: dict[int, dict[str, int]] = {}  # partition read here -> what it told
+        self.shares_topic = settings.input_topics[EventType.SHARE]
+        self.share_clocks_sent: dict[int, int] = {}  # partition read here -> share clock it told the index
         self.watermarks_due = 0.0
         # Identified anonymous ids whose kept events this process has forwarded (send_pending).
         self.pending_sent: set[str] = set()
@@ -118,6 +120,7 @@ class ProfileStage:
         self.profiles.clear()
         self.ingest_progress.clear()
         self.watermarks_sent.clear()
+        self.share_clocks_sent.clear()
 
     def advance(self, partition: int, lane: str, ingest_ms: int) -> None:
         """Note that ``lane`` has brought ``partition`` every record up to ``ingest_ms``."""
@@ -153,14 +156,25 @@ class ProfileStage:
                 batch.on_input(record)
         return batch.finish()
 
+    def shares_read_until(self, partition: int) -> int:
+        """Every share of ``partition`` ingested up to this time has been read and sent to the
+        referral index (-1 until each lane of the shares topic into it has been heard from):
+        the clock by which the index may expire touches (``streams.stages.referral_stage``).
+        Kafka timestamps within a partition are taken to be in order."""
+        progress = self.ingest_progress.get(partition, {})
+        lanes = [ingest_ms for lane, ingest_ms in progress.items() if lane_topic(lane) == self.shares_topic]
+        return min(lanes) if len(lanes) == self.settings.topic_partitions else -1
+
     def watermarks(self) -> list[OutMessage]:
         """Tell every other partition how far each partition read here has re-routed (sent
-        after the batch's re-routed records, so a partition reads them first)."""
+        after the batch's re-routed records, so a partition reads them first), and every
+        referral-index partition until when each has sent it every share (after the batch's
+        shares, likewise)."""
         now = self.clock()
         if now < self.watermarks_due:
             return []
         self.watermarks_due = now + WATERMARK_INTERVAL_S
-        messages: list[OutMessage] = []
+        messages = self.share_clocks()
         for origin, progress in self.ingest_progress.items():
             direct = {topic: progress[topic] for topic in self.timed_topics if topic in progress}
             if not direct or direct == self.watermarks_sent.get(origin):
@@ -169,6 +183,18 @@ class ProfileStage:
             value, headers = watermark_value(direct), watermark_headers(origin)
             messages.extend(OutMessage(self.repartition_topic, partition, None, value, headers)
                             for partition in range(self.settings.topic_partitions) if partition != origin)
+        return messages
+
+    def share_clocks(self) -> list[OutMessage]:
+        messages: list[OutMessage] = []
+        for origin in self.ingest_progress:
+            read_until = self.shares_read_until(origin)
+            if read_until < 0 or read_until == self.share_clocks_sent.get(origin):
+                continue
+            self.share_clocks_sent[origin] = read_until
+            value = encode_state({"k": "clock", "p": origin, "ms": read_until})
+            messages.extend(OutMessage(self.settings.referral_index_topic, partition, None, value)
+                            for partition in range(self.settings.topic_partitions))
         return messages
 
     def id_hash(self, value: str) -> str:

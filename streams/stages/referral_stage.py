@@ -49,7 +49,9 @@ class ReferralStage:
         self.erased_at_start = frozenset(erased_at_start)
         self.rules = AttributionRules(settings.attribution_window_ms, settings.allow_self_referral,
                                       settings.pending_touch_ttl_ms)
-        self.ingest_clock_ms = 0  # newest ingest time seen on the index: the clock of expiry
+        # Per index partition, per profile-stage partition: until when that partition has sent
+        # every share (its "clock" messages). The clock of expiry is their minimum.
+        self.share_clocks: dict[int, dict[int, int]] = {}
         self.indexes: DecodedCache[ShareIndex] = DecodedCache()
         # Share ids whose touches wait for their share: what expire() visits. None until
         # built from the store (at the first expiry after start or a rebalance).
@@ -59,6 +61,7 @@ class ReferralStage:
         """Drop decoded records after a rebalance: state may have moved."""
         self.indexes.clear()
         self._waiting = None
+        self.share_clocks.clear()  # until each partition's profile stage tells again: no expiry
 
     def _note_waiting(self, share_id: str, index: ShareIndex) -> None:
         if self._waiting is not None:
@@ -100,7 +103,11 @@ class ReferralStage:
         for record in records:
             message = orjson.loads(record.value or b"{}")
             kind = message.pop("k")
-            if kind == "erase":  # not an interaction: it does not move the clock of expiry
+            if kind == "clock":
+                clocks = self.share_clocks.setdefault(record.partition, {})
+                clocks[message["p"]] = max(clocks.get(message["p"], -1), message["ms"])
+                continue
+            if kind == "erase":
                 erased_from |= self.erase(record.partition, set(message["ids"]), loaded, out)
                 out.rows.append(("erasure_requests", acknowledged(message["ack"], "share-index", record.partition,
                                                                   record.timestamp)))
@@ -108,7 +115,6 @@ class ReferralStage:
             if self.erased_at_start and self.names_erased(kind, message):
                 out.counts[("erasure_suppressed", record.topic)] += 1
                 continue
-            self.ingest_clock_ms = max(self.ingest_clock_ms, record.timestamp)
             share_id = message["share_id"]
             if share_id not in loaded:
                 index = self.load(share_id)
@@ -195,6 +201,14 @@ class ReferralStage:
         out.rows.append(("referral_credits", credit.row()))
         out.counts[("credit_emitted", credit.touch_type)] += 1
 
+    def shares_read_until(self, partition: int) -> int:
+        """Every share ingested up to this time has reached index ``partition`` (-1 until every
+        profile-stage partition has said so): a touch that waited longer than the TTL past
+        its own ingest time can no longer be credited (``AttributionRules.credit``). Not the
+        newest ingest time read: a backlog can bring the shares a day behind the touches."""
+        clocks = self.share_clocks.get(partition, {})
+        return min(clocks.values()) if len(clocks) == self.settings.topic_partitions else -1
+
     def expire(self, partitions: set[int]) -> tuple[BatchOutput, int]:
         """Drop touches that waited too long for their share, in the index ``partitions`` this
         worker owns (the store may still hold others'); returns writes and touches still waiting."""
@@ -211,7 +225,7 @@ class ReferralStage:
                 continue
             index = self.load(share_id)
             before = len(index.early)
-            if index.expire(self.ingest_clock_ms, self.settings.pending_touch_ttl_ms):
+            if index.expire(self.shares_read_until(partition), self.settings.pending_touch_ttl_ms):
                 out.state_writes.append((partition, f"s:{share_id}", None))
                 out.state_writes.extend((partition, page_key(share_id, page), None)
                                         for page in range(waiting_pages(before)))

@@ -168,9 +168,14 @@ class InMemoryPipeline:
                 progressed = True
         return progressed
 
-    def run(self, rng: random.Random, batch: int = 500, read_last: frozenset[str] = frozenset()) -> None:
+    def run(self, rng: random.Random, batch: int = 500, read_last: frozenset[str] = frozenset(),
+            expire_touches: bool = False) -> None:
+        """Read until nothing is unread; with ``expire_touches``, the worker's expiry of waiting
+        touches runs after every step (it runs on a timer there, at any point of the reading)."""
         while self.step(rng, batch, read_last):
-            pass
+            if expire_touches:
+                out, _ = self.referral_stage.expire(set(range(self.settings.topic_partitions)))
+                self._route(out, self.share_state)
 
     def checkpoint(self) -> dict[str, Any]:
         """What a commit makes durable: read offsets, plus state and log lengths at that time."""

@@ -1,4 +1,5 @@
-"""Touches that wait for a share that never comes expire on the index's ingest-time clock;
+"""Touches that wait for a share that never comes expire once every profile-stage partition
+has sent the index every share ingested up to the TTL past theirs (its "clock" messages);
 the decoded-record cache stays consistent with the store through expiry; many waiting
 touches are stored in pages, of which a batch rewrites only those it changed."""
 
@@ -9,7 +10,7 @@ import orjson
 from streams.core.referrals import WAITING_PAGE, SharePost, Touch
 from streams.settings import load_settings
 from streams.stages.partitioning import partition_for
-from streams.stages.records import InputRecord, SourceRecord
+from streams.stages.records import BatchOutput, InputRecord, SourceRecord
 from streams.stages.referral_stage import ReferralStage
 from tests.support.inmemory import DictState
 
@@ -31,6 +32,13 @@ def share_record(offset: int, share_id: str, ingest_ms: int) -> SourceRecord:
     return InputRecord(SETTINGS.referral_index_topic, 0, offset, share_id.encode(), value, ingest_ms)
 
 
+def shares_read_until(ingest_ms: int, sources: range = range(SETTINGS.topic_partitions)) -> list[SourceRecord]:
+    """The clock messages of the profile stage's ``sources`` partitions, on every index partition."""
+    return [InputRecord(SETTINGS.referral_index_topic, partition, 0, None,
+                        orjson.dumps({"k": "clock", "p": source, "ms": ingest_ms}), 0)
+            for partition in range(SETTINGS.topic_partitions) for source in sources]
+
+
 def run(stage: ReferralStage, state: DictState, *records: SourceRecord) -> list[str]:
     out = stage.process(records)
     state.apply(out.state_writes)
@@ -41,9 +49,15 @@ def test_waiting_touches_expire_and_a_late_share_credits_only_the_rest() -> None
     state = DictState()
     stage = ReferralStage(SETTINGS, state)
     assert run(stage, state, touch_record(0, "s1", "old", T0), touch_record(1, "s2", "gone", T0)) == []
-    # The clock moves past the TTL of the first touches; a new touch for s1 arrives.
+    # A touch ingested past the TTL of the first ones: the shares may still be a day behind.
     assert run(stage, state, touch_record(2, "s1", "fresh", T0 + TTL + 1)) == []
+    assert stage.expire(ALL) == (BatchOutput(), 3)
+    # Every partition but one has sent every share ingested until then: one may still come.
+    last = SETTINGS.topic_partitions - 1
+    run(stage, state, *shares_read_until(T0 + TTL + 1, range(last)))
+    assert stage.expire(ALL) == (BatchOutput(), 3)
 
+    run(stage, state, *shares_read_until(T0 + TTL + 1, range(last, last + 1)))
     out, waiting = stage.expire(ALL)
     state.apply(out.state_writes)
     assert waiting == 1  # only "fresh" still waits
@@ -69,7 +83,7 @@ def test_expiry_visits_only_waiting_shares_and_rebuilds_after_a_rebalance() -> N
     assert (out.state_writes, waiting) == ([], 2)
 
     stage.forget_partitions()  # a rebalance: rebuilt from the store, same answer
-    run(stage, state, touch_record(4, "lost", "t3", T0 + TTL + 5))
+    run(stage, state, touch_record(4, "lost", "t3", T0 + TTL + 5), *shares_read_until(T0 + TTL + 5))
     out, waiting = stage.expire(ALL)
     state.apply(out.state_writes)
     assert waiting == 1  # t1 and t2 expired, t3 waits
@@ -85,7 +99,7 @@ def test_expiry_leaves_the_shares_of_partitions_owned_elsewhere_alone() -> None:
     stage = ReferralStage(SETTINGS, state)
     run(stage, state, touch_record(0, mine, "t-mine", T0), touch_record(1, theirs, "t-theirs", T0))
     stage.forget_partitions()
-    run(stage, state, touch_record(2, "clock", "t-clock", T0 + TTL + 1))  # moves the clock on
+    run(stage, state, *shares_read_until(T0 + TTL + 1))
     out, _ = stage.expire({0})
     assert [key for _, key, _ in out.state_writes] == [f"s:{mine}"]
 
@@ -121,7 +135,7 @@ def test_expiry_rewrites_the_pages_left_and_deletes_the_rest() -> None:
     state = DictState()
     stage = ReferralStage(SETTINGS, state)
     old = [touch_record(n, "s1", f"old{n}", T0) for n in range(2 * WAITING_PAGE)]
-    run(stage, state, *old, touch_record(len(old), "s1", "fresh", T0 + TTL + 1))
+    run(stage, state, *old, touch_record(len(old), "s1", "fresh", T0 + TTL + 1), *shares_read_until(T0 + TTL + 1))
     out, waiting = stage.expire(ALL)
     state.apply(out.state_writes)
     assert waiting == 1
@@ -129,7 +143,7 @@ def test_expiry_rewrites_the_pages_left_and_deletes_the_rest() -> None:
     assert [t["credit_id"] for t in orjson.loads(state.data["s:s1"])["e"]] == ["fresh"]
 
     run(stage, state, *(touch_record(len(old) + 1 + n, "s2", f"gone{n}", T0) for n in range(WAITING_PAGE + 1)),
-        touch_record(len(old) + WAITING_PAGE + 2, "s1", "clock", T0 + 2 * TTL + 2))
+        *shares_read_until(T0 + TTL + 2))
     out, _ = stage.expire(ALL)
     state.apply(out.state_writes)
     assert not [key for key in state.data if "s2" in key]  # record and both pages tombstoned

@@ -171,3 +171,28 @@ def test_minutes_settle_only_once_every_lane_has_been_heard_from() -> None:
         for topic in topics:
             profile_stage.advance(0, rerouted_lane(topic, origin), T0 + origin)
     assert profile_stage.settled_before(0) == T0 - SETTINGS.allowed_lateness_ms - 60_000
+
+
+def test_the_index_hears_until_when_each_partition_sent_every_share_once_all_its_lanes_did() -> None:
+    """The clock by which the referral index expires waiting touches: the slowest lane of the
+    shares topic into a partition, told to every index partition when it moves."""
+    clock = Clock()
+    profile_stage = stage(clock)
+    shares = SETTINGS.input_topics["share"]
+
+    def clocks() -> list[tuple[int, dict[str, int]]]:
+        clock.now += WATERMARK_INTERVAL_S
+        return sorted((m.partition, orjson.loads(m.value or b"")) for m in profile_stage.watermarks()
+                      if m.topic == SETTINGS.referral_index_topic)
+
+    profile_stage.advance(0, shares, T0 + 50)
+    profile_stage.advance(0, CLICKS, T0 + 90)  # other topics' lanes do not count
+    assert profile_stage.shares_read_until(0) == -1  # re-routed shares may still come from elsewhere
+    assert clocks() == []
+    for origin in range(1, SETTINGS.topic_partitions):
+        profile_stage.advance(0, rerouted_lane(shares, origin), T0 + origin)
+    assert profile_stage.shares_read_until(0) == T0 + 1
+    assert clocks() == [(p, {"k": "clock", "p": 0, "ms": T0 + 1}) for p in range(SETTINGS.topic_partitions)]
+    assert clocks() == []  # not again until it moves
+    profile_stage.advance(0, rerouted_lane(shares, 1), T0 + 70)
+    assert [message["ms"] for _, message in clocks()] == [T0 + 2] * SETTINGS.topic_partitions

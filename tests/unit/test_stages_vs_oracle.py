@@ -98,6 +98,21 @@ def test_a_viral_share_read_after_all_its_touches_credits_every_one() -> None:
         == WAITING_PAGE
 
 
+@pytest.mark.parametrize("seed", [61, 62])
+def test_touches_waiting_for_a_share_topic_read_behind_expire_only_as_the_oracle_says(seed: int) -> None:
+    """Expiry of waiting touches runs on a timer, at any point of a backlog. With the shares
+    read after every click and purchase, the clicks' ingest times run a day ahead of the
+    shares': a touch may expire only once no share it could still be credited for (its ingest
+    within the TTL of the touch's) can come."""
+    settings = load_settings({}, pending_touch_ttl_ms=2 * 3_600_000)
+    records = generate(SimulationConfig(seed=seed, customers=300, events=4_000))
+    pipeline = InMemoryPipeline(settings)
+    pipeline.publish(records)
+    pipeline.run(random.Random(seed), batch=500, read_last=frozenset({settings.input_topics["share"]}),
+                 expire_touches=True)
+    assert compare_all(expected(records, settings), pipeline.final_rows()) == {}
+
+
 @pytest.mark.parametrize("seed", [51, 52, 53, 54])
 def test_a_viral_share_replayed_after_its_credits_were_counted_counts_each_once(seed: int) -> None:
     """A crash after the viral share released its ~1,700 waiting touches and its sharer counted
