@@ -58,8 +58,13 @@ def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Live
     def validate_event(event: AnyEvent) -> None:
         validate(event, settings.currency)
 
+    # Faust creates its consumer on first use. Created here, on the worker's thread: the first
+    # use could otherwise be a /metrics scrape (the offset-gap counts) before the worker runs,
+    # which bound it to the endpoint thread's event loop, and the worker then failed to start.
+    transport_consumer = cast(Consumer, app.consumer)  # the exact:// transport's (streams.runtime.transport)
+
     def consumer() -> Consumer:
-        return cast(Consumer, app.consumer)  # the exact:// transport's (streams.runtime.transport)
+        return transport_consumer
 
     profiles = TableState(pipeline.profiles)
     shares = TableState(pipeline.share_index)
