@@ -119,6 +119,9 @@ def build_pipeline(settings: Settings) -> Pipeline:
         consumer_group_instance_id=settings.group_instance_id or None,
         broker_commit_interval=settings.commit_interval_s,
         consumer_auto_offset_reset="earliest",
+        # No standby copies of other workers' table partitions (streams.runtime.store): a partition
+        # that moves is replayed from its changelog, never taken from a standby that may lack a record.
+        table_standby_replicas=0,
         producer_acks=-1,
         # Faust's default (1,200 s) lets a send or flush that cannot complete hang silently for 20
         # minutes; aiokafka uses this one timeout for metadata waits, queueing and batch expiry.

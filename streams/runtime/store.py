@@ -14,18 +14,19 @@ changes for how the pipeline writes state (``streams.runtime.runner``):
   ``WriteBatch``: the database never holds a value the changelog lacks, and its offset is never
   ahead of its values. A crash loses at most what recovery reads back from the changelog.
 
-Standby partitions (``table_standby_replicas``) are written to their databases but not loaded:
-when one becomes active only the records since its last standby update are replayed. Whether a
-recovered record also reaches ``data`` depends on whether its partition is loaded, never on the
-assignor's standby list: Faust's assignor may list a partition as a standby of the very worker
-it is active on (a single worker keeps the standbys of the partitions it took over), and the
-records recovered for it must then reach ``data`` too.
+The workers keep no standby partitions (``table_standby_replicas`` is 0,
+``streams.runtime.app``): Faust reads a standby's changelog while the worker processes, and
+under load a survivor's standby database missed a changelog record it claimed to hold, so
+the partition it took over kept a stale profile. A partition that moves is replayed from its
+changelog on the worker that takes it, from the offset that worker's database holds (from the
+start when it never held it). Recovered records reach ``data`` only for loaded partitions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -34,6 +35,8 @@ import rocksdict
 from faust.types import TP, EventT
 
 from streams.runtime.fence import RocksStore
+
+log = logging.getLogger(__name__)
 
 # RocksDB caches blocks for reads, and reads happen only while a partition loads: a small
 # cache. Smaller memtables than Faust's 3 x 64 MiB per partition database bound memory.
@@ -148,7 +151,7 @@ class PersistentStore(RocksStore):
             else:
                 write.put(raw_key, message.value)
             if partition not in self._loaded:
-                continue  # a standby, or an active one not loaded yet: its load reads the database
+                continue  # an active one not loaded yet: its load reads the database
             key = to_key(event.key)
             if message.value is None:
                 self.data.pop(key, None)
@@ -164,11 +167,10 @@ class PersistentStore(RocksStore):
                            generation_id: int = 0) -> None:
         topics = self.table.changelog_topic.topics
         actives = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic in topics}
-        standbys = {tp.partition for tp in self.app.assignor.assigned_standbys() if tp.topic in topics}
         async with self.db_lock:
             for partition in self._loaded - actives:
                 self._unload(partition)
-            for partition in set(self.open_partitions) - actives - standbys:
+            for partition in set(self.open_partitions) - actives:
                 self.close_partition(partition)
             for partition in sorted(actives - self._loaded):
                 if not await self.open_partition(partition, generation_id):
@@ -178,10 +180,15 @@ class PersistentStore(RocksStore):
 
     def _load(self, partition: int) -> None:
         data, key_partition = self.data, self.key_partition
+        loaded = 0
         for key, value in self._stored_items(partition):
             data[key] = value
             key_partition[key] = partition
+            loaded += 1
         self._loaded.add(partition)
+        offset = self.db_for_partition(partition).get(self.offset_key)
+        log.info("%s partition %d loaded from disk: %d keys, changelog read up to offset %s",
+                 self.table.name, partition, loaded, offset.decode() if offset else "none")
 
     def _stored_items(self, partition: int) -> Iterator[tuple[str, bytes]]:
         for raw, value in self.db_for_partition(partition).items():
