@@ -30,7 +30,7 @@ class Sample:
     rss_mb: float  # the worker's VmRSS
     peak_rss_mb: float  # the worker's VmHWM
     cpu_s: float  # the worker's CPU time so far (user + system, all threads)
-    customers_held: float | None  # the worker's ``streams_profiles`` gauge (refreshed every 30 s)
+    customers_held: float | None  # the worker's ``streams_profiles`` gauge (counted every 15 s)
     customers_published: int  # distinct customers among the events published so far
     shares_published: int  # shares stay in the share index: a cause of growth to tell apart
     fresh_events: int  # events first visible in ClickHouse since the previous sample

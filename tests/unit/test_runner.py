@@ -262,3 +262,20 @@ def test_state_of_partitions_lost_in_a_rebalance_leaves_the_memory_store() -> No
     # Faust's own clean-up after the recovery that follows a rebalance: partition 1 moved away.
     asyncio.run(MemoryStore.on_recovery_completed(store, {TP("t-changelog", 0)}, set()))  # type: ignore[arg-type]
     assert store.data == {"c:kept": b"1"}
+
+
+def test_a_key_count_lets_batches_run_between_its_slices() -> None:
+    store = SimpleNamespace(data={}, _key_partition={})
+    table = SimpleNamespace(data=store, changelog_topic=SimpleNamespace(get_topic_name=lambda: "t-changelog"))
+    state = TableState(table)  # type: ignore[arg-type]
+    state.apply([(0, f"c:{i}", b"1") for i in range(25)] + [(0, f"m:0:{i}", b"1") for i in range(10)])
+
+    async def count_beside_a_batch() -> tuple[int, bool]:
+        counting = asyncio.ensure_future(state.count_with_prefix("c:", slice_size=10))
+        await asyncio.sleep(0)  # the count's first slice
+        count_done_before_the_batch = counting.done()
+        state.apply([(0, "c:new", b"1")])  # a batch: the store changes while the count waits
+        return await counting, count_done_before_the_batch
+
+    assert asyncio.run(count_beside_a_batch()) == (25, False)  # the keys there when it began
+    assert asyncio.run(state.count_with_prefix("c:", slice_size=10)) == 26
