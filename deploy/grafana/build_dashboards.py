@@ -335,6 +335,15 @@ def state_and_process(board: Board) -> None:
                      prom(f"process_resident_memory_bytes{{{WORKERS}}}", "{{instance}}"), width=8))
     board.add(series("CPU", "CPU time per second of each worker process (1 = one core).", "percentunit",
                      prom(f"rate(process_cpu_seconds_total{{{WORKERS}}}{RATE})", "{{instance}}"), width=8))
+    board.add(series("Garbage-collector pauses", "Slowest pauses of each worker's garbage collector (p99 over "
+                     "the interval) and the share of time spent in them, by generation (2: a full collection, "
+                     "which walks every object alive). Every thread of the worker waits during a pause.", "s",
+                     prom("histogram_quantile(0.99, sum by (instance, generation, le) "
+                          f"(rate(streams_gc_pause_seconds_bucket{{{WORKERS}}}{RATE})))",
+                          "{{instance}} gen {{generation}} p99"),
+                     prom(f"sum by (instance) (rate(streams_gc_pause_seconds_sum{{{WORKERS}}}{RATE}))",
+                          "{{instance}} s paused per s", "B"),
+                     width=8))
 
 
 # --- Customer interactions (ClickHouse) ------------------------------------------------------

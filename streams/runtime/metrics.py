@@ -22,6 +22,7 @@ from streams.runtime import logs
 
 FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+GC_PAUSE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class BatchHistogram(Collector):
@@ -54,6 +55,42 @@ class BatchHistogram(Collector):
         cumulative = list(accumulate(counts))
         family.add_metric([], [(str(bound), n) for bound, n in zip(self.bounds, cumulative, strict=False)]
                           + [("+Inf", cumulative[-1])], total)
+        yield family
+
+
+class GcPauses(Collector):
+    """Garbage-collector pauses by generation, timed from ``gc.callbacks`` (see :meth:`on_gc`).
+
+    A collection stops every thread of the worker, and one of the oldest generation walks every
+    object alive: with a worker's millions, that can take a second. No lock: a lock taken here
+    could be the one held by the code whose allocation started the collection. Collections
+    never overlap, and a scrape that reads a count mid-update is at most one pause behind."""
+
+    name = "streams_gc_pause_seconds"
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._clock = clock
+        self._counts = [[0] * (len(GC_PAUSE_BUCKETS) + 1) for _ in range(3)]  # per generation, not cumulative
+        self._sums = [0.0] * 3
+        self._started = 0.0
+
+    def on_gc(self, phase: str, info: Mapping[str, int]) -> None:
+        """A ``gc.callbacks`` entry: called as each collection starts and stops."""
+        if phase == "start":
+            self._started = self._clock()
+            return
+        pause, generation = self._clock() - self._started, info["generation"]
+        self._counts[generation][bisect_left(GC_PAUSE_BUCKETS, pause)] += 1
+        self._sums[generation] += pause
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, "Pauses of the garbage collector, by generation "
+                                       "(2: a full collection)", labels=["generation"])
+        for generation, counts in enumerate(self._counts):
+            cumulative = list(accumulate(counts))
+            family.add_metric([str(generation)],
+                              [(str(bound), n) for bound, n in zip(GC_PAUSE_BUCKETS, cumulative, strict=False)]
+                              + [("+Inf", cumulative[-1])], self._sums[generation])
         yield family
 
 
@@ -149,6 +186,8 @@ class Metrics:
                                    "(half of STREAMS_BACKFILL_LIVE_LAG_S; streams.runtime.backfill_gate)", registry=r)
         self.backfill_holds = Counter("streams_backfill_holds_total",
                                       "Times the worker stopped reading the backfill for live input", registry=r)
+        self.gc_pauses = GcPauses()  # timed once the worker adds it to gc.callbacks (run_worker)
+        registry.register(self.gc_pauses)
         self.stalled = Gauge("streams_stalled_seconds",
                              "Seconds with records waiting and no progress (the worker exits at "
                              "STREAMS_STALL_TIMEOUT_S; streams.runtime.liveness)", registry=r)

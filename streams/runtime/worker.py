@@ -29,7 +29,7 @@ from streams.runtime.app import Pipeline, build_pipeline
 from streams.runtime.backfill_gate import BackfillGate
 from streams.runtime.endpoint import serve
 from streams.runtime.liveness import Liveness, start_watchdog
-from streams.runtime.metrics import Metrics
+from streams.runtime.metrics import GcPauses, Metrics
 from streams.runtime.requested_erasures import requested_erasures
 from streams.runtime.runner import BatchRunner, BatchSender, TableState
 from streams.runtime.transport import Consumer
@@ -48,13 +48,12 @@ LIVENESS_INTERVAL_S = 1.0
 GATE_INTERVAL_S = 1.0
 
 
-def build_worker(settings: Settings, registry: CollectorRegistry, liveness: Liveness,
+def build_worker(settings: Settings, metrics: Metrics, liveness: Liveness,
                  erasures: Mapping[str, ErasureRequest]) -> Pipeline:
     """Register runners, tasks and timers on a new pipeline; nothing runs until the app starts.
     ``erasures``: the requests in the erasures topic at start (``requested_erasures``)."""
     pipeline = build_pipeline(settings)
     app = pipeline.app
-    metrics = Metrics(registry)
     codec = Codec(registry_from_settings(settings))
 
     def validate_event(event: AnyEvent) -> None:
@@ -179,10 +178,11 @@ def run_worker(settings: Settings) -> None:
     registry = CollectorRegistry()
     liveness = Liveness(settings.stall_timeout_s)
     serve(settings.metrics_host, settings.metrics_port, registry, liveness.health)
-    pipeline = build_worker(settings, registry, liveness, requested_erasures(settings))
+    metrics = Metrics(registry)
+    pipeline = build_worker(settings, metrics, liveness, requested_erasures(settings))
     log.info("metrics on http://%s:%d/metrics, liveness on /healthz", settings.metrics_host, settings.metrics_port)
     start_watchdog(liveness)
-    _tune_garbage_collector()
+    _tune_garbage_collector(metrics.gc_pauses)
     _Worker(pipeline.app, loglevel="INFO", quiet=True).execute_from_commandline()
 
 
@@ -205,6 +205,7 @@ class _Worker(fence.Worker):
 GC_YOUNG_THRESHOLD = 50_000
 
 
-def _tune_garbage_collector() -> None:
+def _tune_garbage_collector(pauses: GcPauses) -> None:
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    gc.callbacks.append(pauses.on_gc)

@@ -11,6 +11,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 
 from streams.runtime.liveness import Liveness
+from streams.runtime.metrics import Metrics
 from streams.runtime.worker import build_worker
 from streams.settings import load_settings
 
@@ -20,7 +21,7 @@ def test_a_scrape_before_the_start_leaves_the_consumer_on_the_worker_s_event_loo
     asyncio.set_event_loop(worker_loop)
     try:
         registry = CollectorRegistry()
-        pipeline = build_worker(load_settings({}, table_dir=str(tmp_path)), registry, Liveness(60.0), {})
+        pipeline = build_worker(load_settings({}, table_dir=str(tmp_path)), Metrics(registry), Liveness(60.0), {})
         scrape = threading.Thread(target=generate_latest, args=(registry,))
         scrape.start()
         scrape.join()
