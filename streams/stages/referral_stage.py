@@ -33,6 +33,17 @@ from streams.stages.records import (
 )
 
 
+# How a stored share-index record begins while its share is unknown (``ShareIndex.to_json``
+# writes the share first): only such records can hold touches waiting for their share.
+SHARE_UNKNOWN = b'{"s":null'
+
+
+def may_wait(raw: bytes | None) -> bool:
+    """Whether a stored share-index record may hold waiting touches: the first sweep after a
+    start or a rebalance decodes only those, not every share the partition has seen."""
+    return raw is not None and raw.startswith(SHARE_UNKNOWN)
+
+
 def page_key(share_id: str, page: int) -> str:
     """Where page ``page`` of a share id's waiting touches is stored (its record is ``s:<id>``)."""
     return f"w:{page}:{share_id}"
@@ -216,7 +227,7 @@ class ReferralStage:
         if self._waiting is None:
             self._waiting = set()
             for key in self.store.keys_with_prefix("s:"):
-                if self._partition(key[2:]) in partitions:
+                if may_wait(self.store.get(key)) and self._partition(key[2:]) in partitions:
                     self._note_waiting(key[2:], self.load(key[2:]))
         waiting = 0
         for share_id in list(self._waiting):

@@ -90,6 +90,18 @@ def test_expiry_visits_only_waiting_shares_and_rebuilds_after_a_rebalance() -> N
     assert [t["credit_id"] for t in orjson.loads(state.data["s:lost"])["e"]] == ["t3"]
 
 
+def test_the_first_sweep_decodes_only_the_records_whose_share_is_unknown() -> None:
+    state = DictState()
+    stage = ReferralStage(SETTINGS, state)
+    run(stage, state, share_record(0, "known", T0), touch_record(1, "lost", "t1", T0))
+    stage.forget_partitions()  # the sweep after a start or a rebalance reads the store
+    decoded: list[str] = []
+    load = stage.load
+    stage.load = lambda share_id: decoded.append(share_id) or load(share_id)  # type: ignore[method-assign]
+    assert stage.expire(ALL)[1] == 1
+    assert decoded == ["lost", "lost"]  # found waiting by the scan, then swept
+
+
 def test_expiry_leaves_the_shares_of_partitions_owned_elsewhere_alone() -> None:
     # After a rebalance the store still holds records of partitions now owned by another worker.
     ids = [f"s{n}" for n in range(20)]
