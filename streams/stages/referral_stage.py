@@ -32,7 +32,6 @@ from streams.stages.records import (
     encode_state,
 )
 
-
 # How a stored share-index record begins while its share is unknown (``ShareIndex.to_json``
 # writes the share first): only such records can hold touches waiting for their share.
 SHARE_UNKNOWN = b'{"s":null'
