@@ -167,15 +167,14 @@ class ReferralStage:
         changed: set[str] = set()
         for key in self.store.keys_with_prefix("s:"):
             share_id = key[2:]
-            if self._partition(share_id) != partition:
-                continue
             if share_id not in loaded:
                 raw = self.store.get(key) or b""
-                if not orjson.loads(raw).get("p") and not any(needle in raw for needle in needles):
-                    continue  # not paged, and names none of the ids
-                index = self.load(share_id)
-            else:
-                index = loaded[share_id][1]
+                if not any(needle in raw for needle in needles) and not orjson.loads(raw).get("p"):
+                    continue  # names none of the ids, and not paged
+            # Only then its partition: a murmur2 in Python for every share id was most of a scan.
+            if self._partition(share_id) != partition:
+                continue
+            index = loaded[share_id][1] if share_id in loaded else self.load(share_id)
             stored = loaded[share_id][2] if share_id in loaded else len(index.early)
             if index.share is not None and index.share.sharer_customer_id in ids:
                 # Later touches of the share wait for it and expire: it never comes again.
