@@ -17,7 +17,7 @@ from typing import Any
 
 from streams.core.events import Event, Purchase, Share, Support, TicketAction
 from streams.core.replay import ReplayBook
-from streams.core.windows import DAY_MS, HOUR_MS, floor_to, keep_newest, trailing_days
+from streams.core.windows import DAY_MS, HOUR_MS, floor_to, keep_newest, week_and_month
 
 HOURLY_KEPT = 72
 DAILY_KEPT = 35
@@ -215,8 +215,8 @@ class Profile:
         counts = self.counts
         last_day = floor_to(self.last_seen_at or 0, DAY_MS)
         purchases = counts[PURCHASES]
-        week = trailing_days(last_day, 7, self.daily, self.history_daily) or _NO_COUNTS
-        month = trailing_days(last_day, 30, self.daily, self.history_daily) or _NO_COUNTS
+        week, month = week_and_month(last_day, self.daily, self.history_daily)
+        week, month = week or _NO_COUNTS, month or _NO_COUNTS
         row: dict[str, Any] = {
             "customer_id": self.customer_id,
             "version": self.version,

@@ -6,7 +6,17 @@ lateness, clamped is *more than* the skew after ingest.
 
 from __future__ import annotations
 
-from streams.core.windows import DAY_MS, HOUR_MS, MINUTE_MS, EventTime, classify, floor_to, keep_newest, trailing_days
+from streams.core.windows import (
+    DAY_MS,
+    HOUR_MS,
+    MINUTE_MS,
+    EventTime,
+    classify,
+    floor_to,
+    keep_newest,
+    trailing_days,
+    week_and_month,
+)
 
 INGEST = 1_793_491_200_000 + 12 * HOUR_MS  # 2026-11-01T12:00Z
 LATENESS = 3_600_000
@@ -66,3 +76,17 @@ def test_keep_newest_drops_the_oldest_buckets_beyond_the_limit() -> None:
     assert sorted(buckets) == [3, 4]
     keep_newest(buckets, 2)  # within the limit: untouched
     assert sorted(buckets) == [3, 4]
+
+
+def test_week_and_month_are_the_trailing_sums_whether_or_not_every_bucket_is_in_the_week() -> None:
+    last = 100 * DAY_MS
+    recent = {last: [1, 10], last - 6 * DAY_MS: [2, 20]}
+    older = {**recent, last - 7 * DAY_MS: [4, 40], last - 29 * DAY_MS: [8, 80], last - 30 * DAY_MS: [16, 160]}
+    history = {last - 3 * DAY_MS: [32, 320]}
+    later = {last: [1, 10], last + DAY_MS: [64, 640]}  # past the last day: in neither window
+    for buckets in (recent, older, later, {}):
+        for sets in ((buckets,), (buckets, history), (buckets, {})):
+            assert week_and_month(last, *sets) == (trailing_days(last, 7, *sets), trailing_days(last, 30, *sets))
+    assert week_and_month(last, recent) == ([3, 30], [3, 30])
+    assert week_and_month(last, older) == ([3, 30], [15, 150])
+    assert week_and_month(last, later) == ([1, 10], [1, 10])
