@@ -117,6 +117,10 @@ class Settings:
     attribution_window_ms: int = _setting(7 * 86_400_000, "longest share-to-touch time that earns a credit", minimum=0)
     allow_self_referral: bool = _setting(False, "credit customers for touches on their own shares")
     pending_touch_ttl_ms: int = _setting(86_400_000, "how long a touch waits for its share (ingest time)", minimum=0)
+    share_retention_ms: int = _setting(
+        30 * 86_400_000, "how long after a share's ingest its touches are credited (ingest time); the share index "
+        "forgets the share once every touch up to then is read. At least a minute: a crash re-reads the last "
+        "seconds of input, and their touches must still find the share", minimum=60_000)
     # Backfill (docs/operations.md, backfill)
     backfill_live_lag_s: float = _setting(
         5.0, "how far behind their ingest time live events may reach ClickHouse while a backfill runs: the worker "

@@ -273,12 +273,15 @@ def state_and_process(board: Board) -> None:
     board.row("State and process")
     board.add(series("Profiles held", "Customer profiles in each worker's table.", "short",
                      prom(f"sum by (instance) (streams_profiles{{{WORKERS}}})", "{{instance}}"), width=8))
-    board.add(series("Referral touches waiting", "Touches that arrived before their share, waiting (at most "
-                     "100,000 per share id), and those dropped past that bound in the interval.",
+    board.add(series("Referral share index", "Touches that arrived before their share, waiting (at most "
+                     "100,000 per share id), and those dropped past that bound in the interval; shares "
+                     "forgotten past their retention (STREAMS_SHARE_RETENTION_MS) in the interval.",
                      "short", prom(f"sum by (instance) (streams_referral_touches_waiting{{{WORKERS}}})",
                                    "{{instance}} waiting"),
                      prom(f"sum by (instance) (increase(streams_referral_touches_dropped_total{{{WORKERS}}}{RATE}))",
-                          "{{instance}} dropped", "B"), width=8))
+                          "{{instance}} dropped", "B"),
+                     prom(f"sum by (instance) (increase(streams_referral_shares_retired_total{{{WORKERS}}}{RATE}))",
+                          "{{instance}} shares retired", "C"), width=8))
     board.add(series("Referral credits", "Credits emitted by the referral join per second.", "ops",
                      prom(f"sum by (touch_type) (rate(streams_referral_credits_total{{{WORKERS}}}{RATE}))",
                           "{{touch_type}}"), width=8))

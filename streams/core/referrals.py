@@ -146,11 +146,18 @@ class CreditOrigin:
         return True
 
 
+def past_retention(share_ingest_ms: int, touches_read_until: int, retention_ms: int) -> bool:
+    """Whether a share can earn nothing more, so that its record may go: every touch ingested up
+    to its retention after it has been read (a touch read later has a later ingest time)."""
+    return touches_read_until > share_ingest_ms + retention_ms
+
+
 @dataclass(frozen=True, slots=True)
 class AttributionRules:
     window_ms: int
     allow_self_referral: bool
     pending_touch_ttl_ms: int
+    share_retention_ms: int
 
     def credit(self, share: SharePost, touch: Touch, share_ingest_ms: int | None) -> Credit | None:
         """The credit ``touch`` earns for ``share``'s author, or None when a rule says no.
@@ -166,6 +173,9 @@ class AttributionRules:
         # A touch published before its share waits for it at most the TTL of ingest time. Decided
         # here, not by expire(): that runs on a timer, and a backlog brings both before it runs.
         if share_ingest_ms is not None and share_ingest_ms - touch.ingest_ms > self.pending_touch_ttl_ms:
+            return None
+        # A share earns for touches ingested up to its retention after it, and is forgotten then.
+        if share_ingest_ms is not None and touch.ingest_ms - share_ingest_ms > self.share_retention_ms:
             return None
         return Credit(touch.credit_id, share.sharer_customer_id, touch.customer_id,
                       share.share_id, touch.touch_type, touch.occurred_at_ms, touch.amount_cents,

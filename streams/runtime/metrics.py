@@ -140,6 +140,10 @@ class Metrics:
                                        "Touches that earned nothing because their share id had the most touches "
                                        "that may wait for it (streams.core.referrals.EARLY_TOUCHES_KEPT)",
                                        ["reason"], registry=r)
+        self.shares_retired = Counter("streams_referral_shares_retired_total",
+                                      "Shares the share index forgot past their retention "
+                                      "(STREAMS_SHARE_RETENTION_MS): later touches of theirs earn nothing",
+                                      registry=r)
         self.erasures = Counter("streams_erasure_requests_total",
                                 "Erasure requests read, by outcome: erased (first time), repeated (the id "
                                 "was erased already: each step done again, idempotent) or rerouted (to the "
@@ -194,6 +198,11 @@ class Metrics:
 
     def count_batch(self, counts: Mapping[tuple[str, ...], int]) -> None:
         """Turn a stage's batch counts (see streams.stages) into metric increments."""
+        self.count(counts)
+        self.last_processed.set(time.time())
+
+    def count(self, counts: Mapping[tuple[str, ...], int]) -> None:
+        """Turn a stage's counts, of a batch or of its housekeeping, into metric increments."""
         for key, n in counts.items():
             kind = key[0]
             if kind == "consumed":
@@ -228,7 +237,8 @@ class Metrics:
                 self.erased_from_index.labels(key[1]).inc(n)
             elif kind == "touch_dropped":
                 self.touches_dropped.labels(key[1]).inc(n)
-        self.last_processed.set(time.time())
+            elif kind == "share_retired":
+                self.shares_retired.inc(n)
 
     # The sink's metrics hooks (streams.clickhouse.sink.SinkMetrics).
     def on_insert(self, table: str, rows: int, seconds: float) -> None:

@@ -214,6 +214,7 @@ class BatchRunner:
             self._sync_generation()
             out, result = task()
             await self._write_state_now(lambda: out.state_writes)
+            self.metrics.count(out.counts)
             return result
 
     async def delete_settled(self, settled: Sequence[Settled]) -> None:

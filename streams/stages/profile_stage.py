@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -108,7 +108,9 @@ class ProfileStage:
         self.ingest_progress: dict[int, dict[str, int]] = {}  # partition -> lane -> newest ingest
         self.watermarks_sent: dict[int, dict[str, int]] = {}  # partition read here -> what it told
         self.shares_topic = settings.input_topics[EventType.SHARE]
-        self.share_clocks_sent: dict[int, int] = {}  # partition read here -> share clock it told the index
+        self.touch_topics = {settings.input_topics[EventType.CLICK], settings.input_topics[EventType.PURCHASE]}
+        # Partition read here -> the share and touch clocks it told the index.
+        self.clocks_sent: dict[int, tuple[int, int]] = {}
         self.watermarks_due = 0.0
         # Identified anonymous ids whose kept events this process has forwarded (send_pending).
         self.pending_sent: set[str] = set()
@@ -120,7 +122,7 @@ class ProfileStage:
         self.profiles.clear()
         self.ingest_progress.clear()
         self.watermarks_sent.clear()
-        self.share_clocks_sent.clear()
+        self.clocks_sent.clear()
 
     def advance(self, partition: int, lane: str, ingest_ms: int) -> None:
         """Note that ``lane`` has brought ``partition`` every record up to ``ingest_ms``."""
@@ -156,14 +158,15 @@ class ProfileStage:
                 batch.on_input(record)
         return batch.finish()
 
-    def shares_read_until(self, partition: int) -> int:
-        """Every share of ``partition`` ingested up to this time has been read and sent to the
-        referral index (-1 until each lane of the shares topic into it has been heard from):
-        the clock by which the index may expire touches (``streams.stages.referral_stage``).
+    def read_until(self, partition: int, topics: Collection[str]) -> int:
+        """Every record of ``topics`` for ``partition`` ingested up to this time has been read,
+        and its share or touch sent to the referral index (-1 until each lane of those topics
+        into it has been heard from): the clocks by which the index may expire touches (the
+        shares topic) and retire shares (the touch topics; ``streams.stages.referral_stage``).
         Kafka timestamps within a partition are taken to be in order."""
         progress = self.ingest_progress.get(partition, {})
-        lanes = [ingest_ms for lane, ingest_ms in progress.items() if lane_topic(lane) == self.shares_topic]
-        return min(lanes) if len(lanes) == self.settings.topic_partitions else -1
+        lanes = [ingest_ms for lane, ingest_ms in progress.items() if lane_topic(lane) in topics]
+        return min(lanes) if len(lanes) == len(topics) * self.settings.topic_partitions else -1
 
     def watermarks(self) -> list[OutMessage]:
         """Tell every other partition how far each partition read here has re-routed (sent
@@ -188,11 +191,11 @@ class ProfileStage:
     def share_clocks(self) -> list[OutMessage]:
         messages: list[OutMessage] = []
         for origin in self.ingest_progress:
-            read_until = self.shares_read_until(origin)
-            if read_until < 0 or read_until == self.share_clocks_sent.get(origin):
+            clocks = self.read_until(origin, (self.shares_topic,)), self.read_until(origin, self.touch_topics)
+            if max(clocks) < 0 or clocks == self.clocks_sent.get(origin):
                 continue
-            self.share_clocks_sent[origin] = read_until
-            value = encode_state({"k": "clock", "p": origin, "ms": read_until})
+            self.clocks_sent[origin] = clocks
+            value = encode_state({"k": "clock", "p": origin, "ms": clocks[0], "t": clocks[1]})
             messages.extend(OutMessage(self.settings.referral_index_topic, partition, None, value)
                             for partition in range(self.settings.topic_partitions))
         return messages

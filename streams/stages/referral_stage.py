@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import heapq
+import re
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
@@ -17,6 +19,7 @@ from streams.core.referrals import (
     ShareIndex,
     SharePost,
     Touch,
+    past_retention,
     resolved_credit,
     waiting_pages,
 )
@@ -35,6 +38,11 @@ from streams.stages.records import (
 # How a stored share-index record begins while its share is unknown (``ShareIndex.to_json``
 # writes the share first): only such records can hold touches waiting for their share.
 SHARE_UNKNOWN = b'{"s":null'
+
+
+# The share's ingest time in a stored record whose share is known (``ShareIndex.to_json``: "o"
+# then "i", keys no nested object has): read without decoding the record.
+SHARE_INGEST = re.compile(rb',"o":-?\d+,"i":(\d+),')
 
 
 def may_wait(raw: bytes | None) -> bool:
@@ -58,20 +66,25 @@ class ReferralStage:
         # read again from the index topic (a state rebuilt from scratch) join nothing.
         self.erased_at_start = frozenset(erased_at_start)
         self.rules = AttributionRules(settings.attribution_window_ms, settings.allow_self_referral,
-                                      settings.pending_touch_ttl_ms)
+                                      settings.pending_touch_ttl_ms, settings.share_retention_ms)
         # Per index partition, per profile-stage partition: until when that partition has sent
-        # every share (its "clock" messages). The clock of expiry is their minimum.
+        # every share, and every touch (its "clock" messages). The clocks of expiry and of
+        # retirement are their minimums.
         self.share_clocks: dict[int, dict[int, int]] = {}
+        self.touch_clocks: dict[int, dict[int, int]] = {}
         self.indexes: DecodedCache[ShareIndex] = DecodedCache()
         # Share ids whose touches wait for their share: what expire() visits. None until
         # built from the store (at the first expiry after start or a rebalance).
         self._waiting: set[str] | None = None
+        # Known shares by ingest time, oldest first: what retirement visits. Built like _waiting.
+        self._retiring: list[tuple[int, str]] | None = None
 
     def forget_partitions(self) -> None:
         """Drop decoded records after a rebalance: state may have moved."""
         self.indexes.clear()
-        self._waiting = None
+        self._waiting = self._retiring = None
         self.share_clocks.clear()  # until each partition's profile stage tells again: no expiry
+        self.touch_clocks.clear()
 
     def _note_waiting(self, share_id: str, index: ShareIndex) -> None:
         if self._waiting is not None:
@@ -106,6 +119,13 @@ class ReferralStage:
         for page in range(pages, stored_pages):
             yield partition, page_key(share_id, page), None
 
+    def deletes(self, partition: int, share_id: str, stored: int) -> list[StateWrite]:
+        """Forget a share id: tombstones for its record and the pages of its ``stored`` waiting
+        touches, and its decoded record dropped."""
+        self.indexes.discard(share_id)
+        return [(partition, f"s:{share_id}", None),
+                *((partition, page_key(share_id, page), None) for page in range(waiting_pages(stored)))]
+
     def process(self, records: Sequence[SourceRecord]) -> BatchOutput:
         out = BatchOutput()
         loaded: dict[str, tuple[int, ShareIndex, int]] = {}  # share id -> partition, index, touches stored
@@ -114,8 +134,8 @@ class ReferralStage:
             message = orjson.loads(record.value or b"{}")
             kind = message.pop("k")
             if kind == "clock":
-                clocks = self.share_clocks.setdefault(record.partition, {})
-                clocks[message["p"]] = max(clocks.get(message["p"], -1), message["ms"])
+                self._advance(self.share_clocks, record.partition, message["p"], message["ms"])
+                self._advance(self.touch_clocks, record.partition, message["p"], message.get("t", -1))
                 continue
             if kind == "erase":
                 erased_from |= self.erase(record.partition, set(message["ids"]), loaded, out)
@@ -132,8 +152,11 @@ class ReferralStage:
             index = loaded[share_id][1]
             credits: list[Credit] | None
             if kind == "share":
+                known = index.share is not None
                 # The index record carries the share's own ingest time (send_to_referral_index).
                 credits = index.on_share(SharePost(**message), record.offset, record.timestamp, self.rules)
+                if not known and index.share_ingest_ms is not None and self._retiring is not None:
+                    heapq.heappush(self._retiring, (index.share_ingest_ms, share_id))
             else:
                 credits = index.on_touch(Touch(**message), record.offset, self.rules)
                 if credits is None:
@@ -210,39 +233,85 @@ class ReferralStage:
         out.rows.append(("referral_credits", credit.row()))
         out.counts[("credit_emitted", credit.touch_type)] += 1
 
+    @staticmethod
+    def _advance(clocks: dict[int, dict[int, int]], partition: int, source: int, read_until: int) -> None:
+        by_source = clocks.setdefault(partition, {})
+        if read_until > by_source.get(source, -1):
+            by_source[source] = read_until
+
+    def _read_until(self, clocks: dict[int, dict[int, int]], partition: int) -> int:
+        by_source = clocks.get(partition, {})
+        return min(by_source.values()) if len(by_source) == self.settings.topic_partitions else -1
+
     def shares_read_until(self, partition: int) -> int:
         """Every share ingested up to this time has reached index ``partition`` (-1 until every
         profile-stage partition has said so): a touch that waited longer than the TTL past
         its own ingest time can no longer be credited (``AttributionRules.credit``). Not the
         newest ingest time read: a backlog can bring the shares a day behind the touches."""
-        clocks = self.share_clocks.get(partition, {})
-        return min(clocks.values()) if len(clocks) == self.settings.topic_partitions else -1
+        return self._read_until(self.share_clocks, partition)
+
+    def touches_read_until(self, partition: int) -> int:
+        """Every touch ingested up to this time has reached index ``partition`` (-1 until every
+        profile-stage partition has said so): a share older than its retention before it can
+        earn no more credits (``AttributionRules.credit``)."""
+        return self._read_until(self.touch_clocks, partition)
 
     def expire(self, partitions: set[int]) -> tuple[BatchOutput, int]:
-        """Drop touches that waited too long for their share, in the index ``partitions`` this
-        worker owns (the store may still hold others'); returns writes and touches still waiting."""
+        """Drop touches that waited too long for their share, and shares past their retention,
+        in the index ``partitions`` this worker owns (the store may still hold others'); returns
+        writes and touches still waiting."""
         out = BatchOutput()
-        if self._waiting is None:
-            self._waiting = set()
-            for key in self.store.keys_with_prefix("s:"):
-                if may_wait(self.store.get(key)) and self._partition(key[2:]) in partitions:
+        if self._waiting is None or self._retiring is None:
+            self._scan_store(partitions)
+        self._retire_shares(partitions, out)
+        return out, self._expire_touches(partitions, set(self._waiting or ()), out)
+
+    def _scan_store(self, partitions: set[int]) -> None:
+        """Find the shares whose touches wait, and the known shares with their ingest times,
+        from the stored records' first bytes: only the former are decoded."""
+        self._waiting, self._retiring = set(), []
+        for key in self.store.keys_with_prefix("s:"):
+            raw = self.store.get(key)
+            if may_wait(raw):
+                if self._partition(key[2:]) in partitions:
                     self._note_waiting(key[2:], self.load(key[2:]))
+            elif raw and (ingest := SHARE_INGEST.search(raw)):
+                self._retiring.append((int(ingest[1]), key[2:]))
+        heapq.heapify(self._retiring)
+
+    def _retire_shares(self, partitions: set[int], out: BatchOutput) -> None:
+        """Drop the records of shares past their retention (``past_retention``), oldest first;
+        the first one that may still earn ends the sweep."""
+        retiring, retention = self._retiring or [], self.settings.share_retention_ms
+        while retiring:
+            ingest_ms, share_id = retiring[0]
+            partition = self._partition(share_id)
+            owned = partition in partitions
+            if owned and not past_retention(ingest_ms, self.touches_read_until(partition), retention):
+                return
+            heapq.heappop(retiring)
+            if not owned:
+                continue
+            index = self.load(share_id)
+            if index.share_ingest_ms != ingest_ms:
+                continue  # erased, or gone already
+            out.state_writes.extend(self.deletes(partition, share_id, len(index.early)))
+            out.counts[("share_retired",)] += 1
+
+    def _expire_touches(self, partitions: set[int], share_ids: set[str], out: BatchOutput) -> int:
         waiting = 0
-        for share_id in list(self._waiting):
+        for share_id in share_ids:
             partition = self._partition(share_id)
             if partition not in partitions:
                 continue
             index = self.load(share_id)
             before = len(index.early)
             if index.expire(self.shares_read_until(partition), self.settings.pending_touch_ttl_ms):
-                out.state_writes.append((partition, f"s:{share_id}", None))
-                out.state_writes.extend((partition, page_key(share_id, page), None)
-                                        for page in range(waiting_pages(before)))
-                self.indexes.discard(share_id)
+                out.state_writes.extend(self.deletes(partition, share_id, before))
             elif len(index.early) != before:
                 # Expiry drops the oldest touches: every page shifts.
                 out.state_writes.extend(self.writes(partition, share_id, index, before, unchanged=0))
                 self.indexes.put(share_id, index)
             self._note_waiting(share_id, index)
             waiting += len(index.early) if index.share is None else 0
-        return out, waiting
+        return waiting

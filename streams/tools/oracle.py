@@ -337,7 +337,10 @@ def _credited(touch: Accepted, share: Accepted, settings: Settings) -> bool:
     if not 0 <= gap <= settings.attribution_window_ms:
         return False
     # A touch published before its share waits for it at most the pending TTL (ingest time).
-    return share.ingest_ms - touch.ingest_ms <= settings.pending_touch_ttl_ms
+    if share.ingest_ms - touch.ingest_ms > settings.pending_touch_ttl_ms:
+        return False
+    # A share earns for touches ingested at most its retention after it (ingest time).
+    return touch.ingest_ms - share.ingest_ms <= settings.share_retention_ms
 
 
 # --- profiles --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import random
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +107,7 @@ class InMemoryPipeline:
         self.read: dict[tuple[str, int], int] = defaultdict(int)  # next offset to read
         self.rows = RowStore()
         self.dead_letters: list[OutMessage] = []
+        self.counts: Counter[tuple[str, ...]] = Counter()  # the stages' metric counts, summed
 
     def publish(self, records: Sequence[SimRecord], partitioner: Partitioner = murmur2_partitioner) -> None:
         """Live records to their type's topic, backfilled ones to the backfill topic."""
@@ -128,6 +129,7 @@ class InMemoryPipeline:
 
     def _route(self, out: BatchOutput, state: DictState) -> None:
         state.apply(out.state_writes)
+        self.counts.update(out.counts)
         # Rows land at once here, so deletes that wait for a flush can follow right away.
         state.apply((partition, key, None) for partition, key in out.deletes_after_flush)
         for table, row in out.rows:
@@ -141,9 +143,12 @@ class InMemoryPipeline:
     def _unread(self, topics: Iterable[str]) -> list[list[SourceRecord]]:
         return [part[self.read[(t, p)]:] for t in topics for p, part in self.logs[t].records.items()]
 
-    def step(self, rng: random.Random, batch: int, read_last: frozenset[str] = frozenset()) -> bool:
+    def step(self, rng: random.Random, batch: int, read_last: frozenset[str] = frozenset(),
+             sweep_index: bool = False) -> bool:
         """Read up to ``batch`` records from a random interleaving of unread partitions; those of
-        the ``read_last`` topics only once nothing else of their stage is unread."""
+        the ``read_last`` topics only once nothing else of their stage is unread. With
+        ``sweep_index``, the worker's sweep of the share index (expiry of waiting touches,
+        retirement of shares) runs after it: on a timer there, at any point of the reading."""
         progressed = False
         for stage, topics, state in (
             (self.profile_stage, [*self.settings.input_topics.values(), self.settings.backfill_topic,
@@ -166,16 +171,16 @@ class InMemoryPipeline:
             if taken:
                 self._route(stage.process(taken), state)
                 progressed = True
+        if sweep_index:
+            out, _ = self.referral_stage.expire(set(range(self.settings.topic_partitions)))
+            self._route(out, self.share_state)
         return progressed
 
     def run(self, rng: random.Random, batch: int = 500, read_last: frozenset[str] = frozenset(),
-            expire_touches: bool = False) -> None:
-        """Read until nothing is unread; with ``expire_touches``, the worker's expiry of waiting
-        touches runs after every step (it runs on a timer there, at any point of the reading)."""
-        while self.step(rng, batch, read_last):
-            if expire_touches:
-                out, _ = self.referral_stage.expire(set(range(self.settings.topic_partitions)))
-                self._route(out, self.share_state)
+            sweep_index: bool = False) -> None:
+        """Read until nothing is unread (``step``)."""
+        while self.step(rng, batch, read_last, sweep_index):
+            pass
 
     def checkpoint(self) -> dict[str, Any]:
         """What a commit makes durable: read offsets, plus state and log lengths at that time."""
@@ -215,18 +220,19 @@ class InMemoryPipeline:
 
 
 def run_with_crashes(settings: Settings, records: Sequence[SimRecord], rng: random.Random,
-                     partitioner: Partitioner = murmur2_partitioner) -> InMemoryPipeline:
+                     partitioner: Partitioner = murmur2_partitioner, sweep_index: bool = False,
+                     batch: int = 300) -> InMemoryPipeline:
     """Three crashes at random points, each back to a checkpoint taken a few batches before."""
     pipeline = InMemoryPipeline(settings)
     pipeline.publish(records, partitioner)
     for _ in range(3):
         for _ in range(rng.randint(2, 6)):
-            pipeline.step(rng, batch=300)
+            pipeline.step(rng, batch, sweep_index=sweep_index)
         checkpoint = pipeline.checkpoint()
         for _ in range(rng.randint(1, 6)):
-            pipeline.step(rng, batch=300)
+            pipeline.step(rng, batch, sweep_index=sweep_index)
         pipeline.crash_to(checkpoint, rng)
-    pipeline.run(rng)
+    pipeline.run(rng, sweep_index=sweep_index)
     return pipeline
 
 

@@ -24,7 +24,8 @@ class Worker:
         self.env = local_environ()
         for name in ("topic_prefix", "app_id", "clickhouse_database", "metrics_port", "table_dir",
                      "broker_session_timeout_s", "kafka_bootstrap_servers", "clickhouse_port", "clickhouse_cluster",
-                     "topic_replication", "topic_min_insync_replicas", "eraser_metrics_port", "eraser_interval_s"):
+                     "topic_replication", "topic_min_insync_replicas", "eraser_metrics_port", "eraser_interval_s",
+                     "share_retention_ms"):
             self.env[PREFIX + name.upper()] = str(getattr(settings, name))
         self.log_path = log_path
         self.command = [command, *args]

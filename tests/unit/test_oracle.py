@@ -233,6 +233,18 @@ def test_touch_published_before_its_share_waits_up_to_the_ttl() -> None:
     assert credited(result) == {waits.event_id}
 
 
+def test_a_share_earns_for_touches_ingested_up_to_its_retention_after_it() -> None:
+    retention = S.share_retention_ms
+    within = click("b", T0 + 1, ref="s1")
+    past = click("c", T0 + 2, ref="s1")
+    result = run(
+        rec(share("a", T0, "s1"), T0),
+        rec(within, T0 + retention),  # late by a month, at the retention's end: credited
+        rec(past, T0 + retention + 1),
+    )
+    assert credited(result) == {within.event_id}
+
+
 def test_late_touches_and_shares_still_earn_credits() -> None:
     late_touch = purchase("b", T0 + HOUR_MS, 900, ref="s1")
     result = run(

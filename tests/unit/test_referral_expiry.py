@@ -16,12 +16,15 @@ from tests.support.inmemory import DictState
 
 SETTINGS = load_settings({})
 TTL = SETTINGS.pending_touch_ttl_ms
+RETENTION = SETTINGS.share_retention_ms
 T0 = 1_700_000_000_000
 ALL = set(range(SETTINGS.topic_partitions))
 
 
-def touch_record(offset: int, share_id: str, credit_id: str, ingest_ms: int) -> SourceRecord:
-    touch = Touch(credit_id, "buyer", share_id, "click", ingest_ms, ingest_ms, 0)
+def touch_record(offset: int, share_id: str, credit_id: str, ingest_ms: int,
+                 occurred_ms: int | None = None) -> SourceRecord:
+    touch = Touch(credit_id, "buyer", share_id, "click", ingest_ms if occurred_ms is None else occurred_ms,
+                  ingest_ms, 0)
     value = orjson.dumps({"k": "touch", **touch.to_json()})
     return InputRecord(SETTINGS.referral_index_topic, 0, offset, share_id.encode(), value, ingest_ms)
 
@@ -34,8 +37,16 @@ def share_record(offset: int, share_id: str, ingest_ms: int) -> SourceRecord:
 
 def shares_read_until(ingest_ms: int, sources: range = range(SETTINGS.topic_partitions)) -> list[SourceRecord]:
     """The clock messages of the profile stage's ``sources`` partitions, on every index partition."""
+    return clocks({"ms": ingest_ms, "t": -1}, sources)
+
+
+def touches_read_until(ingest_ms: int, sources: range = range(SETTINGS.topic_partitions)) -> list[SourceRecord]:
+    return clocks({"ms": -1, "t": ingest_ms}, sources)
+
+
+def clocks(read_until: dict[str, int], sources: range) -> list[SourceRecord]:
     return [InputRecord(SETTINGS.referral_index_topic, partition, 0, None,
-                        orjson.dumps({"k": "clock", "p": source, "ms": ingest_ms}), 0)
+                        orjson.dumps({"k": "clock", "p": source, **read_until}), 0)
             for partition in range(SETTINGS.topic_partitions) for source in sources]
 
 
@@ -159,3 +170,41 @@ def test_expiry_rewrites_the_pages_left_and_deletes_the_rest() -> None:
     out, _ = stage.expire(ALL)
     state.apply(out.state_writes)
     assert not [key for key in state.data if "s2" in key]  # record and both pages tombstoned
+
+
+def test_a_share_is_retired_once_every_touch_up_to_its_retention_was_read() -> None:
+    state = DictState()
+    stage = ReferralStage(SETTINGS, state)
+    assert run(stage, state, share_record(0, "old", T0), share_record(1, "new", T0 + 10)) == []
+    assert run(stage, state, touch_record(2, "old", "month-late", T0 + RETENTION, occurred_ms=T0 + 1)) == [
+        "month-late"]
+    run(stage, state, *touches_read_until(T0 + RETENTION))  # a touch ingested then may still come
+    out, _ = stage.expire(ALL)
+    assert out.state_writes == [] and "s:old" in state.data
+
+    # Every partition but one has read every touch past the retention: not yet.
+    last = SETTINGS.topic_partitions - 1
+    run(stage, state, *touches_read_until(T0 + RETENTION + 1, range(last)))
+    assert stage.expire(ALL)[0].state_writes == []
+    run(stage, state, *touches_read_until(T0 + RETENTION + 1, range(last, last + 1)))
+    out, _ = stage.expire(ALL)
+    state.apply(out.state_writes)
+    assert ("s:old" in state.data, "s:new" in state.data) == (False, True)
+    assert out.counts == {("share_retired",): 1}
+
+    # A touch past the retention finds no share: it waits, and earns nothing.
+    assert run(stage, state, touch_record(3, "old", "too-late", T0 + RETENTION + 1, occurred_ms=T0 + 1)) == []
+
+
+def test_retirement_after_a_restart_finds_the_shares_in_the_store_without_decoding_them() -> None:
+    state = DictState()
+    run(ReferralStage(SETTINGS, state), state, share_record(0, "a", T0), share_record(1, "b", T0 + 10),
+        touch_record(2, "waits", "t1", T0))
+    restarted = ReferralStage(SETTINGS, state)
+    decoded: list[str] = []
+    load = restarted.load
+    restarted.load = lambda share_id: decoded.append(share_id) or load(share_id)  # type: ignore[method-assign]
+    run(restarted, state, *touches_read_until(T0 + RETENTION + 5))
+    out, _ = restarted.expire(ALL)
+    assert [key for _, key, value in out.state_writes if value is None] == ["s:a"]
+    assert decoded == ["waits", "a", "waits"]  # the waiting one twice (scan, sweep), the retired one once

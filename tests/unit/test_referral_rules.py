@@ -20,12 +20,15 @@ from streams.core.referrals import (
     ShareIndex,
     SharePost,
     Touch,
+    past_retention,
 )
 
 T0 = 1_793_491_200_000
 WINDOW = 7 * 86_400_000
 TTL = 86_400_000
-RULES = AttributionRules(window_ms=WINDOW, allow_self_referral=False, pending_touch_ttl_ms=TTL)
+RETENTION = 30 * 86_400_000
+RULES = AttributionRules(window_ms=WINDOW, allow_self_referral=False, pending_touch_ttl_ms=TTL,
+                         share_retention_ms=RETENTION)
 SHARE = SharePost("s1", "sharer", T0, "x")
 
 
@@ -55,7 +58,7 @@ def test_a_touch_before_its_share_or_past_the_window_earns_nothing() -> None:
 def test_a_self_referral_earns_nothing_unless_allowed() -> None:
     own = touch("t", customer=SHARE.sharer_customer_id)
     assert RULES.credit(SHARE, own, T0) is None
-    assert AttributionRules(WINDOW, True, TTL).credit(SHARE, own, T0) is not None
+    assert AttributionRules(WINDOW, True, TTL, RETENTION).credit(SHARE, own, T0) is not None
 
 
 def test_a_credit_carries_the_touch_id_sharer_referred_customer_share_type_time_and_amount() -> None:
@@ -81,6 +84,18 @@ def test_a_touch_waits_for_its_share_at_most_the_ttl_of_ingest_time() -> None:
     waited = touch("t", ingest_ms=T0)
     assert RULES.credit(SHARE, waited, T0 + TTL) is not None
     assert RULES.credit(SHARE, waited, T0 + TTL + 1) is None
+
+
+def test_a_share_earns_for_touches_ingested_at_most_its_retention_after_it() -> None:
+    # Event times within the window: only the ingest times decide (a late touch, or a backfill).
+    assert RULES.credit(SHARE, touch("t", ingest_ms=T0 + RETENTION), T0) is not None
+    assert RULES.credit(SHARE, touch("t", ingest_ms=T0 + RETENTION + 1), T0) is None
+
+
+def test_a_share_is_past_its_retention_once_every_touch_up_to_its_end_was_read() -> None:
+    # A touch read later may have been ingested at the clock's time, still within the retention.
+    assert not past_retention(T0, T0 + RETENTION, RETENTION)
+    assert past_retention(T0, T0 + RETENTION + 1, RETENTION)
 
 
 def test_a_share_recorded_without_its_ingest_time_does_not_hold_touches_to_the_ttl() -> None:

@@ -173,12 +173,14 @@ def test_minutes_settle_only_once_every_lane_has_been_heard_from() -> None:
     assert profile_stage.settled_before(0) == T0 - SETTINGS.allowed_lateness_ms - 60_000
 
 
-def test_the_index_hears_until_when_each_partition_sent_every_share_once_all_its_lanes_did() -> None:
-    """The clock by which the referral index expires waiting touches: the slowest lane of the
-    shares topic into a partition, told to every index partition when it moves."""
+def test_the_index_hears_until_when_each_partition_sent_every_share_and_every_touch() -> None:
+    """The clocks by which the referral index expires waiting touches and retires shares: the
+    slowest lane of the shares topic, and of the touch topics, into a partition, told to every
+    index partition when either moves."""
     clock = Clock()
     profile_stage = stage(clock)
-    shares = SETTINGS.input_topics["share"]
+    shares, purchases = SETTINGS.input_topics["share"], SETTINGS.input_topics["purchase"]
+    touch_topics = (CLICKS, purchases)
 
     def clocks() -> list[tuple[int, dict[str, int]]]:
         clock.now += WATERMARK_INTERVAL_S
@@ -186,13 +188,23 @@ def test_the_index_hears_until_when_each_partition_sent_every_share_once_all_its
                       if m.topic == SETTINGS.referral_index_topic)
 
     profile_stage.advance(0, shares, T0 + 50)
-    profile_stage.advance(0, CLICKS, T0 + 90)  # other topics' lanes do not count
-    assert profile_stage.shares_read_until(0) == -1  # re-routed shares may still come from elsewhere
+    profile_stage.advance(0, CLICKS, T0 + 90)
+    assert profile_stage.read_until(0, (shares,)) == -1  # re-routed shares may still come from elsewhere
     assert clocks() == []
     for origin in range(1, SETTINGS.topic_partitions):
         profile_stage.advance(0, rerouted_lane(shares, origin), T0 + origin)
-    assert profile_stage.shares_read_until(0) == T0 + 1
-    assert clocks() == [(p, {"k": "clock", "p": 0, "ms": T0 + 1}) for p in range(SETTINGS.topic_partitions)]
-    assert clocks() == []  # not again until it moves
+    assert profile_stage.read_until(0, (shares,)) == T0 + 1
+    assert clocks() == [(p, {"k": "clock", "p": 0, "ms": T0 + 1, "t": -1}) for p in range(SETTINGS.topic_partitions)]
+    assert clocks() == []  # not again until one moves
     profile_stage.advance(0, rerouted_lane(shares, 1), T0 + 70)
     assert [message["ms"] for _, message in clocks()] == [T0 + 2] * SETTINGS.topic_partitions
+
+    # Touches: every lane of both touch topics (the shares topic's do not count).
+    profile_stage.advance(0, purchases, T0 + 80)
+    for origin in range(1, SETTINGS.topic_partitions):
+        profile_stage.advance(0, rerouted_lane(CLICKS, origin), T0 + 100 + origin)
+    assert profile_stage.read_until(0, touch_topics) == -1  # purchases re-routed from elsewhere may come
+    for origin in range(1, SETTINGS.topic_partitions):
+        profile_stage.advance(0, rerouted_lane(purchases, origin), T0 + 200)
+    assert profile_stage.read_until(0, touch_topics) == T0 + 80
+    assert [(m["ms"], m["t"]) for _, m in clocks()] == [(T0 + 2, T0 + 80)] * SETTINGS.topic_partitions
