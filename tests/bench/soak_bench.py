@@ -23,7 +23,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class Options:
     seed: int
     chunk_events: int
     stall_s: float
+    share_retention_ms: int
     keep: bool
     out_dir: Path
 
@@ -76,11 +77,14 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                         help="events per simulated chunk, the most the bench holds at once times three (50,000)")
     parser.add_argument("--stall-s", type=float, default=120.0,
                         help="give up when no event has become visible for this long while some are missing (120)")
+    parser.add_argument("--share-retention-ms", type=int, default=Settings().share_retention_ms,
+                        help="STREAMS_SHARE_RETENTION_MS of the worker (the default, 30 days, retires no share "
+                             "within a run: minutes show the share index's memory staying flat)")
     parser.add_argument("--keep", action="store_true", help="leave the topics, database and table directory behind")
     parser.add_argument("--out-dir", type=Path, default=REPO / "bench-results", help="where JSON, PNG and logs go")
     args = parser.parse_args(argv)
     return Options(args.events, args.customers, args.rate, args.sample_s, args.partitions, args.seed,
-                   args.chunk_events, args.stall_s, args.keep, args.out_dir)
+                   args.chunk_events, args.stall_s, args.share_retention_ms, args.keep, args.out_dir)
 
 
 class SoakFailed(RuntimeError):
@@ -103,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     samples: list[Sample] = []  # filled as the run goes, and kept when it stops early
     latencies: Counter[int] = Counter()  # publish -> visible, ms -> events
     with fresh_pipeline(f"{bench_name()}_soak", options.partitions, log_dir / "state", options.keep) as settings:
+        settings = replace(settings, share_retention_ms=options.share_retention_ms)
         create_landed_view(settings)
         worker = WorkerProcess(settings, log_dir / "worker.log")
         worker.start()
@@ -170,6 +175,7 @@ def soak(options: Options, settings: Settings, worker: WorkerProcess, samples: l
                      "by_type": dict(tally.by_type), "customers_touched": len(tally.customers),
                      "revenue_cents": tally.revenue_cents},
         "publish_s": publisher.seconds, "landed_s": landed_s, "exact": not problems, "failures": problems,
+        "shares_retired": metric(worker, "streams_referral_shares_retired_total"),
     }
 
 
@@ -184,8 +190,10 @@ def raise_if_stuck(options: Options, worker: WorkerProcess, publisher: PacedPubl
 
 def chart_title(options: Options, report: dict[str, Any]) -> str:
     pace = f"published at {options.rate:,.0f} events/s" if options.rate else "published as a backlog"
+    retention = f", shares kept {options.share_retention_ms / 60_000:,.0f} min" \
+        if options.share_retention_ms != Settings().share_retention_ms else ""
     return (f"soak: {report.get('workload', {}).get('events', 0):,} events, {options.customers:,} customers, "
-            f"{pace}, one worker, {options.partitions} partitions (commit {report['machine']['commit']})")
+            f"{pace}{retention}, one worker, {options.partitions} partitions (commit {report['machine']['commit']})")
 
 
 def print_summary(report: dict[str, Any], path: Path) -> None:
