@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import Settings, load_settings
+from streams.settings import PREFIX, Secret, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 STACK = REPO / "deploy" / "local" / "stack"
@@ -31,6 +31,17 @@ def local_environ() -> dict[str, str]:
         if line and not line.startswith("#"):
             name, _, value = line.partition("=")
             env.setdefault(name, value)
+    return env
+
+
+def settings_environ(settings: Settings) -> dict[str, str]:
+    """The environment that makes ``load_settings()`` in a child process return ``settings``:
+    every setting, so none that a test changed can be left out."""
+    env = local_environ()
+    for field in dataclasses.fields(Settings):
+        value = getattr(settings, field.name)
+        # A Secret prints as ***: the child needs the value itself, as the operator would set it.
+        env[PREFIX + field.name.upper()] = value.reveal() if isinstance(value, Secret) else str(value)
     return env
 
 

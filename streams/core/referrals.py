@@ -146,10 +146,11 @@ class CreditOrigin:
         return True
 
 
-def past_retention(share_ingest_ms: int, touches_read_until: int, retention_ms: int) -> bool:
-    """Whether a share can earn nothing more, so that its record may go: every touch ingested up
-    to its retention after it has been read (a touch read later has a later ingest time)."""
-    return touches_read_until > share_ingest_ms + retention_ms
+def past_retention(share_ingest_ms: int, ingest_ms: int, retention_ms: int) -> bool:
+    """Whether ingest time ``ingest_ms`` is past a share's retention: a touch ingested then earns
+    nothing, and once touches are read up to then the share's record may go (a touch read later
+    has a later ingest time)."""
+    return ingest_ms > share_ingest_ms + retention_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +176,7 @@ class AttributionRules:
         if share_ingest_ms is not None and share_ingest_ms - touch.ingest_ms > self.pending_touch_ttl_ms:
             return None
         # A share earns for touches ingested up to its retention after it, and is forgotten then.
-        if share_ingest_ms is not None and touch.ingest_ms - share_ingest_ms > self.share_retention_ms:
+        if share_ingest_ms is not None and past_retention(share_ingest_ms, touch.ingest_ms, self.share_retention_ms):
             return None
         return Credit(touch.credit_id, share.sharer_customer_id, touch.customer_id,
                       share.share_id, touch.touch_type, touch.occurred_at_ms, touch.amount_cents,

@@ -27,7 +27,7 @@ State read or written:
   ``_n_acked``, ``_commit_every``, ``_unacked_messages``, ``_waiting_for_ack``,
   ``_buffered_partitions``, ``_thread`` (its ``_ensure_consumer`` and ``call_thread``),
   ``_to_message``, ``_wait_next_records``
-- aiokafka's consumer ``_fetch_max_wait_ms``; Faust's producer ``_ensure_producer``
+- aiokafka's consumer ``_fetch_max_wait_ms`` and ``_fetch_min_bytes``; Faust's producer ``_ensure_producer``
 - Faust's memory store ``_key_partition``; its RocksDB store ``_dbs``, ``_db_for_partition``,
   ``_try_open_db_for_partition``
 """
@@ -181,9 +181,11 @@ class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
         return super()._create_worker_consumer(transport)
 
 
-def set_fetch_max_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
-    """How long a fetch waits on the broker for records; aiokafka reads it when it starts."""
-    consumer._fetch_max_wait_ms = wait_ms
+def set_fetch_wait(consumer: AIOKafkaConsumer, max_wait_ms: int, min_bytes: int) -> None:
+    """How long a fetch waits on the broker for at least ``min_bytes`` of records; aiokafka
+    reads both when it starts."""
+    consumer._fetch_max_wait_ms = max_wait_ms
+    consumer._fetch_min_bytes = min_bytes
 
 
 def aiokafka_producer(producer: Any) -> AIOKafkaProducer:

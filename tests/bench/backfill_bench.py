@@ -31,8 +31,9 @@ from streams.settings import Settings
 from streams.tools.simulate import SimulationConfig, generate
 from streams.topics import ensure_topics
 from tests.bench.freshness import Freshness, clean_messages, measure_freshness
-from tests.bench.worker_process import WorkerProcess, settings_environ
+from tests.bench.worker_process import WorkerProcess
 from tests.bench.workload import bench_name, delete_everything_named, run_settings
+from tests.conftest import settings_environ
 
 DAY_MS = 86_400_000
 

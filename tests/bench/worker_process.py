@@ -12,21 +12,11 @@ import time
 from pathlib import Path
 from typing import IO
 
-from streams.settings import PREFIX, Secret, Settings
+from streams.settings import Settings
 from tests.bench.workload import free_port
-from tests.conftest import local_environ
+from tests.conftest import settings_environ
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def settings_environ(settings: Settings) -> dict[str, str]:
-    """The environment that makes ``load_settings()`` in the child return ``settings``."""
-    env = local_environ()
-    for field in dataclasses.fields(Settings):
-        value = getattr(settings, field.name)
-        # A Secret prints as ***: the child needs the value itself, as the operator would set it.
-        env[PREFIX + field.name.upper()] = value.reveal() if isinstance(value, Secret) else str(value)
-    return env
 
 
 def cpu_seconds(pid: int) -> float:

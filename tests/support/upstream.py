@@ -36,6 +36,7 @@ def simulated_day_start_ms() -> int:
 
 class LibrdkafkaPublisher:
     """confluent-kafka's producer with librdkafka's defaults, idempotent as a careful user sets it.
+    ``partitioner="murmur2_random"`` places keys as the Java client and kafka-python do.
 
     With ``random_partitions`` each record names its partition: random, except that a resent
     copy of a record goes where the first went (what a producer retry does). With
@@ -44,12 +45,13 @@ class LibrdkafkaPublisher:
     without a record."""
 
     def __init__(self, settings: Settings, *, random_partitions: bool = False, seed: int = 0,
-                 transactional_id: str | None = None, transaction_records: int = 200) -> None:
+                 transactional_id: str | None = None, transaction_records: int = 200,
+                 partitioner: str = "consistent_random") -> None:
         self.partitions = settings.topic_partitions
         self.random_partitions = random_partitions
         self.seed = seed
         config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap_servers,
-                                  "enable.idempotence": True, "linger.ms": 5}
+                                  "enable.idempotence": True, "linger.ms": 5, "partitioner": partitioner}
         if transactional_id is not None:
             config["transactional.id"] = transactional_id
         self.producer = Producer(config)

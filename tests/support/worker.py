@@ -12,8 +12,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.settings import PREFIX, Settings
-from tests.conftest import local_environ
+from streams.settings import Settings
+from tests.conftest import settings_environ
 
 
 class Worker:
@@ -21,12 +21,7 @@ class Worker:
     arguments: ``streams eraser``, ``streams backfill FILE ...``)."""
 
     def __init__(self, settings: Settings, log_path: Path, command: str = "worker", *args: str) -> None:
-        self.env = local_environ()
-        for name in ("topic_prefix", "app_id", "clickhouse_database", "metrics_port", "table_dir",
-                     "broker_session_timeout_s", "kafka_bootstrap_servers", "clickhouse_port", "clickhouse_cluster",
-                     "topic_replication", "topic_min_insync_replicas", "eraser_metrics_port", "eraser_interval_s",
-                     "share_retention_ms"):
-            self.env[PREFIX + name.upper()] = str(getattr(settings, name))
+        self.env = settings_environ(settings)
         self.log_path = log_path
         self.command = [command, *args]
         self.process: subprocess.Popen[bytes] | None = None

@@ -113,12 +113,13 @@ def test_a_rebalance_waits_for_a_batch_in_flight(app: faust.App) -> None:
     app.loop.run_until_complete(scenario())
 
 
-def test_the_fetch_wait_is_the_attribute_aiokafka_reads() -> None:
+def test_the_fetch_wait_is_the_attributes_aiokafka_reads() -> None:
     async def scenario() -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
-        assert consumer._fetch_max_wait_ms == 500  # aiokafka's default, where set_fetch_max_wait writes
-        fence.set_fetch_max_wait(consumer, 100)
-        assert consumer._fetch_max_wait_ms == 100
+        # aiokafka's defaults, where set_fetch_wait writes
+        assert (consumer._fetch_max_wait_ms, consumer._fetch_min_bytes) == (500, 1)
+        fence.set_fetch_wait(consumer, 100, 65536)
+        assert (consumer._fetch_max_wait_ms, consumer._fetch_min_bytes) == (100, 65536)
 
     asyncio.run(scenario())
 
