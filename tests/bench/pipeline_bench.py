@@ -208,7 +208,7 @@ def measured_run(bench: Bench, run: int, figures: dict[str, float]) -> None:
                   f"({figures['steady_events_s']:,.0f} after the first row)")
             if bench.options.peer:
                 figures.update(peer_figures(bench, settings, label, worker))
-            figures.update(freshness_figures(bench, settings, client, run, figures["steady_events_s"]))
+            figures.update(freshness_figures(bench, settings, client, run, figures["steady_events_s"], worker))
     add_ratios(figures)
 
 
@@ -267,17 +267,25 @@ def peer_figures(bench: Bench, settings: Settings, label: str, worker: WorkerPro
     return figures
 
 
-def freshness_figures(bench: Bench, settings: Settings, client: Client, run: int, steady: float) -> dict[str, float]:
+def freshness_figures(bench: Bench, settings: Settings, client: Client, run: int, steady: float,
+                      worker: WorkerProcess) -> dict[str, float]:
+    """Freshness at a steady rate, and the worker's CPU meanwhile: near a core, queueing, not
+    the worker's waits, makes the tail."""
     rate = bench.options.freshness_rate or steady / 2
     count = max(1, int(rate * bench.options.freshness_s))
     messages = clean_messages(settings, bench.options.seed + 1000 + run, bench.options.customers, count)
     print(f"[r{run}] freshness: {len(messages):,} events at {rate:,.0f}/s")
+    cpu_s, started = worker.cpu_seconds(), time.monotonic()
     result = measure_freshness(settings, client, messages, rate)
+    cpu_s, seconds = worker.cpu_seconds() - cpu_s, time.monotonic() - started
     print(f"[r{run}] freshness p50 {result.p50_ms:,.0f} ms, p99 {result.p99_ms:,.0f} ms "
-          f"(achieved {result.achieved_rate:,.0f}/s, {result.missing} never seen)")
+          f"(achieved {result.achieved_rate:,.0f}/s, {result.missing} never seen; "
+          f"worker {cpu_s / seconds:.2f} of a core, {cpu_s / result.published * 1e6:,.0f} us CPU per event)")
     return {"freshness_target_rate": rate, "freshness_rate": result.achieved_rate,
             "freshness_p50_ms": result.p50_ms, "freshness_p99_ms": result.p99_ms,
-            "freshness_max_ms": result.max_ms, "freshness_missing": result.missing}
+            "freshness_max_ms": result.max_ms, "freshness_missing": result.missing,
+            "freshness_worker_cores": cpu_s / seconds,
+            "freshness_cpu_us_per_event": cpu_s / max(result.published, 1) * 1e6}
 
 
 def profiled_run(bench: Bench) -> dict[str, Any]:

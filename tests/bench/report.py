@@ -56,6 +56,8 @@ FIGURES: tuple[Figure, ...] = (
     Figure("freshness_p99_ms", "freshness: publish -> visible p99", "ms"),
     Figure("freshness_max_ms", "freshness: publish -> visible max", "ms"),
     Figure("freshness_missing", "freshness: events never seen", "events"),
+    Figure("freshness_worker_cores", "freshness: worker CPU, cores used", "cores", 2),
+    Figure("freshness_cpu_us_per_event", "freshness: worker CPU per event", "us"),
 )
 
 
