@@ -278,14 +278,14 @@ def freshness_figures(bench: Bench, settings: Settings, client: Client, run: int
     cpu_s, started = worker.cpu_seconds(), time.monotonic()
     result = measure_freshness(settings, client, messages, rate)
     cpu_s, seconds = worker.cpu_seconds() - cpu_s, time.monotonic() - started
+    cores, us_per_event = cpu_s / seconds, cpu_s / max(result.published, 1) * 1e6
     print(f"[r{run}] freshness p50 {result.p50_ms:,.0f} ms, p99 {result.p99_ms:,.0f} ms "
           f"(achieved {result.achieved_rate:,.0f}/s, {result.missing} never seen; "
-          f"worker {cpu_s / seconds:.2f} of a core, {cpu_s / result.published * 1e6:,.0f} us CPU per event)")
+          f"worker {cores:.2f} of a core, {us_per_event:,.0f} us CPU per event)")
     return {"freshness_target_rate": rate, "freshness_rate": result.achieved_rate,
             "freshness_p50_ms": result.p50_ms, "freshness_p99_ms": result.p99_ms,
             "freshness_max_ms": result.max_ms, "freshness_missing": result.missing,
-            "freshness_worker_cores": cpu_s / seconds,
-            "freshness_cpu_us_per_event": cpu_s / max(result.published, 1) * 1e6}
+            "freshness_worker_cores": cores, "freshness_cpu_us_per_event": us_per_event}
 
 
 def profiled_run(bench: Bench) -> dict[str, Any]:
