@@ -5,6 +5,8 @@ SHELL := /bin/bash
 
 STACK := deploy/local/stack
 VENV  := .venv/bin
+# native/ builds with rustup's cargo, which is not always on PATH.
+export PATH := $(PATH):$(HOME)/.cargo/bin
 
 .PHONY: help install up down status demo lint test test-cluster bench peer-venv
 
@@ -13,7 +15,7 @@ help:
 	@echo "make up        start Kafka, ClickHouse, Prometheus and the Schema Registry on loopback"
 	@echo "make down      stop them"
 	@echo "make demo      install, up, then run the demo against the local stack"
-	@echo "make lint      ruff and mypy"
+	@echo "make lint      ruff, mypy, import contracts; rustfmt and clippy on native/"
 	@echo "make test      lint, then pytest (integration tests start the stack themselves)"
 	@echo "make test-cluster  only the tests on the cluster profile (deploy/local/stack up --cluster)"
 	@echo "make bench     install, up, .venv-peer, then the benchmarks"
@@ -43,6 +45,7 @@ lint: install
 	$(VENV)/ruff check streams tests
 	$(VENV)/mypy
 	$(VENV)/lint-imports
+	cd native && cargo fmt --check && cargo clippy --release --quiet -- -D warnings
 
 test: lint
 	$(VENV)/pytest
