@@ -42,7 +42,7 @@ demo: install up
 	eval "$$($(STACK) env)" && $(VENV)/streams demo --prometheus-url "$$STREAMS_LOCAL_PROMETHEUS_URL"
 
 lint: install
-	$(VENV)/ruff check streams tests
+	$(VENV)/ruff check streams tests native
 	$(VENV)/mypy
 	$(VENV)/lint-imports
 	cd native && cargo fmt --check && cargo clippy --release --quiet -- -D warnings

@@ -9,8 +9,10 @@ that this session started are stopped at its end; ones already running are left 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,18 @@ from streams.settings import PREFIX, Secret, Settings, load_settings
 REPO = Path(__file__).resolve().parents[1]
 STACK = REPO / "deploy" / "local" / "stack"
 LOCAL_ENV = REPO / "deploy" / "local" / "local.env"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Testing a build of native/ older than its sources would test old code: stop and say so."""
+    spec = importlib.util.spec_from_file_location("native_source_hash", REPO / "native" / "source_hash.py")
+    assert spec is not None and spec.loader is not None
+    hashing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hashing)
+    built = Path(sys.prefix) / hashing.MARKER
+    if built.exists() and built.read_text().strip() != hashing.source_hash():
+        pytest.exit("native/ changed since streams_native was built into this virtualenv: run `make install`",
+                    returncode=4)
 
 
 def local_environ() -> dict[str, str]:

@@ -31,7 +31,12 @@ from typing import IO, Any, cast
 from fastavro import parse_schema, reader, schemaless_writer
 from fastavro.validation import ValidationError as AvroValidationError
 from fastavro.validation import validate as avro_validate
-from streams_native import RecordReader
+
+try:
+    from streams_native import RecordReader
+except ImportError as missing:  # pip install -e . alone does not build it
+    raise ImportError("the compiled reader streams_native is not installed: `make install` builds it, "
+                      "or `pip install ./native` (needs Rust's cargo)") from missing
 
 from streams.contracts.registry import EmbeddedRegistry, Schema, SchemaRegistry, UnknownSchemaError, event_type_of
 from streams.core.events import (
