@@ -190,13 +190,37 @@ impl<'a> Cursor<'a> {
             .ok_or_else(|| format!("{what} index {index} out of range (0..{count})"))
     }
 
-    /// Array and map blocks: a count, negative when its byte size follows; 0 ends them.
-    fn block(&mut self) -> Result<usize, String> {
+    /// Array and map blocks: a count, negative when its byte size follows; 0 ends them. A count
+    /// that the bytes left cannot hold is refused before anything loops over it: every item
+    /// takes a byte or more, but for items that can be empty (nulls), of which an array may
+    /// hold up to `MAX_EMPTY_ITEMS` in any body.
+    fn block(&mut self, items_may_be_empty: bool) -> Result<usize, String> {
         let count = self.long()?;
         if count < 0 {
             self.long()?;
         }
-        Ok(count.unsigned_abs() as usize)
+        let count = count.unsigned_abs();
+        let left = (self.body.len() - self.at) as u64;
+        let most = if items_may_be_empty {
+            left.max(MAX_EMPTY_ITEMS)
+        } else {
+            left
+        };
+        if count > most {
+            return Err(format!("a block of {count} items with {left} bytes left"));
+        }
+        Ok(count as usize)
+    }
+}
+
+const MAX_EMPTY_ITEMS: u64 = 1 << 20;
+
+/// Whether a value of this type can take no bytes at all.
+fn may_be_empty(node: &Node) -> bool {
+    match node {
+        Node::Null | Node::Fixed(0) => true,
+        Node::Record(fields) => fields.iter().all(|(_, field)| may_be_empty(field)),
+        _ => false,
     }
 }
 
@@ -224,7 +248,7 @@ fn read<'py>(py: Python<'py>, node: &Node, cursor: &mut Cursor) -> Read<'py> {
         Node::Array(items) => {
             let list = PyList::empty(py);
             loop {
-                let count = cursor.block()?;
+                let count = cursor.block(may_be_empty(items))?;
                 if count == 0 {
                     break;
                 }
@@ -237,7 +261,7 @@ fn read<'py>(py: Python<'py>, node: &Node, cursor: &mut Cursor) -> Read<'py> {
         Node::Map(values) => {
             let dict = PyDict::new(py);
             loop {
-                let count = cursor.block()?;
+                let count = cursor.block(false)?;
                 if count == 0 {
                     break;
                 }
@@ -288,13 +312,13 @@ fn skip(node: &Node, cursor: &mut Cursor) -> Result<(), String> {
         }
         Node::Union(branches) => skip(&branches[cursor.index(branches.len(), "union")?], cursor)?,
         Node::Array(items) => loop {
-            match cursor.block()? {
+            match cursor.block(may_be_empty(items))? {
                 0 => break,
                 count => (0..count).try_for_each(|_| skip(items, cursor))?,
             }
         },
         Node::Map(values) => loop {
-            match cursor.block()? {
+            match cursor.block(false)? {
                 0 => break,
                 count => (0..count).try_for_each(|_| cursor.text().and_then(|_| skip(values, cursor)))?,
             }

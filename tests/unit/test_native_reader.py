@@ -143,6 +143,30 @@ def test_damaged_bodies_never_read_as_something_fastavro_refuses() -> None:
     assert outcomes["both refuse"] > 500 and outcomes["equal"] > 100, outcomes
 
 
+def _zigzag(n: int) -> bytes:
+    value, out = (n << 1) ^ (n >> 63), bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes(out) + bytes([value])
+
+
+@pytest.mark.parametrize("items", ["null", "string"])
+def test_a_block_count_the_body_cannot_hold_is_refused_at_once(items: str) -> None:
+    schema = {"type": "record", "name": "R", "fields": [{"name": "xs", "type": {"type": "array", "items": items}}]}
+    reader = RecordReader(json.dumps(schema), ["xs"], [None], lambda xs: xs)
+    with pytest.raises(ValueError, match="a block of 4611686018427387903 items"):
+        reader.read(_zigzag(2**62 - 1) + b"\x00", 0)  # would loop ~forever over nulls
+    thousand_nulls = _zigzag(1000) + b"\x00"  # legal: nulls take no bytes
+    if items == "null":
+        assert reader.read(thousand_nulls, 0) == [None] * 1000
+        assert fastavro.schemaless_reader(io.BytesIO(thousand_nulls), fastavro.parse_schema(schema), None) == {
+            "xs": [None] * 1000}
+    else:
+        with pytest.raises(ValueError, match="a block of 1000 items with 1 bytes left"):
+            reader.read(thousand_nulls, 0)
+
+
 @pytest.mark.parametrize(
     ("schema", "wanted", "message"),
     [
