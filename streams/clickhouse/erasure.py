@@ -22,8 +22,9 @@ ZooKeeper and the query log, so a raw id there would outlive its erasure. ``ALTE
 DELETE`` on every server: a lightweight ``DELETE FROM`` only masks rows until a later merge,
 which nothing schedules, so the rows would stay on disk.
 
-On a cluster the rows live in each shard's ``<table>_local`` replicas: the deletes run there
-``ON CLUSTER``; the eraser connects to every node, waits until none has them unfinished
+On a cluster the rows live in each shard's ``<table>_local`` replicas: the deletes run on one
+node of each shard, which passes them on to the shard's other replicas (not ``ON CLUSTER``: see
+:func:`_mutate`); the eraser connects to every node, waits until none has them unfinished
 (``system.mutations`` shows a node its own progress) and counts each replica, so a replica that
 is down or behind keeps the tombstone until it is clean. A tombstone takes part only once every
 replica of its shard has it: the deletes and counts read tombstones from one replica per shard.
@@ -180,17 +181,27 @@ def _knows_setting(client: AdminClient, name: str) -> bool:
     return bool(_rows(client, f"SELECT count() FROM system.settings WHERE name = {quote(name)}")[0][0])
 
 
-def delete_rows(client: AdminClient, settings: Settings, customer_hashes: Sequence[str],
+def delete_rows(shard_clients: Sequence[AdminClient], settings: Settings, customer_hashes: Sequence[str],
                 tables: Iterable[str] = ERASURE_TARGETS) -> None:
     """Start one delete per table (of ``tables``, default all) of the rows naming the ids of
-    ``customer_hashes``, whose tombstones must exist until the deletes are done. Returns once the
-    mutations are queued (on every node of a cluster); they run in the background."""
+    ``customer_hashes``, whose tombstones must exist until the deletes are done, on each of
+    ``shard_clients`` (the server; on a cluster one node of each shard). Returns once the
+    mutations are queued; they run in the background."""
     database = check_identifier(settings.clickhouse_database)
-    cluster = settings.clickhouse_cluster
-    allow_subquery = bool(cluster) and _knows_setting(client, "allow_nondeterministic_mutations")
+    cluster = bool(settings.clickhouse_cluster)
+    allow_subquery = cluster and _knows_setting(shard_clients[0], "allow_nondeterministic_mutations")
     for table in tables:
-        client.execute(delete_statement(table, customer_hashes, database=database, cluster=cluster,
-                                        allow_subquery=allow_subquery))
+        _mutate(shard_clients, delete_statement(table, customer_hashes, database=database, local=cluster,
+                                                allow_subquery=allow_subquery))
+
+
+def _mutate(shard_clients: Sequence[AdminClient], statement: str) -> None:
+    """``statement`` on each shard, through one of its nodes: a replica passes a mutation on to the
+    others of its shard through ZooKeeper. Not ``ON CLUSTER``, so that erasure does not depend on
+    the distributed DDL queue, which runs every node's tasks one at a time and which, on 18.16,
+    stops for good when both replicas of a shard take the same replicated ``ALTER``."""
+    for client in shard_clients:
+        client.execute(statement)
 
 
 class _Node(NamedTuple):
@@ -216,6 +227,14 @@ def _nodes(settings: Settings, client: AdminClient) -> Iterator[list[_Node]]:
     finally:
         for node in nodes:
             node.client.disconnect()
+
+
+def _one_per_shard(nodes: Sequence[_Node]) -> list[AdminClient]:
+    """The client on the first node of each shard."""
+    first: dict[int, AdminClient] = {}
+    for node in nodes:
+        first.setdefault(node.shard, node.client)
+    return list(first.values())
 
 
 def _busy(nodes: Sequence[_Node], database: str) -> set[str]:
@@ -337,7 +356,8 @@ def _erase(settings: Settings, client: AdminClient, nodes: Sequence[_Node], todo
     dirty = [h for h in hashes if any(found[h].values())]
     if dirty:
         # Only the tables holding rows: a delete reads every part of its table.
-        delete_rows(client, settings, dirty, [t for t in ERASURE_TARGETS if any(found[h][t] for h in dirty)])
+        delete_rows(_one_per_shard(nodes), settings, dirty,
+                    [t for t in ERASURE_TARGETS if any(found[h][t] for h in dirty)])
         _wait(nodes, database, set(dirty), until)
         dirty = _still_named(nodes, database, todo, dirty, local=cluster)
     verified = [t for t in todo if t.customer_hash not in dirty]
@@ -366,8 +386,9 @@ def purge_once(settings: Settings, client: AdminClient, *, now_ms: int, max_batc
         todo = [t for t in pending_erasures(client, max_batch) if t.customer_hash not in busy]
         verified = _erase(settings, client, nodes, todo, now_ms=now_ms, until=until) if todo else []
         if verified:
-            client.execute(forget_statement([t.customer_hash for t in verified], [t.request_hash for t in verified],
-                                            database=database, cluster=settings.clickhouse_cluster))
+            _mutate(_one_per_shard(nodes), forget_statement(
+                [t.customer_hash for t in verified], [t.request_hash for t in verified], database=database,
+                local=bool(settings.clickhouse_cluster)))
             _wait(nodes, database, {t.customer_hash for t in verified}, until)
     if len(verified) < len(todo):
         log.info("erasure: %d of %d ids not verified (deletes running, rows written since, or tombstones not "

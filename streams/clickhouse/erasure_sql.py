@@ -1,8 +1,8 @@
 """The eraser's SQL (pure): which tables and columns name a customer, and the statements that
 count and delete their rows by keyed hash, through the tombstones in ``erased_customers``.
 
-Values enter the SQL only through :func:`quote`; database and cluster names are identifiers
-checked by the settings and the migrator.
+Values enter the SQL only through :func:`quote`; database names are identifiers checked by the
+settings and the migrator.
 """
 
 from __future__ import annotations
@@ -49,27 +49,29 @@ def _naming(columns: Sequence[str], operand: str, operator: str = "IN") -> str:
     return " OR ".join(f"{column} {operator} {operand}" for column in columns)
 
 
-def _target(database: str, table: str, cluster: str) -> str:
-    return f"{database}.{table}{LOCAL_SUFFIX} ON CLUSTER {cluster}" if cluster else f"{database}.{table}"
+def _target(database: str, table: str, local: bool) -> str:
+    return f"{database}.{table}{LOCAL_SUFFIX if local else ''}"
 
 
-def delete_statement(table: str, customer_hashes: Sequence[str], *, database: str, cluster: str = "",
+def delete_statement(table: str, customer_hashes: Sequence[str], *, database: str, local: bool = False,
                      allow_subquery: bool = False) -> str:
-    """The mutation that deletes ``table``'s rows naming the ids of ``customer_hashes``.
+    """The mutation that deletes ``table``'s rows naming the ids of ``customer_hashes``; ``local``
+    mutates a cluster node's own replicas (``<table>_local``), which pass it on to the other
+    replicas of their shard.
 
     ``allow_subquery`` adds ``allow_nondeterministic_mutations = 1``, which modern servers
     require of a subquery in a mutation of a replicated table (replicas evaluate it apart; here
     they read the same tombstones, which stay until every replica is verified clean)."""
     where = _naming(ERASURE_TARGETS[table], f"({erased_ids(database, customer_hashes)})")
     settings = " SETTINGS allow_nondeterministic_mutations = 1" if allow_subquery else ""
-    return f"ALTER TABLE {_target(database, table, cluster)} DELETE WHERE {where}{settings}"
+    return f"ALTER TABLE {_target(database, table, local)} DELETE WHERE {where}{settings}"
 
 
 def forget_statement(customer_hashes: Sequence[str], request_hashes: Sequence[str], *, database: str,
-                     cluster: str = "") -> str:
+                     local: bool = False) -> str:
     """The mutation that deletes the tombstones of ``customer_hashes`` made for ``request_hashes``:
     a newer request's tombstone for the same id (another request hash) stays."""
-    return (f"ALTER TABLE {_target(database, ERASED_CUSTOMERS.name, cluster)} DELETE "
+    return (f"ALTER TABLE {_target(database, ERASED_CUSTOMERS.name, local)} DELETE "
             f"WHERE customer_hash IN {in_list(customer_hashes)} AND request_hash IN {in_list(request_hashes)}")
 
 

@@ -56,7 +56,7 @@ def erase(settings: Settings, client: Client, customer_ids: Sequence[str], now_m
     before = remaining_rows(client, customer_ids)["events"]
     table_before = client.execute(total)[0][0]
     started = time.perf_counter()
-    delete_rows(client, settings, hashes, ["events"])
+    delete_rows([client], settings, hashes, ["events"])
     queued = time.perf_counter() - started
     while running_mutations(client, settings.clickhouse_database):
         time.sleep(POLL_S)

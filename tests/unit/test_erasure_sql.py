@@ -39,9 +39,9 @@ def test_a_delete_names_ids_by_hash_through_their_tombstones() -> None:
         f"OR referred_customer_id IN ({TOMBS})")
 
 
-def test_on_a_cluster_a_delete_mutates_every_shards_local_table() -> None:
-    assert delete_statement("events", [H1, H2], database="shop", cluster="c2x2", allow_subquery=True) == (
-        f"ALTER TABLE shop.events_local ON CLUSTER c2x2 DELETE WHERE customer_id IN ({TOMBS}) "
+def test_on_a_cluster_a_delete_mutates_a_nodes_local_table_without_distributed_ddl() -> None:
+    assert delete_statement("events", [H1, H2], database="shop", local=True, allow_subquery=True) == (
+        f"ALTER TABLE shop.events_local DELETE WHERE customer_id IN ({TOMBS}) "
         "SETTINGS allow_nondeterministic_mutations = 1")
 
 
@@ -49,8 +49,8 @@ def test_forgetting_a_tombstone_keeps_a_newer_request_for_the_same_id() -> None:
     request = "r" * 32
     assert forget_statement([H1], [request], database="shop") == (
         f"ALTER TABLE shop.erased_customers DELETE WHERE customer_hash IN ('{H1}') AND request_hash IN ('{request}')")
-    assert forget_statement([H1], [request], database="shop", cluster="c2x2").startswith(
-        "ALTER TABLE shop.erased_customers_local ON CLUSTER c2x2 DELETE")
+    assert forget_statement([H1], [request], database="shop", local=True).startswith(
+        "ALTER TABLE shop.erased_customers_local DELETE")
 
 
 def test_counts_read_all_shards_or_one_nodes_replica() -> None:
