@@ -54,10 +54,12 @@ from streams.clickhouse.erasure_sql import (
     in_list,
     quote,
     remaining_statement,
+    tombstones_left_statement,
 )
 from streams.clickhouse.migrate import check_identifier
 from streams.clickhouse.tables import ERASED_CUSTOMERS, ERASURE_REQUESTS
 from streams.core.erasure import ACKNOWLEDGING_STAGES
+from streams.errors import SettingsError
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -186,7 +188,8 @@ def delete_rows(shard_clients: Sequence[AdminClient], settings: Settings, custom
     """Start one delete per table (of ``tables``, default all) of the rows naming the ids of
     ``customer_hashes``, whose tombstones must exist until the deletes are done, on each of
     ``shard_clients`` (the server; on a cluster one node of each shard). Returns once the
-    mutations are queued; they run in the background."""
+    mutations are queued (on a cluster in ZooKeeper, where each replica finds them a moment
+    later); they run in the background."""
     database = check_identifier(settings.clickhouse_database)
     cluster = bool(settings.clickhouse_cluster)
     allow_subquery = cluster and _knows_setting(shard_clients[0], "allow_nondeterministic_mutations")
@@ -218,6 +221,9 @@ def _nodes(settings: Settings, client: AdminClient) -> Iterator[list[_Node]]:
         return
     addresses = _rows(client, f"SELECT shard_num, host_address, port FROM system.clusters "
                               f"WHERE cluster = {quote(settings.clickhouse_cluster)}")
+    if not addresses:
+        raise SettingsError(f"STREAMS_CLICKHOUSE_CLUSTER={settings.clickhouse_cluster!r}: system.clusters has no "
+                            "such cluster; set it to a <remote_servers> name of the servers' configuration")
     nodes = [_Node(int(shard), connect(dataclasses.replace(settings, clickhouse_host=str(host),
                                                            clickhouse_port=int(port)),
                                        admin=True, database=settings.clickhouse_database))
@@ -259,6 +265,18 @@ def _on_every_replica(nodes: Sequence[_Node], database: str, customer_hashes: Se
 def _wait(nodes: Sequence[_Node], database: str, hashes: set[str], until: float) -> None:
     """Wait until no node has an unfinished mutation naming ``hashes``, or ``until`` (monotonic)."""
     while _busy(nodes, database) & hashes and time.monotonic() < until:
+        time.sleep(POLL_S)
+
+
+def _forget(nodes: Sequence[_Node], database: str, verified: Sequence[Tombstone], *, local: bool,
+            until: float) -> None:
+    """Delete the tombstones of ``verified`` and wait, up to ``until``, until no replica has them.
+    It waits for the rows, not for the mutation: a replica lists a replicated mutation only once
+    ZooKeeper has told it, so right after the ALTER it may not list it yet."""
+    hashes = ([t.customer_hash for t in verified], [t.request_hash for t in verified])
+    _mutate(_one_per_shard(nodes), forget_statement(*hashes, database=database, local=local))
+    left = tombstones_left_statement(*hashes, database=database, local=local)
+    while any(_rows(node.client, left)[0][0] for node in nodes) and time.monotonic() < until:
         time.sleep(POLL_S)
 
 
@@ -386,10 +404,7 @@ def purge_once(settings: Settings, client: AdminClient, *, now_ms: int, max_batc
         todo = [t for t in pending_erasures(client, max_batch) if t.customer_hash not in busy]
         verified = _erase(settings, client, nodes, todo, now_ms=now_ms, until=until) if todo else []
         if verified:
-            _mutate(_one_per_shard(nodes), forget_statement(
-                [t.customer_hash for t in verified], [t.request_hash for t in verified], database=database,
-                local=bool(settings.clickhouse_cluster)))
-            _wait(nodes, database, {t.customer_hash for t in verified}, until)
+            _forget(nodes, database, verified, local=bool(settings.clickhouse_cluster), until=until)
     if len(verified) < len(todo):
         log.info("erasure: %d of %d ids not verified (deletes running, rows written since, or tombstones not "
                  "replicated yet): next cycle", len(todo) - len(verified), len(todo))

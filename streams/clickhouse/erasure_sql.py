@@ -72,7 +72,18 @@ def forget_statement(customer_hashes: Sequence[str], request_hashes: Sequence[st
     """The mutation that deletes the tombstones of ``customer_hashes`` made for ``request_hashes``:
     a newer request's tombstone for the same id (another request hash) stays."""
     return (f"ALTER TABLE {_target(database, ERASED_CUSTOMERS.name, local)} DELETE "
-            f"WHERE customer_hash IN {in_list(customer_hashes)} AND request_hash IN {in_list(request_hashes)}")
+            f"WHERE {_tombstones(customer_hashes, request_hashes)}")
+
+
+def tombstones_left_statement(customer_hashes: Sequence[str], request_hashes: Sequence[str], *, database: str,
+                              local: bool = False) -> str:
+    """How many of the tombstones :func:`forget_statement` deletes are still there."""
+    return (f"SELECT count() FROM {_target(database, ERASED_CUSTOMERS.name, local)} "
+            f"WHERE {_tombstones(customer_hashes, request_hashes)}")
+
+
+def _tombstones(customer_hashes: Sequence[str], request_hashes: Sequence[str]) -> str:
+    return f"customer_hash IN {in_list(customer_hashes)} AND request_hash IN {in_list(request_hashes)}"
 
 
 def count_statement(table: str, customer_hashes: Sequence[str], *, database: str, local: bool = False) -> str:

@@ -74,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     name = bench_name()
     settings = load_settings(local_environ(), clickhouse_database=name)
+    if settings.clickhouse_cluster:  # it deletes and waits on the one node it connects to
+        raise SystemExit("erasure_bench measures one server: unset STREAMS_CLICKHOUSE_CLUSTER")
     migrate(settings, echo=lambda _: None)
     client = connect(settings, admin=True, database=name)
     try:

@@ -1,7 +1,7 @@
 """The eraser on the cluster profile of the local stack (ClickHouse 2 shards x 2 replicas, 18.16):
 the views, read on a node of either shard, hide erased ids once their tombstones have replicated;
-the deletes run ON CLUSTER on each shard's local tables; purge_once waits for every node and
-verifies every replica.
+the deletes run on each shard's local tables through one node of the shard (no ON CLUSTER);
+purge_once waits for every node and verifies every replica.
 
 The fixture starts the cluster profile (``deploy/local/stack up --cluster``) unless it is up, and
 stops it at the end if it started it."""

@@ -6,6 +6,7 @@ while mutations run; an id with rows left keeps its tombstone. The same scenario
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Iterator
@@ -13,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from streams.clickhouse.erasure import purge_once
 from streams.clickhouse.migrate import apply_migrations
+from streams.errors import SettingsError
 from streams.settings import Settings, load_settings
 from tests.support import erasure_tables as scenario
 from tests.support.chdb import ChdbClient
@@ -69,3 +72,9 @@ def test_an_id_with_rows_left_keeps_its_tombstone_until_a_later_cycle(loaded: tu
 
 def test_nothing_is_deleted_before_every_partition_acknowledges(loaded: tuple[Settings, ChdbClient]) -> None:
     scenario.nothing_is_deleted_before_every_partition_acknowledges(*loaded, NOW)
+
+
+def test_a_cluster_the_servers_do_not_know_is_a_configuration_error(loaded: tuple[Settings, ChdbClient]) -> None:
+    settings, client = loaded
+    with pytest.raises(SettingsError, match=r"STREAMS_CLICKHOUSE_CLUSTER='nowhere': system\.clusters has no such"):
+        purge_once(dataclasses.replace(settings, clickhouse_cluster="nowhere"), client, now_ms=NOW)

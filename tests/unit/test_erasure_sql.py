@@ -13,6 +13,7 @@ from streams.clickhouse.erasure_sql import (
     hashes_named,
     quote,
     remaining_statement,
+    tombstones_left_statement,
 )
 from streams.clickhouse.tables import TABLES
 from streams.core.erasure import keyed_hash
@@ -51,6 +52,13 @@ def test_forgetting_a_tombstone_keeps_a_newer_request_for_the_same_id() -> None:
         f"ALTER TABLE shop.erased_customers DELETE WHERE customer_hash IN ('{H1}') AND request_hash IN ('{request}')")
     assert forget_statement([H1], [request], database="shop", local=True).startswith(
         "ALTER TABLE shop.erased_customers_local DELETE")
+
+
+def test_the_tombstones_a_forget_deletes_are_counted_on_the_replica_it_waits_for() -> None:
+    request = "r" * 32
+    assert tombstones_left_statement([H1], [request], database="shop", local=True) == (
+        f"SELECT count() FROM shop.erased_customers_local WHERE customer_hash IN ('{H1}') "
+        f"AND request_hash IN ('{request}')")
 
 
 def test_counts_read_all_shards_or_one_nodes_replica() -> None:
