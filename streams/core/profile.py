@@ -211,29 +211,32 @@ class Profile:
         }
 
     def snapshot(self) -> dict[str, Any]:
-        """The profile as one row of ``customer_profiles`` (absolute values plus version)."""
-        counts = self.counts
-        last_day = floor_to(self.last_seen_at or 0, DAY_MS)
-        purchases = counts[PURCHASES]
-        week, month = week_and_month(last_day, self.daily, self.history_daily)
+        """The profile as one row of ``customer_profiles`` (absolute values plus version).
+        Built once per touched profile and batch: the costliest row, so locals, not lookups."""
+        events, clicks, shares, purchases, support, revenue = self.counts
+        first_seen, last_seen = self.first_seen_at or 0, self.last_seen_at or 0
+        week, month = week_and_month(floor_to(last_seen, DAY_MS), self.daily, self.history_daily)
         week, month = week or _NO_COUNTS, month or _NO_COUNTS
+        networks = sorted(self.shares_by_network)
+        latest = self.satisfaction_latest[2] if self.satisfaction_latest else None
+        referred = len(self.referred_customers)
         row: dict[str, Any] = {
             "customer_id": self.customer_id,
             "version": self.version,
-            "first_seen_at_ms": self.first_seen_at or 0,
-            "last_seen_at_ms": self.last_seen_at or 0,
-            "events": counts[EVENTS],
-            "clicks": counts[CLICKS],
-            "shares": counts[SHARES],
+            "first_seen_at_ms": first_seen,
+            "last_seen_at_ms": last_seen,
+            "events": events,
+            "clicks": clicks,
+            "shares": shares,
             "purchases": purchases,
-            "support_events": counts[SUPPORT],
-            "revenue_cents": counts[REVENUE],
-            "avg_order_value_cents": counts[REVENUE] // purchases if purchases else 0,
+            "support_events": support,
+            "revenue_cents": revenue,
+            "avg_order_value_cents": revenue // purchases if purchases else 0,
             "last_purchase_at_ms": self.last_purchase_at,
-            "share_networks": sorted(self.shares_by_network),
-            "share_network_counts": [self.shares_by_network[n] for n in sorted(self.shares_by_network)],
-            **self.support_summary(),
-            "latest_satisfaction": self.satisfaction_latest[2] if self.satisfaction_latest else None,
+            "share_networks": networks,
+            "share_network_counts": [self.shares_by_network[n] for n in networks],
+            **(self.support_summary() if self.tickets else _NO_TICKETS),
+            "latest_satisfaction": latest,
             "satisfaction_sum": self.satisfaction_sum,
             "satisfaction_count": self.satisfaction_count,
             "activity_7d": week[EVENTS],
@@ -246,9 +249,13 @@ class Profile:
             "referred_clicks": self.referred_clicks,
             "referred_purchases": self.referred_purchases,
             "referred_revenue_cents": self.referred_revenue_cents,
-            "referred_customers": len(self.referred_customers),
+            "referred_customers": referred,
         }
-        row.update(scores(row))
+        row["recency_score"], row["frequency_score"], row["monetary_score"], row["engagement_score"], \
+            row["segment"] = _scores(self.last_purchase_at, first_seen, last_seen, purchases, revenue,
+                                     month[CLICKS] + 3 * month[SHARES] + 5 * month[PURCHASES]
+                                     + 10 * self.referred_purchases,
+                                     latest, referred, week[EVENTS])
         return row
 
     def bucket_row(self, start_ms: int, daily: bool) -> dict[str, Any]:
@@ -330,6 +337,10 @@ class Profile:
         )
 
 
+# What a profile without tickets says of support (most profiles): built once.
+_NO_TICKETS = Profile("").support_summary()
+
+
 def _bump(counters: list[int], column: int, revenue: int) -> None:
     counters[EVENTS] += 1
     counters[column] += 1
@@ -356,31 +367,30 @@ def recency_score(last_purchase_at: int | None, as_of: int) -> int:
 
 def scores(row: dict[str, Any]) -> dict[str, Any]:
     """R/F/M, engagement score and segment of a snapshot row (definitions in docs)."""
-    recency = recency_score(row["last_purchase_at_ms"], row["last_seen_at_ms"])
-    frequency = _threshold_score(row["purchases"], (10, 5, 3, 2))
-    monetary = _threshold_score(row["revenue_cents"], (100_000, 50_000, 20_000, 5_000))
     engagement = (row["clicks_30d"] + 3 * row["shares_30d"] + 5 * row["purchases_30d"]
                   + 10 * row["referred_purchases"])
-    latest_satisfaction = row["latest_satisfaction"]
-    if row["referred_customers"] >= 2:
+    values = _scores(row["last_purchase_at_ms"], row["first_seen_at_ms"], row["last_seen_at_ms"],
+                     row["purchases"], row["revenue_cents"], engagement, row["latest_satisfaction"],
+                     row["referred_customers"], row["activity_7d"])
+    return dict(zip(("recency_score", "frequency_score", "monetary_score", "engagement_score", "segment"),
+                    values, strict=True))
+
+
+def _scores(last_purchase_at: int | None, first_seen_at: int, last_seen_at: int, purchases: int,
+            revenue_cents: int, engagement: int, latest_satisfaction: int | None, referred_customers: int,
+            activity_7d: int) -> tuple[int, int, int, int, str]:
+    recency = recency_score(last_purchase_at, last_seen_at)
+    if referred_customers >= 2:
         segment = "advocate"
-    elif row["purchases"] >= 3 and recency >= 3:
+    elif purchases >= 3 and recency >= 3:
         segment = "loyal"
-    elif (latest_satisfaction is not None and latest_satisfaction <= 2) or (
-        row["purchases"] >= 1 and recency == 1
-    ):
+    elif (latest_satisfaction is not None and latest_satisfaction <= 2) or (purchases >= 1 and recency == 1):
         segment = "at_risk"
-    elif row["last_seen_at_ms"] - row["first_seen_at_ms"] < 7 * DAY_MS and row["purchases"] == 0:
+    elif last_seen_at - first_seen_at < 7 * DAY_MS and purchases == 0:
         segment = "new"
-    elif row["activity_7d"] > 0:
+    elif activity_7d > 0:
         segment = "active"
     else:
         segment = "dormant"
-    return {
-        "recency_score": recency,
-        "frequency_score": frequency,
-        "monetary_score": monetary,
-        "engagement_score": engagement,
-        "segment": segment,
-    }
-
+    return (recency, _threshold_score(purchases, (10, 5, 3, 2)),
+            _threshold_score(revenue_cents, (100_000, 50_000, 20_000, 5_000)), engagement, segment)

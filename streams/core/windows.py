@@ -61,9 +61,15 @@ def week_and_month(last_day_ms: int, *bucket_sets: dict[int, list[int]]) -> tupl
     only: when every bucket falls in the 7 days, both are the sums of all of them, with no
     window to test per bucket (a snapshot's costliest step otherwise)."""
     filled = [buckets for buckets in bucket_sets if buckets]
-    if len(filled) == 1 and min(filled[0]) >= last_day_ms - 6 * DAY_MS and max(filled[0]) <= last_day_ms:
-        sums = [sum(column) for column in zip(*filled[0].values(), strict=True)]
-        return sums, list(sums)
+    if len(filled) == 1:
+        buckets = filled[0]
+        if len(buckets) == 1:  # a customer seen on one day: that day is the last one
+            counts = next(iter(buckets.values()))
+            if next(iter(buckets)) == last_day_ms:
+                return list(counts), list(counts)
+        elif min(buckets) >= last_day_ms - 6 * DAY_MS and max(buckets) <= last_day_ms:
+            sums = [sum(column) for column in zip(*buckets.values(), strict=True)]
+            return sums, list(sums)
     return trailing_days(last_day_ms, 7, *bucket_sets), trailing_days(last_day_ms, 30, *bucket_sets)
 
 
