@@ -277,22 +277,28 @@ class Profile:
     # -- serialization (the changelog value) --------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        # Written for every profile a batch touches: collections that are empty (most of them,
+        # for most profiles) skip their comprehension.
+        value = {
             "c": self.customer_id, "v": self.version, "f": self.first_seen_at,
             "l": self.last_seen_at, "n": self.counts, "lp": self.last_purchase_at,
             "sn": self.shares_by_network,
             "t": {k: [t.opened_at, t.any_at, t.first_reply_at, t.resolved_at, list(t.latest), t.status]
-                  for k, t in self.tickets.items()},
+                  for k, t in self.tickets.items()} if self.tickets else {},
             "sl": list(self.satisfaction_latest) if self.satisfaction_latest else None,
             "ss": self.satisfaction_sum, "sc": self.satisfaction_count,
             "h": [[k, *v] for k, v in self.hourly.items()],
             "d": [[k, *v] for k, v in self.daily.items()],
             "rc": self.referred_clicks, "rp": self.referred_purchases,
             "rr": self.referred_revenue_cents, "ru": sorted(self.referred_customers),
-            "co": [[partition, *last] for partition, last in self.credit_origins.items()],
+            "co": [[partition, *last] for partition, last in self.credit_origins.items()]
+            if self.credit_origins else [],
             "b": self.book.to_json(),
-            **self._optional_json(),
         }
+        optional = self._optional_json()
+        if optional:
+            value.update(optional)
+        return value
 
     def _optional_json(self) -> dict[str, Any]:
         found: dict[str, Any] = {}
@@ -314,29 +320,37 @@ class Profile:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Profile:
-        tickets = {
-            k: Ticket(t[0], t[1], t[2], t[3], (t[4][0], t[4][1]), t[5]) for k, t in data["t"].items()
-        }
-        latest = data["sl"]
-        return cls(
+        # Run for every profile a batch loads that is not cached: most collections are empty
+        # or absent, and a comprehension costs a call even over nothing.
+        tickets, latest = data["t"], data["sl"]
+        profile = cls(
             customer_id=data["c"], version=data["v"], first_seen_at=data["f"],
             last_seen_at=data["l"], counts=data["n"], last_purchase_at=data["lp"],
-            shares_by_network=data["sn"], tickets=tickets,
+            shares_by_network=data["sn"],
+            tickets={k: Ticket(t[0], t[1], t[2], t[3], (t[4][0], t[4][1]), t[5])
+                     for k, t in tickets.items()} if tickets else {},
             satisfaction_latest=(latest[0], latest[1], latest[2]) if latest else None,
             satisfaction_sum=data["ss"], satisfaction_count=data["sc"],
             hourly={row[0]: row[1:] for row in data["h"]},
             daily={row[0]: row[1:] for row in data["d"]},
             referred_clicks=data["rc"], referred_purchases=data["rp"],
             referred_revenue_cents=data["rr"], referred_customers=set(data["ru"]),
-            credit_origins={row[0]: (row[1], row[2]) for row in data.get("co", ())},  # absent: older records
             book=ReplayBook.from_json(data["b"]),
-            anonymous=bool(data.get("an")), identified_as=data.get("ia"), pending=data.get("pe", []),
-            person_credits={k: PersonCredit.from_json(c) for k, c in data.get("pc", {}).items()},
-            touch_credits=data.get("tc", {}), linked=set(data.get("al", ())),
-            history_daily={row[0]: row[1:] for row in data.get("hd", ())},
         )
+        origins = data.get("co")  # absent from older records
+        if origins:
+            profile.credit_origins = {row[0]: (row[1], row[2]) for row in origins}
+        if len(data) > _ALWAYS_WRITTEN - (origins is None):  # some of _optional_json's keys are there
+            profile.anonymous, profile.identified_as = bool(data.get("an")), data.get("ia")
+            profile.pending = data.get("pe", [])
+            profile.person_credits = {k: PersonCredit.from_json(c) for k, c in data.get("pc", {}).items()}
+            profile.touch_credits, profile.linked = data.get("tc", {}), set(data.get("al", ()))
+            profile.history_daily = {row[0]: row[1:] for row in data.get("hd", ())}
+        return profile
 
 
+# How many keys Profile.to_json always writes; older records lack one of them, "co".
+_ALWAYS_WRITTEN = len(Profile("").to_json())
 # What a profile without tickets says of support (most profiles): built once.
 _NO_TICKETS = Profile("").support_summary()
 

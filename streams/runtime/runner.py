@@ -13,10 +13,10 @@ stays bounded and nothing is acknowledged that is not written.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any, TypeVar, cast
 
 from aiokafka import AIOKafkaProducer
@@ -99,8 +99,9 @@ class TableState:
             else:
                 data[key] = value
                 key_partition[key] = partition
-            # Keys as Faust's json key serializer writes them, so recovery reads them back.
-            changelog.append(OutMessage(self.changelog_topic, partition, json.dumps(key).encode(), value))
+            # Keys as Faust's json key serializer writes them (json.dumps of a str is this
+            # function's result), so recovery reads them back and compaction sees one key.
+            changelog.append(OutMessage(self.changelog_topic, partition, encode_basestring_ascii(key).encode(), value))
         return changelog
 
     def sent(self, changelog: Sequence[OutMessage], deliveries: Sequence[asyncio.Future[Any]]) -> None:

@@ -13,7 +13,15 @@ import pytest
 
 from streams.clickhouse.tables import CUSTOMER_PROFILES
 from streams.core.events import Click, Event, Purchase, Share, Support, TicketAction
-from streams.core.profile import DAILY_KEPT, HOURLY_KEPT, TICKETS_KEPT, Profile, recency_score, scores
+from streams.core.profile import (
+    DAILY_KEPT,
+    HOURLY_KEPT,
+    TICKETS_KEPT,
+    PersonCredit,
+    Profile,
+    recency_score,
+    scores,
+)
 from streams.core.windows import DAY_MS, HOUR_MS
 
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z: a day boundary
@@ -317,3 +325,32 @@ def test_a_profile_restored_from_its_changelog_value_has_the_same_snapshot() -> 
     restored = Profile.from_json(orjson.loads(orjson.dumps(profile.to_json())))
     assert restored.snapshot() == profile.snapshot()
     assert restored.to_json() == profile.to_json()
+
+
+def _history(profile: Profile) -> None:
+    profile.apply(share(T0 - 40 * DAY_MS), T0 - 40 * DAY_MS, late=False, history=True)
+
+
+OPTIONAL_FIELDS: dict[str, Any] = {
+    "anonymous": lambda p: setattr(p, "anonymous", True),
+    "identified_as": lambda p: setattr(p, "identified_as", "cust-9"),
+    "pending": lambda p: setattr(p, "pending", [["t.clicks", 4, "t.clicks", T0, "body"]]),
+    "linked": lambda p: setattr(p, "linked", {"dev-1"}),
+    "touch_credits": lambda p: setattr(p, "touch_credits", {"cr-1": {"sharer_customer_id": "cust-2"}}),
+    "person_credits": lambda p: setattr(p, "person_credits", {"cr-2": PersonCredit(1, "k:ref", "purchase", 700)}),
+    "history_daily": _history,
+}
+
+
+@pytest.mark.parametrize("written_before_credit_origins", [False, True])
+@pytest.mark.parametrize("optional", ["none", "all", *OPTIONAL_FIELDS])
+def test_a_restored_profile_keeps_every_optional_field(optional: str, written_before_credit_origins: bool) -> None:
+    profile = fold(click(T0), purchase(T0))
+    for name, set_field in OPTIONAL_FIELDS.items():
+        if optional in (name, "all"):
+            set_field(profile)
+    profile.credit_origins = {} if written_before_credit_origins else {3: (17, 0)}
+    value = orjson.loads(orjson.dumps(profile.to_json()))
+    if written_before_credit_origins:
+        del value["co"]
+    assert Profile.from_json(value) == profile
