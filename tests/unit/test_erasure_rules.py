@@ -45,6 +45,13 @@ def test_the_keyed_hash_names_no_one_without_its_key() -> None:
     assert suppression_key(first) == f"x:{first}"
 
 
+def test_the_keyed_hash_is_hmac_sha256_whichever_key_came_before() -> None:
+    # RFC 4231, test case 2, between uses of other keys: hashes written under one key stay valid.
+    for key in (b"k" * 16, b"Jefe", b"j" * 100, b"Jefe"):
+        keyed_hash(key, "cust-1")
+        assert keyed_hash(b"Jefe", "what do ya want for nothing?") == "5bdcc146bf60754e6a042426089575c7"
+
+
 def test_a_customer_is_erased_with_the_anonymous_ids_whose_events_it_absorbed() -> None:
     customer = Profile("c-1")
     for anonymous_id in ("dev-1", "dev@2", "dev%403>x"):
