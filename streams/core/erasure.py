@@ -29,6 +29,7 @@ def keyed_hash(key: bytes, value: str) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _keyed_mac(key: bytes) -> hmac.HMAC:
+    """Shared by every caller with ``key``: copied, never updated."""
     return hmac.new(key, digestmod=hashlib.sha256)
 
 

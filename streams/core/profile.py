@@ -27,6 +27,8 @@ REFERRED_CUSTOMERS_KEPT = 10_000
 # Bucket counters: one list per bucket, indexed by these columns.
 EVENTS, CLICKS, SHARES, PURCHASES, SUPPORT, REVENUE = range(6)
 _NO_COUNTS = [0] * 6
+# The keys of Profile._optional_json: from_json reads them only when a record has one.
+OPTIONAL_JSON_KEYS = frozenset({"an", "ia", "pe", "pc", "tc", "al", "hd"})
 _TYPE_COLUMN = {"click": CLICKS, "share": SHARES, "purchase": PURCHASES, "support": SUPPORT}
 
 _OPEN_STATUSES = frozenset({TicketAction.OPENED, TicketAction.REPLIED, TicketAction.REOPENED})
@@ -251,11 +253,10 @@ class Profile:
             "referred_revenue_cents": self.referred_revenue_cents,
             "referred_customers": referred,
         }
-        row["recency_score"], row["frequency_score"], row["monetary_score"], row["engagement_score"], \
-            row["segment"] = _scores(self.last_purchase_at, first_seen, last_seen, purchases, revenue,
-                                     month[CLICKS] + 3 * month[SHARES] + 5 * month[PURCHASES]
-                                     + 10 * self.referred_purchases,
-                                     latest, referred, week[EVENTS])
+        (row["recency_score"], row["frequency_score"], row["monetary_score"], row["engagement_score"],
+         row["segment"]) = _scores(self.last_purchase_at, first_seen, last_seen, purchases, revenue,
+                                   month[CLICKS], month[SHARES], month[PURCHASES], self.referred_purchases,
+                                   latest, referred, week[EVENTS])
         return row
 
     def bucket_row(self, start_ms: int, daily: bool) -> dict[str, Any]:
@@ -301,6 +302,7 @@ class Profile:
         return value
 
     def _optional_json(self) -> dict[str, Any]:
+        """The fields most profiles leave empty, written only when set (keys: OPTIONAL_JSON_KEYS)."""
         found: dict[str, Any] = {}
         if self.anonymous:
             found["an"] = 1
@@ -340,7 +342,7 @@ class Profile:
         origins = data.get("co")  # absent from older records
         if origins:
             profile.credit_origins = {row[0]: (row[1], row[2]) for row in origins}
-        if len(data) > _ALWAYS_WRITTEN - (origins is None):  # some of _optional_json's keys are there
+        if not OPTIONAL_JSON_KEYS.isdisjoint(data):
             profile.anonymous, profile.identified_as = bool(data.get("an")), data.get("ia")
             profile.pending = data.get("pe", [])
             profile.person_credits = {k: PersonCredit.from_json(c) for k, c in data.get("pc", {}).items()}
@@ -349,8 +351,6 @@ class Profile:
         return profile
 
 
-# How many keys Profile.to_json always writes; older records lack one of them, "co".
-_ALWAYS_WRITTEN = len(Profile("").to_json())
 # What a profile without tickets says of support (most profiles): built once.
 _NO_TICKETS = Profile("").support_summary()
 
@@ -381,17 +381,17 @@ def recency_score(last_purchase_at: int | None, as_of: int) -> int:
 
 def scores(row: dict[str, Any]) -> dict[str, Any]:
     """R/F/M, engagement score and segment of a snapshot row (definitions in docs)."""
-    engagement = (row["clicks_30d"] + 3 * row["shares_30d"] + 5 * row["purchases_30d"]
-                  + 10 * row["referred_purchases"])
     values = _scores(row["last_purchase_at_ms"], row["first_seen_at_ms"], row["last_seen_at_ms"],
-                     row["purchases"], row["revenue_cents"], engagement, row["latest_satisfaction"],
+                     row["purchases"], row["revenue_cents"], row["clicks_30d"], row["shares_30d"],
+                     row["purchases_30d"], row["referred_purchases"], row["latest_satisfaction"],
                      row["referred_customers"], row["activity_7d"])
     return dict(zip(("recency_score", "frequency_score", "monetary_score", "engagement_score", "segment"),
                     values, strict=True))
 
 
 def _scores(last_purchase_at: int | None, first_seen_at: int, last_seen_at: int, purchases: int,
-            revenue_cents: int, engagement: int, latest_satisfaction: int | None, referred_customers: int,
+            revenue_cents: int, clicks_30d: int, shares_30d: int, purchases_30d: int, referred_purchases: int,
+            latest_satisfaction: int | None, referred_customers: int,
             activity_7d: int) -> tuple[int, int, int, int, str]:
     recency = recency_score(last_purchase_at, last_seen_at)
     if referred_customers >= 2:
@@ -406,5 +406,6 @@ def _scores(last_purchase_at: int | None, first_seen_at: int, last_seen_at: int,
         segment = "active"
     else:
         segment = "dormant"
+    engagement = clicks_30d + 3 * shares_30d + 5 * purchases_30d + 10 * referred_purchases
     return (recency, _threshold_score(purchases, (10, 5, 3, 2)),
             _threshold_score(revenue_cents, (100_000, 50_000, 20_000, 5_000)), engagement, segment)

@@ -63,11 +63,10 @@ def week_and_month(last_day_ms: int, *bucket_sets: dict[int, list[int]]) -> tupl
     filled = [buckets for buckets in bucket_sets if buckets]
     if len(filled) == 1:
         buckets = filled[0]
-        if len(buckets) == 1:  # a customer seen on one day: that day is the last one
-            counts = next(iter(buckets.values()))
-            if next(iter(buckets)) == last_day_ms:
-                return list(counts), list(counts)
-        elif min(buckets) >= last_day_ms - 6 * DAY_MS and max(buckets) <= last_day_ms:
+        if len(buckets) == 1 and last_day_ms in buckets:  # a customer seen on one day, the last
+            counts = buckets[last_day_ms]
+            return list(counts), list(counts)
+        if min(buckets) >= last_day_ms - 6 * DAY_MS and max(buckets) <= last_day_ms:
             sums = [sum(column) for column in zip(*buckets.values(), strict=True)]
             return sums, list(sums)
     return trailing_days(last_day_ms, 7, *bucket_sets), trailing_days(last_day_ms, 30, *bucket_sets)

@@ -12,8 +12,10 @@ difference, per input record, is the stages' work plus the in-memory routing bet
 
 Instructions are not time: cache misses and memory stalls do not count, and a step that trades
 instructions for allocations may not pay. Confirm a step with ``stage_bench`` (alternated pairs)
-and ``make bench`` too. Needs valgrind (``apt install valgrind``); a run of 5,000 events takes
-about a minute per revision.
+and ``make bench`` too. What is compared is each revision's ``streams/`` and ``tests/support/``;
+the harness below and the installed compiled part (``native/``) are the current checkout's, so a
+change to ``native/`` is not measured here (``codec_bench`` measures it). Needs valgrind
+(``apt install valgrind``); a run of 5,000 events takes about a minute per revision.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def _instructions(tree: Path, events: int, customers: int, run: bool) -> int:
     command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
                sys.executable, str(Path(__file__).resolve()), "--child", "run" if run else "setup",
                "--events", str(events), "--customers", str(customers)]
-    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(tree), os.environ.get("PYTHONPATH")))),
+           "PYTHONHASHSEED": "0"}
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
     found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
     if done.returncode != 0 or found is None:
@@ -97,6 +100,16 @@ def per_record(revision: str, events: int, customers: int) -> float:
             return (_instructions(tree, events, customers, run=True) - setup) / events
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], check=False)
+
+
+def _commit(revision: str) -> str:
+    """The commit ``revision`` names, checked before minutes of valgrind are spent on others."""
+    found = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"],
+                           capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        raise SystemExit(f"{revision!r} names no commit of {ROOT}")
+    return found.stdout.strip()
 
 
 def main() -> None:
@@ -111,11 +124,14 @@ def main() -> None:
         return
     if not args.revisions:
         parser.error("name at least one revision, e.g. HEAD~1 HEAD")
+    if args.events < 1:
+        parser.error("--events must be at least 1")
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt install valgrind")
+    commits = [_commit(revision) for revision in args.revisions]
     base = None
-    for revision in args.revisions:
-        count = per_record(revision, args.events, args.customers)
+    for revision, commit in zip(args.revisions, commits, strict=True):
+        count = per_record(commit, args.events, args.customers)
         base = base or count
         print(f"{revision:>12}  {count:>10,.0f} instructions per input record  {count / base:6.3f} of the first",
               flush=True)

@@ -84,9 +84,12 @@ def test_week_and_month_are_the_trailing_sums_whether_or_not_every_bucket_is_in_
     older = {**recent, last - 7 * DAY_MS: [4, 40], last - 29 * DAY_MS: [8, 80], last - 30 * DAY_MS: [16, 160]}
     history = {last - 3 * DAY_MS: [32, 320]}
     later = {last: [1, 10], last + DAY_MS: [64, 640]}  # past the last day: in neither window
-    for buckets in (recent, older, later, {}):
+    # A customer seen on one day only: the last, within the week, within the month, before it.
+    single = [{last + days * DAY_MS: [1, 10]} for days in (0, -3, -10, -40, 1)]
+    for buckets in (recent, older, later, *single, {}):
         for sets in ((buckets,), (buckets, history), (buckets, {})):
             assert week_and_month(last, *sets) == (trailing_days(last, 7, *sets), trailing_days(last, 30, *sets))
     assert week_and_month(last, recent) == ([3, 30], [3, 30])
     assert week_and_month(last, older) == ([3, 30], [15, 150])
     assert week_and_month(last, later) == ([1, 10], [1, 10])
+    assert [week_and_month(last, buckets) for buckets in single[2:]] == [([], [1, 10]), ([], []), ([], [])]

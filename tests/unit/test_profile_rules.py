@@ -16,6 +16,7 @@ from streams.core.events import Click, Event, Purchase, Share, Support, TicketAc
 from streams.core.profile import (
     DAILY_KEPT,
     HOURLY_KEPT,
+    OPTIONAL_JSON_KEYS,
     TICKETS_KEPT,
     PersonCredit,
     Profile,
@@ -308,9 +309,12 @@ def test_the_snapshot_row_has_exactly_the_customer_profiles_columns_in_order() -
 
 
 def test_the_snapshot_carries_scores_computed_from_its_own_values() -> None:
-    snapshot = row(purchase(T0), purchase(T0 + DAY_MS), click(T0 + 8 * DAY_MS))
+    profile = fold(purchase(T0), purchase(T0 + DAY_MS), share(T0 + 2 * DAY_MS), click(T0 + 8 * DAY_MS))
+    profile.apply_credit("purchase", "friend", 900)
+    snapshot = profile.snapshot()
     assert {k: snapshot[k] for k in scores(snapshot)} == scores(snapshot)
     assert (snapshot["recency_score"], snapshot["frequency_score"], snapshot["segment"]) == (4, 2, "active")
+    assert snapshot["engagement_score"] == 1 + 3 * 1 + 5 * 2 + 10 * 1  # clicks, shares, purchases, referred
 
 
 def test_every_fold_and_credit_raises_the_version() -> None:
@@ -354,3 +358,5 @@ def test_a_restored_profile_keeps_every_optional_field(optional: str, written_be
     if written_before_credit_origins:
         del value["co"]
     assert Profile.from_json(value) == profile
+    if optional == "all":  # the keys from_json looks for are every key of the optional fields
+        assert set(value) - set(Profile("").to_json()) == OPTIONAL_JSON_KEYS
