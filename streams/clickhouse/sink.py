@@ -20,7 +20,9 @@ Rows are absolute values keyed like their table's ReplacingMergeTree (see
 ``streams.clickhouse.tables``), so the buffer keeps one row per key: the newest, or for
 versioned tables the one with the highest version (a tie goes to the newer row). Writing
 coalesced rows is exactly what ClickHouse would keep after a merge, so it is safe, and it makes
-inserts smaller.
+inserts smaller. A row comes as a dict by column name, or as a tuple of its values in the table's
+column order (the ``events`` table's, one per input event: no dict to build and check); the
+buffer keeps the values, which a flush transposes into the insert's columns.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from streams.clickhouse.errors import Verdict, classify, describe
 from streams.clickhouse.tables import TABLES, Table
@@ -49,6 +51,7 @@ _EPOCH = dt.date(1970, 1, 1)
 _DAY_MS = 86_400_000
 
 Row = Mapping[str, Any]
+Values = tuple[Any, ...]  # a row's values in its table's column order
 
 
 class SinkMetrics(Protocol):
@@ -96,36 +99,39 @@ def _date_from_ms(value: Any) -> Any:
     raise TypeError("expected epoch milliseconds (int) or a date")
 
 
-def _converters(table: Table) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
-    out: list[tuple[str, Callable[[Any], Any]]] = []
-    for column in table.columns:
+def _converters(table: Table) -> tuple[tuple[int, str, Callable[[Any], Any]], ...]:
+    out: list[tuple[int, str, Callable[[Any], Any]]] = []
+    for index, column in enumerate(table.columns):
         if column.type.startswith("DateTime"):
-            out.append((column.name, _datetime_from_ms))
+            out.append((index, column.name, _datetime_from_ms))
         elif column.type == "Date":
-            out.append((column.name, _date_from_ms))
+            out.append((index, column.name, _date_from_ms))
     return tuple(out)
 
 
-def insert_columns(values: Callable[[Row], tuple[Any, ...]], rows: list[Row]) -> list[list[Any]]:
-    """The rows as the columns of a columnar insert; ``values`` gives a row's values in the
-    table's column order. Transposed in C: a quarter less CPU than a lookup per value."""
-    return [list(column) for column in zip(*map(values, rows), strict=True)]
+def insert_columns(rows: list[Values]) -> list[list[Any]]:
+    """The rows' values as the columns of a columnar insert, transposed in C."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
 class _BufferSpec:
     """What :meth:`ClickHouseSink.add` needs of a table, prepared once (it runs per row)."""
 
+    names: tuple[str, ...]
     columns: frozenset[str]
-    values: Callable[[Row], tuple[Any, ...]]  # a row's values in column order (tables have several)
-    converters: tuple[tuple[str, Callable[[Any], Any]], ...]
-    key: Callable[[Mapping[str, Any]], Any]  # the ORDER BY key's values: one buffered row per key
-    version: str | None
+    values: Callable[[Row], Values]  # a dict row's values in column order (tables have several)
+    converters: tuple[tuple[int, str, Callable[[Any], Any]], ...]
+    key: Callable[[Values], Any]  # the ORDER BY key's values: one buffered row per key
+    version: int | None  # where the version column is in the values
 
     @classmethod
     def of(cls, table: Table) -> _BufferSpec:
-        return cls(frozenset(table.column_names), operator.itemgetter(*table.column_names), _converters(table),
-                   operator.itemgetter(*table.key), table.version)
+        names = table.column_names
+        index = {name: i for i, name in enumerate(names)}
+        return cls(names, frozenset(names), operator.itemgetter(*names), _converters(table),
+                   operator.itemgetter(*(index[name] for name in table.key)),
+                   index[table.version] if table.version else None)
 
 
 class ClickHouseSink:
@@ -152,7 +158,7 @@ class ClickHouseSink:
         self._sleep = sleep
         self._rng: _Uniform = rng or random.Random()
         self._backoff_base_s = min(backoff_base_s, settings.sink_backoff_max_s)
-        self._buffers: dict[str, dict[Any, Row]] = {name: {} for name in TABLES}
+        self._buffers: dict[str, dict[Any, Values]] = {name: {} for name in TABLES}
         self._specs = {name: _BufferSpec.of(t) for name, t in TABLES.items()}
         self._insert_sql = {
             name: f"INSERT INTO {name} ({', '.join(t.column_names)}) VALUES" for name, t in TABLES.items()
@@ -170,37 +176,44 @@ class ClickHouseSink:
 
     # -- buffer ---------------------------------------------------------------------------------
 
-    def add(self, table: str, row: Mapping[str, Any]) -> None:
+    def add(self, table: str, row: Row | Values) -> None:
         """Buffer ``row`` for ``table``, replacing a buffered row of the same key unless that
-        one has a higher version. The row must carry exactly the table's columns (times in epoch
-        ms); anything else raises :class:`SinkError` here rather than failing the insert later.
-        The sink keeps a reference: do not mutate ``row`` afterwards."""
+        one has a higher version. A dict row must carry exactly the table's columns, a tuple one
+        value per column in the table's order (times in epoch ms); anything else raises
+        :class:`SinkError` here rather than failing the insert later (a tuple's order is its
+        producer's to test, against ``streams.clickhouse.tables``)."""
         spec = self._specs.get(table)
         if spec is None:
             raise SinkError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
-        if row.keys() != spec.columns:
-            missing = sorted(spec.columns - row.keys())
-            extra = sorted(row.keys() - spec.columns)
-            raise SinkError(f"{table} row: missing columns {missing}, unknown columns {extra}")
-        stored = row
+        if type(row) is tuple:
+            if len(row) != len(spec.names):
+                raise SinkError(f"{table} row: {len(row)} values for {len(spec.names)} columns")
+            values: Values = row
+        else:
+            named = cast(Row, row)
+            if named.keys() != spec.columns:
+                missing = sorted(spec.columns - named.keys())
+                extra = sorted(named.keys() - spec.columns)
+                raise SinkError(f"{table} row: missing columns {missing}, unknown columns {extra}")
+            values = spec.values(named)
         if spec.converters:
-            converted = dict(row)
-            for name, convert in spec.converters:
+            converted = list(values)
+            for index, name, convert in spec.converters:
                 try:
-                    converted[name] = convert(row[name])
+                    converted[index] = convert(values[index])
                 except (TypeError, ValueError, OverflowError) as exc:
-                    raise SinkError(f"{table}.{name}: cannot convert {row[name]!r}: {exc}") from None
-            stored = converted
-        key = spec.key(stored)
+                    raise SinkError(f"{table}.{name}: cannot convert {values[index]!r}: {exc}") from None
+            values = tuple(converted)
+        key = spec.key(values)
         buffer = self._buffers[table]
         existing = buffer.get(key)
         if existing is None:
             self._rows += 1
         else:
             self.coalesced += 1
-            if spec.version is not None and existing[spec.version] > stored[spec.version]:
+            if spec.version is not None and existing[spec.version] > values[spec.version]:
                 return  # an older version arrived late: the buffered row stays
-        buffer[key] = stored
+        buffer[key] = values
 
     @property
     def buffered_rows(self) -> int:
@@ -219,7 +232,8 @@ class ClickHouseSink:
 
     def buffered(self, table: str) -> list[Row]:
         """A copy of the rows waiting for ``table`` (times already converted for the driver)."""
-        return list(self._buffers[table].values())
+        names = self._specs[table].names
+        return [dict(zip(names, values, strict=True)) for values in self._buffers[table].values()]
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -245,7 +259,7 @@ class ClickHouseSink:
                 written += len(batch)
             return written
 
-    def _put_back(self, table: str, batch: dict[Any, Row]) -> None:
+    def _put_back(self, table: str, batch: dict[Any, Values]) -> None:
         """Merge rows that were not written with the ones buffered since (same rule as add)."""
         version = self._specs[table].version
         buffer = self._buffers[table]
@@ -264,7 +278,7 @@ class ClickHouseSink:
         if client is not None:
             client.disconnect()
 
-    async def _write(self, table: Table, rows: list[Row]) -> None:
+    async def _write(self, table: Table, rows: list[Values]) -> None:
         failures = 0
         while True:
             started = time.perf_counter()
@@ -319,9 +333,9 @@ class ClickHouseSink:
             f"ClickHouse refuses inserts into {where['database']}.{table.name} ({verdict.reason}: "
             f"{describe(exc)}). To fix: {verdict.fix.format(**where)}.")
 
-    def _insert(self, table: Table, rows: list[Row]) -> None:
+    def _insert(self, table: Table, rows: list[Values]) -> None:
         """Runs in a worker thread: build the columns and send one insert."""
-        columns = insert_columns(self._specs[table.name].values, rows)
+        columns = insert_columns(rows)
         client = self._client
         if client is None:
             client = self._client = self._client_factory()

@@ -65,7 +65,8 @@ StateWrite = tuple[int, str, bytes | None]  # (partition, key, value; None delet
 class BatchOutput:
     state_writes: list[StateWrite] = field(default_factory=list)
     messages: list[OutMessage] = field(default_factory=list)
-    rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # (table, row): a dict by column name, or a tuple of values in column order (ClickHouseSink.add)
+    rows: list[tuple[str, dict[str, Any] | tuple[Any, ...]]] = field(default_factory=list)
     counts: Counter[tuple[str, ...]] = field(default_factory=Counter)
     # State to delete only once this batch's rows are in ClickHouse: a record whose final
     # row is lost in a crash must still be there when its events are replayed.

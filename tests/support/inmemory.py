@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.clickhouse.sink import ClickHouseSink
+from streams.clickhouse.tables import TABLES
 from streams.contracts.codec import Codec, validate
 from streams.core.erasure import ErasureRequest
 from streams.core.history import cutover_headers
@@ -72,7 +73,9 @@ class RowStore:
 
     tables: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
 
-    def add(self, table: str, row: dict[str, Any]) -> None:
+    def add(self, table: str, row: dict[str, Any] | tuple[Any, ...]) -> None:
+        if isinstance(row, tuple):  # values in column order, as ClickHouseSink.add takes them too
+            row = dict(zip(TABLES[table].column_names, row, strict=True))
         key = tuple(row[c] for c in TABLE_KEYS[table])
         current = self.tables[table].get(key)
         if current is None or row.get("version", 0) >= current.get("version", 0):
