@@ -27,6 +27,21 @@ REFERRED_CUSTOMERS_KEPT = 10_000
 # Bucket counters: one list per bucket, indexed by these columns.
 EVENTS, CLICKS, SHARES, PURCHASES, SUPPORT, REVENUE = range(6)
 _NO_COUNTS = [0] * 6
+# The columns of a snapshot row, in the customer_profiles table's order (a test pins the two).
+SNAPSHOT_COLUMNS = (
+    "customer_id", "version", "first_seen_at_ms", "last_seen_at_ms",
+    "events", "clicks", "shares", "purchases", "support_events", "revenue_cents",
+    "avg_order_value_cents", "last_purchase_at_ms", "share_networks", "share_network_counts",
+    "open_tickets", "tickets_resolved", "first_reply_ms_total", "first_reply_count",
+    "resolution_ms_total", "resolution_count",
+    "latest_satisfaction", "satisfaction_sum", "satisfaction_count",
+    "activity_7d", "spend_7d_cents", "activity_30d", "spend_30d_cents", "clicks_30d", "shares_30d",
+    "purchases_30d", "referred_clicks", "referred_purchases", "referred_revenue_cents", "referred_customers",
+    "recency_score", "frequency_score", "monetary_score", "engagement_score", "segment",
+)
+# A bucket row's columns (the hourly table's; the daily one has "day" second), likewise pinned.
+BUCKET_COLUMNS = ("customer_id", "hour_start", "events", "clicks", "shares", "purchases", "support_events",
+                  "revenue_cents", "version")
 # The keys of Profile._optional_json: from_json reads them only when a record has one.
 OPTIONAL_JSON_KEYS = frozenset({"an", "ia", "pe", "pc", "tc", "al", "hd"})
 _TYPE_COLUMN = {"click": CLICKS, "share": SHARES, "purchase": PURCHASES, "support": SUPPORT}
@@ -189,7 +204,9 @@ class Profile:
 
     # -- derived values -----------------------------------------------------------------------
 
-    def support_summary(self) -> dict[str, int]:
+    def support_summary(self) -> tuple[int, int, int, int, int, int]:
+        """Open and resolved tickets, then the totals and counts behind the average first reply
+        and resolution times (``SNAPSHOT_COLUMNS`` names them, in this order)."""
         opened = resolved = reply_total = reply_count = resolution_total = resolution_count = 0
         for ticket in self.tickets.values():
             start = ticket.start
@@ -203,18 +220,15 @@ class Profile:
             if start is not None and ticket.first_reply_at is not None:
                 reply_total += ticket.first_reply_at - start
                 reply_count += 1
-        return {
-            "open_tickets": opened,
-            "tickets_resolved": resolved,
-            "first_reply_ms_total": reply_total,
-            "first_reply_count": reply_count,
-            "resolution_ms_total": resolution_total,
-            "resolution_count": resolution_count,
-        }
+        return opened, resolved, reply_total, reply_count, resolution_total, resolution_count
 
     def snapshot(self) -> dict[str, Any]:
-        """The profile as one row of ``customer_profiles`` (absolute values plus version).
-        Built once per touched profile and batch: the costliest row, so locals, not lookups."""
+        """The profile as one row of ``customer_profiles`` (absolute values plus version)."""
+        return dict(zip(SNAPSHOT_COLUMNS, self.snapshot_values(), strict=True))
+
+    def snapshot_values(self) -> tuple[Any, ...]:
+        """:meth:`snapshot`'s values in ``SNAPSHOT_COLUMNS`` order: what the sink takes. Built
+        once per touched profile and batch, the costliest row: from locals, with no dict."""
         events, clicks, shares, purchases, support, revenue = self.counts
         first_seen, last_seen = self.first_seen_at or 0, self.last_seen_at or 0
         week, month = week_and_month(floor_to(last_seen, DAY_MS), self.daily, self.history_daily)
@@ -222,58 +236,30 @@ class Profile:
         networks = sorted(self.shares_by_network)
         latest = self.satisfaction_latest[2] if self.satisfaction_latest else None
         referred = len(self.referred_customers)
-        row: dict[str, Any] = {
-            "customer_id": self.customer_id,
-            "version": self.version,
-            "first_seen_at_ms": first_seen,
-            "last_seen_at_ms": last_seen,
-            "events": events,
-            "clicks": clicks,
-            "shares": shares,
-            "purchases": purchases,
-            "support_events": support,
-            "revenue_cents": revenue,
-            "avg_order_value_cents": revenue // purchases if purchases else 0,
-            "last_purchase_at_ms": self.last_purchase_at,
-            "share_networks": networks,
-            "share_network_counts": [self.shares_by_network[n] for n in networks],
-            **(self.support_summary() if self.tickets else _NO_TICKETS),
-            "latest_satisfaction": latest,
-            "satisfaction_sum": self.satisfaction_sum,
-            "satisfaction_count": self.satisfaction_count,
-            "activity_7d": week[EVENTS],
-            "spend_7d_cents": week[REVENUE],
-            "activity_30d": month[EVENTS],
-            "spend_30d_cents": month[REVENUE],
-            "clicks_30d": month[CLICKS],
-            "shares_30d": month[SHARES],
-            "purchases_30d": month[PURCHASES],
-            "referred_clicks": self.referred_clicks,
-            "referred_purchases": self.referred_purchases,
-            "referred_revenue_cents": self.referred_revenue_cents,
-            "referred_customers": referred,
-        }
-        (row["recency_score"], row["frequency_score"], row["monetary_score"], row["engagement_score"],
-         row["segment"]) = _scores(self.last_purchase_at, first_seen, last_seen, purchases, revenue,
-                                   month[CLICKS], month[SHARES], month[PURCHASES], self.referred_purchases,
-                                   latest, referred, week[EVENTS])
-        return row
+        return (
+            self.customer_id, self.version, first_seen, last_seen,
+            events, clicks, shares, purchases, support, revenue,
+            revenue // purchases if purchases else 0,
+            self.last_purchase_at, networks, [self.shares_by_network[n] for n in networks],
+            *(self.support_summary() if self.tickets else _NO_TICKETS),
+            latest, self.satisfaction_sum, self.satisfaction_count,
+            week[EVENTS], week[REVENUE],
+            month[EVENTS], month[REVENUE], month[CLICKS], month[SHARES], month[PURCHASES],
+            self.referred_clicks, self.referred_purchases, self.referred_revenue_cents, referred,
+            *_scores(self.last_purchase_at, first_seen, last_seen, purchases, revenue, month[CLICKS], month[SHARES],
+                     month[PURCHASES], self.referred_purchases, latest, referred, week[EVENTS]),
+        )
 
     def bucket_row(self, start_ms: int, daily: bool) -> dict[str, Any]:
         """One row of ``customer_daily`` (``day``) or ``customer_hourly`` (``hour_start``)."""
+        names = (BUCKET_COLUMNS[0], "day" if daily else "hour_start", *BUCKET_COLUMNS[2:])
+        return dict(zip(names, self.bucket_values(start_ms, daily), strict=True))
+
+    def bucket_values(self, start_ms: int, daily: bool) -> tuple[Any, ...]:
+        """:meth:`bucket_row`'s values in ``BUCKET_COLUMNS`` order: what the sink takes."""
         counts = (self.daily if daily else self.hourly)[start_ms]
-        return {
-            "customer_id": self.customer_id,
-            ("day" if daily else "hour_start"): start_ms,
-            "events": counts[EVENTS],
-            "clicks": counts[CLICKS],
-            "shares": counts[SHARES],
-            "purchases": counts[PURCHASES],
-            "support_events": counts[SUPPORT],
-            "revenue_cents": counts[REVENUE],
-            # Counts only grow, so the event count orders a bucket's versions.
-            "version": counts[EVENTS],
-        }
+        # Counts only grow, so the event count orders a bucket's versions.
+        return (self.customer_id, start_ms, *counts, counts[EVENTS])
 
     # -- serialization (the changelog value) --------------------------------------------------
 

@@ -592,7 +592,7 @@ class _ProfileBatch(ErasureSteps):
             # An identified anonymous profile no longer changes (its events go to the customer):
             # its row is written once more with its identify (again if that is replayed).
             if person.version and (profile.identified_as is None or identified_now):
-                out.rows.append(("customer_profiles", person.snapshot()))
+                out.rows.append(("customer_profiles", person.snapshot_values()))
             if identified_now:
                 self.send_credits_to_customer(profile)
         for key, start, daily in self.buckets:
@@ -601,7 +601,7 @@ class _ProfileBatch(ErasureSteps):
             bucketed = persons[key]
             if start in (bucketed.daily if daily else bucketed.hourly):
                 out.rows.append(("customer_daily" if daily else "customer_hourly",
-                                 bucketed.bucket_row(start, daily)))
+                                 bucketed.bucket_values(start, daily)))
         for (partition, minute_ms), record in self.minutes.items():
             out.state_writes.append((partition, f"m:{partition}:{minute_ms}", encode_state(record)))
             self.stage.minute_index(partition).add(minute_ms)

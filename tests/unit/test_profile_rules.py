@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.clickhouse.tables import CUSTOMER_PROFILES
+from streams.clickhouse.tables import CUSTOMER_DAILY, CUSTOMER_HOURLY, CUSTOMER_PROFILES
 from streams.core.events import Click, Event, Purchase, Share, Support, TicketAction
 from streams.core.profile import (
     DAILY_KEPT,
@@ -306,6 +306,14 @@ def test_segment_dormant_when_no_rule_matches() -> None:
 
 def test_the_snapshot_row_has_exactly_the_customer_profiles_columns_in_order() -> None:
     assert tuple(row(click(T0))) == CUSTOMER_PROFILES.column_names
+
+
+def test_bucket_rows_have_exactly_their_tables_columns_in_order() -> None:
+    profile = fold(click(T0), purchase(T0 + HOUR_MS, 700))
+    assert [tuple(profile.bucket_row(start, daily=False)) for start in profile.hourly] == \
+        [CUSTOMER_HOURLY.column_names] * 2
+    assert tuple(profile.bucket_row(T0, daily=True)) == CUSTOMER_DAILY.column_names
+    assert profile.bucket_values(T0, daily=True) == ("c1", T0, 2, 1, 0, 1, 0, 700, 2)
 
 
 def test_the_snapshot_carries_scores_computed_from_its_own_values() -> None:
