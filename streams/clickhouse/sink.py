@@ -21,8 +21,8 @@ Rows are absolute values keyed like their table's ReplacingMergeTree (see
 versioned tables the one with the highest version (a tie goes to the newer row). Writing
 coalesced rows is exactly what ClickHouse would keep after a merge, so it is safe, and it makes
 inserts smaller. A row comes as a dict by column name, or as a tuple of its values in the table's
-column order (the ``events`` table's, one per input event: no dict to build and check); the
-buffer keeps the values, which a flush transposes into the insert's columns.
+column order (the profile stage's hottest rows: events, profile snapshots and buckets, with no
+dict to build and check); the buffer keeps the values, which a flush transposes into columns.
 """
 
 from __future__ import annotations
