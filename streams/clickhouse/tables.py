@@ -8,7 +8,8 @@ tables' columns differ from these lists, in name, order or type.
 Types are the portable (18.16) ones. The ``.modern.sql`` variants may wrap a type in
 ``LowCardinality(...)``, which changes storage but not the values a client sends.
 
-Python values a row dict carries, by ClickHouse type: ``String`` -> ``str``; ``(U)IntN`` ->
+A row reaches the sink as a dict by column name or as a tuple of values in the order listed
+here (``ClickHouseSink.add``). The Python values it carries, by ClickHouse type: ``String`` -> ``str``; ``(U)IntN`` ->
 ``int``; ``Nullable(T)`` -> value or ``None``; ``Array(T)`` -> ``list``. ``DateTime('UTC')`` and
 ``Date`` columns take UTC epoch **milliseconds** (``int``), like every time in the pipeline; the
 sink converts them (a ``datetime`` / ``date`` passes through unchanged).

@@ -223,7 +223,8 @@ class Profile:
         return opened, resolved, reply_total, reply_count, resolution_total, resolution_count
 
     def snapshot(self) -> dict[str, Any]:
-        """The profile as one row of ``customer_profiles`` (absolute values plus version)."""
+        """The profile as one row of ``customer_profiles`` (absolute values plus version), by
+        column name; the stage sends :meth:`snapshot_values`."""
         return dict(zip(SNAPSHOT_COLUMNS, self.snapshot_values(), strict=True))
 
     def snapshot_values(self) -> tuple[Any, ...]:
@@ -251,7 +252,8 @@ class Profile:
         )
 
     def bucket_row(self, start_ms: int, daily: bool) -> dict[str, Any]:
-        """One row of ``customer_daily`` (``day``) or ``customer_hourly`` (``hour_start``)."""
+        """One row of ``customer_daily`` (``day``) or ``customer_hourly`` (``hour_start``), by
+        column name; the stage sends :meth:`bucket_values`."""
         names = (BUCKET_COLUMNS[0], "day" if daily else "hour_start", *BUCKET_COLUMNS[2:])
         return dict(zip(names, self.bucket_values(start_ms, daily), strict=True))
 

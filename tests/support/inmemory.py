@@ -74,7 +74,7 @@ class RowStore:
     tables: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
 
     def add(self, table: str, row: dict[str, Any] | tuple[Any, ...]) -> None:
-        if isinstance(row, tuple):  # values in column order, as ClickHouseSink.add takes them too
+        if type(row) is tuple:  # values in column order, told apart as ClickHouseSink.add does
             row = dict(zip(TABLES[table].column_names, row, strict=True))
         key = tuple(row[c] for c in TABLE_KEYS[table])
         current = self.tables[table].get(key)

@@ -309,11 +309,13 @@ def test_the_snapshot_row_has_exactly_the_customer_profiles_columns_in_order() -
 
 
 def test_bucket_rows_have_exactly_their_tables_columns_in_order() -> None:
-    profile = fold(click(T0), purchase(T0 + HOUR_MS, 700))
+    tickets = [support(T0 + n, TicketAction.OPENED, ticket=f"t{n}") for n in range(3)]
+    profile = fold(*[click(T0)] * 4, share(T0), share(T0), *tickets, purchase(T0 + HOUR_MS, 700))
     assert [tuple(profile.bucket_row(start, daily=False)) for start in profile.hourly] == \
         [CUSTOMER_HOURLY.column_names] * 2
     assert tuple(profile.bucket_row(T0, daily=True)) == CUSTOMER_DAILY.column_names
-    assert profile.bucket_values(T0, daily=True) == ("c1", T0, 2, 1, 0, 1, 0, 700, 2)
+    # events, clicks, shares, purchases, support events, revenue, version (the event count)
+    assert profile.bucket_values(T0, daily=True) == ("c1", T0, 10, 4, 2, 1, 3, 700, 10)
 
 
 def test_the_snapshot_carries_scores_computed_from_its_own_values() -> None:
