@@ -247,7 +247,7 @@ class Profile:
             week[EVENTS], week[REVENUE],
             month[EVENTS], month[REVENUE], month[CLICKS], month[SHARES], month[PURCHASES],
             self.referred_clicks, self.referred_purchases, self.referred_revenue_cents, referred,
-            *_scores(self.last_purchase_at, first_seen, last_seen, purchases, revenue, month[CLICKS], month[SHARES],
+            *scores(self.last_purchase_at, first_seen, last_seen, purchases, revenue, month[CLICKS], month[SHARES],
                      month[PURCHASES], self.referred_purchases, latest, referred, week[EVENTS]),
         )
 
@@ -367,20 +367,12 @@ def recency_score(last_purchase_at: int | None, as_of: int) -> int:
     return 1
 
 
-def scores(row: dict[str, Any]) -> dict[str, Any]:
-    """R/F/M, engagement score and segment of a snapshot row (definitions in docs)."""
-    values = _scores(row["last_purchase_at_ms"], row["first_seen_at_ms"], row["last_seen_at_ms"],
-                     row["purchases"], row["revenue_cents"], row["clicks_30d"], row["shares_30d"],
-                     row["purchases_30d"], row["referred_purchases"], row["latest_satisfaction"],
-                     row["referred_customers"], row["activity_7d"])
-    return dict(zip(("recency_score", "frequency_score", "monetary_score", "engagement_score", "segment"),
-                    values, strict=True))
-
-
-def _scores(last_purchase_at: int | None, first_seen_at: int, last_seen_at: int, purchases: int,
+def scores(last_purchase_at: int | None, first_seen_at: int, last_seen_at: int, purchases: int,
             revenue_cents: int, clicks_30d: int, shares_30d: int, purchases_30d: int, referred_purchases: int,
             latest_satisfaction: int | None, referred_customers: int,
             activity_7d: int) -> tuple[int, int, int, int, str]:
+    """Recency, frequency, monetary and engagement scores and the segment (definitions in
+    docs/definitions.md), in ``SNAPSHOT_COLUMNS`` order."""
     recency = recency_score(last_purchase_at, last_seen_at)
     if referred_customers >= 2:
         segment = "advocate"

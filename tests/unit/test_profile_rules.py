@@ -241,6 +241,18 @@ def test_recency_score_without_a_purchase_is_one() -> None:
     assert recency_score(None, T0) == 1
 
 
+SCORE_COLUMNS = ("recency_score", "frequency_score", "monetary_score", "engagement_score", "segment")
+
+
+def row_scores(row: dict[str, Any]) -> dict[str, Any]:
+    """``scores`` of a snapshot row's own values, by column name."""
+    return dict(zip(SCORE_COLUMNS, scores(
+        row["last_purchase_at_ms"], row["first_seen_at_ms"], row["last_seen_at_ms"], row["purchases"],
+        row["revenue_cents"], row["clicks_30d"], row["shares_30d"], row["purchases_30d"],
+        row["referred_purchases"], row["latest_satisfaction"], row["referred_customers"], row["activity_7d"]),
+        strict=True))
+
+
 def base_row(**values: Any) -> dict[str, Any]:
     """A snapshot row of a customer seen once, today, who bought nothing; ``values`` override."""
     return {"last_purchase_at_ms": None, "first_seen_at_ms": T0, "last_seen_at_ms": T0, "purchases": 0,
@@ -250,22 +262,22 @@ def base_row(**values: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("purchases", "score"), [(1, 1), (2, 2), (3, 3), (4, 3), (5, 4), (9, 4), (10, 5)])
 def test_frequency_score_by_purchases(purchases: int, score: int) -> None:
-    assert scores(base_row(purchases=purchases))["frequency_score"] == score
+    assert row_scores(base_row(purchases=purchases))["frequency_score"] == score
 
 
 @pytest.mark.parametrize(("cents", "score"), [(4_999, 1), (5_000, 2), (19_999, 2), (20_000, 3), (49_999, 3),
                                               (50_000, 4), (99_999, 4), (100_000, 5)])
 def test_monetary_score_by_revenue(cents: int, score: int) -> None:
-    assert scores(base_row(revenue_cents=cents))["monetary_score"] == score
+    assert row_scores(base_row(revenue_cents=cents))["monetary_score"] == score
 
 
 def test_engagement_weighs_30_day_clicks_shares_purchases_and_referred_purchases() -> None:
     values = base_row(clicks_30d=1, shares_30d=10, purchases_30d=100, referred_purchases=1_000)
-    assert scores(values)["engagement_score"] == 1 + 30 + 500 + 10_000
+    assert row_scores(values)["engagement_score"] == 1 + 30 + 500 + 10_000
 
 
 def segment(**values: Any) -> str:
-    return str(scores(base_row(**values))["segment"])
+    return str(row_scores(base_row(**values))["segment"])
 
 
 BOUGHT_TODAY = {"last_purchase_at_ms": T0, "purchases": 3}  # R = 5
@@ -322,7 +334,7 @@ def test_the_snapshot_carries_scores_computed_from_its_own_values() -> None:
     profile = fold(purchase(T0), purchase(T0 + DAY_MS), share(T0 + 2 * DAY_MS), click(T0 + 8 * DAY_MS))
     profile.apply_credit("purchase", "friend", 900)
     snapshot = profile.snapshot()
-    assert {k: snapshot[k] for k in scores(snapshot)} == scores(snapshot)
+    assert {k: snapshot[k] for k in row_scores(snapshot)} == row_scores(snapshot)
     assert (snapshot["recency_score"], snapshot["frequency_score"], snapshot["segment"]) == (4, 2, "active")
     assert snapshot["engagement_score"] == 1 + 3 * 1 + 5 * 2 + 10 * 1  # clicks, shares, purchases, referred
 
