@@ -25,7 +25,7 @@ State read or written:
 
 - Faust's consumer: ``_read_offset``, ``_committed_offset``, ``_acked``, ``_acked_index``,
   ``_n_acked``, ``_commit_every``, ``_unacked_messages``, ``_waiting_for_ack``,
-  ``_buffered_partitions``, ``_thread`` (its ``_ensure_consumer`` and ``call_thread``),
+  ``_buffered_partitions``, ``_paused_partitions``, ``_thread`` (its ``_ensure_consumer`` and ``call_thread``),
   ``_to_message``, ``_wait_next_records``
 - aiokafka's consumer ``_fetch_max_wait_ms`` and ``_fetch_min_bytes``; Faust's producer ``_ensure_producer``
 - Faust's memory store ``_key_partition``; its RocksDB store ``_dbs``, ``_db_for_partition``,
@@ -154,6 +154,11 @@ class Consumer(aiokafka.Consumer):
     def buffered_partitions(self) -> set[TP]:
         """Partitions whose fetched records are delivered although not active (Faust's rule)."""
         return cast(set[TP], self._buffered_partitions)
+
+    @property
+    def paused_partitions(self) -> set[TP]:
+        """Partitions Faust does not fetch for now (recovery, flow control)."""
+        return cast(set[TP], self._paused_partitions)
 
     async def next_records(self, timeout: float) -> tuple[Mapping[TP, list[Any]] | None, set[TP] | None]:
         """The next fetched records per partition, and the partitions active for delivery."""

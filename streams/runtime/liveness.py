@@ -25,6 +25,13 @@ STALL_EXIT_CODE = 70  # EX_SOFTWARE (sysexits.h)
 _UNSET = object()
 
 
+def records_waiting(log_start: int, log_end: int, committed: int | None) -> int:
+    """Records of a partition a consumer has still to read: from its committed offset (none:
+    the partition's first) to the log end. Records that retention deleted before they were
+    read are not waiting: reading goes on from the log start (auto_offset_reset=earliest)."""
+    return max(0, log_end - max(log_start, committed or 0))
+
+
 class StallRule:
     """How long a worker has had records waiting without progress. Pure: time is passed in."""
 

@@ -155,7 +155,8 @@ class Metrics:
                                          "Share-index entries dropped by erasures: a share of an erased "
                                          "sharer, or a touch of an erased visitor waiting for its share",
                                          ["entry"], registry=r)
-        self.lag = Gauge("streams_consumer_lag_records", "Records between the committed offset and the log end",
+        self.lag = Gauge("streams_consumer_lag_records",
+                         "Records between the committed offset (or the log start, when later) and the log end",
                          ["topic", "partition"], registry=r)
         self.last_processed = Gauge("streams_last_processed_timestamp_seconds",
                                     "Wall-clock time the last batch was processed", registry=r)

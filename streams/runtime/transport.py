@@ -173,6 +173,7 @@ class Consumer(fence.Consumer):
         self.seek_lock = asyncio.Lock()  # Faust's recovery and a rebalance's fetch both seek
         self.fetched_while_seeking: set[TP] = set()
         self.offset_gaps: Counter[str] = Counter()  # by outcome: "re-read", "marker", "missing"
+        self.fetched_up_to: dict[TP, int] = {}  # per input partition, the last offset fetched
 
     def new_consumer_thread(self) -> ConsumerThread:
         self.fetching = ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -228,6 +229,21 @@ class Consumer(fence.Consumer):
     @property
     def batch_channels(self) -> Mapping[str, ChannelT[Fetched]]:
         return cast(Mapping[str, ChannelT[Fetched]], getattr(self.app, "batch_channels", {}))
+
+    def describe(self) -> str:
+        """Where the input records stand, for the message of a stalled worker: up to where
+        each partition is fetched, and from where records are handed over to the agents."""
+        paused = self.paused_partitions
+        partitions = [
+            f"{tp.topic}[{tp.partition}] log end {self.highwater(tp)}, "
+            f"fetched up to {self.fetched_up_to.get(tp, 'none')}, "
+            f"next to hand over {self.next_offsets.get(tp, 'unknown (not sought yet)')}"
+            f"{', paused' if tp in paused else ''}{', held back' if tp in self.fetching.held_back else ''}"
+            for tp in sorted(tp for tp in self.assignment() if tp.topic in self.batch_channels)]
+        queued = sum(cast(FetchChannel, channel).queue.qsize() for channel in self.batch_channels.values())
+        return (f"consumer: flow {'active' if self.flow_active else 'suspended'}"
+                f"{', seeking' if self.seeking else ''}, {queued} fetches queued for the agents; "
+                + "; ".join(partitions or ["no input partitions assigned"]))
 
     def committable_offset(self, tp: TP) -> int | None:
         acked = self.acked_offsets(tp)
@@ -301,6 +317,7 @@ class Consumer(fence.Consumer):
             if channel is None:
                 delivered = await self.hand_over_one_by_one([self.to_message(tp, record) for record in new])
             else:
+                self.fetched_up_to[tp] = new[-1].offset
                 if self.seeking or tp not in self.next_offsets:
                     self.fetched_while_seeking.add(tp)  # sought again when the seek is done
                     continue

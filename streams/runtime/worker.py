@@ -28,7 +28,7 @@ from streams.runtime.agents import register_agents
 from streams.runtime.app import Pipeline, build_pipeline
 from streams.runtime.backfill_gate import BackfillGate
 from streams.runtime.endpoint import serve
-from streams.runtime.liveness import Liveness, start_watchdog
+from streams.runtime.liveness import Liveness, records_waiting, start_watchdog
 from streams.runtime.metrics import GcPauses, Metrics
 from streams.runtime.requested_erasures import requested_erasures
 from streams.runtime.runner import BatchRunner, BatchSender, TableState
@@ -112,7 +112,9 @@ def build_worker(settings: Settings, metrics: Metrics, liveness: Liveness,
         metrics.profiles.set(await profiles.count_with_prefix("c:"))
 
     lag_reported: set[tuple[str, str]] = set()
-    log_ends: dict[TP, int] = {}  # as of the last lag report: the check sees records not fetched yet
+    # As of the last lag report: the check sees records not fetched yet, and not those deleted.
+    log_ends: dict[TP, int] = {}
+    log_starts: dict[TP, int] = {}
     log_ends_at = time.monotonic()
 
     @app.timer(LAG_INTERVAL_S)
@@ -120,14 +122,17 @@ def build_worker(settings: Settings, metrics: Metrics, liveness: Liveness,
         nonlocal log_ends_at
         assigned = consumer().assignment()
         ends = await consumer().highwaters(*assigned) if assigned else {}
+        starts = await consumer().earliest_offsets(*assigned) if assigned else {}
         log_ends.clear()
         log_ends.update(ends)
+        log_starts.clear()
+        log_starts.update(starts)
         log_ends_at = time.monotonic()
         committed = consumer().committed_offsets
         reported = set()
         for tp, end in ends.items():
             labels = (tp.topic, str(tp.partition))
-            metrics.lag.labels(*labels).set(max(0, end - (committed.get(tp) or 0)))
+            metrics.lag.labels(*labels).set(records_waiting(starts.get(tp, 0), end, committed.get(tp)))
             reported.add(labels)
         # A partition that moved to another worker is that worker's to report.
         for labels in lag_reported - reported:
@@ -144,7 +149,8 @@ def build_worker(settings: Settings, metrics: Metrics, liveness: Liveness,
         # that only a blocked event loop stops the check.
         committed = consumer().committed_offsets
         inputs = frozenset(tp for tp in consumer().assignment() if tp.topic in app.batch_channels)
-        waiting = sum(max(0, max(consumer().highwater(tp) or 0, log_ends.get(tp, 0)) - (committed.get(tp) or 0))
+        waiting = sum(records_waiting(log_starts.get(tp, 0), max(consumer().highwater(tp) or 0, log_ends.get(tp, 0)),
+                                      committed.get(tp))
                       for tp in inputs)
         recovery = cast(faust.tables.TableManager, app.tables).recovery
         if app.in_recovery:
@@ -158,7 +164,8 @@ def build_worker(settings: Settings, metrics: Metrics, liveness: Liveness,
         if report_age > 5 * LAG_INTERVAL_S:
             waiting = max(waiting, 1)
         liveness.observe(progress, waiting, lambda: "; ".join(
-            [runner.describe() for runner in runners] + [f"last lag report {report_age:.0f} s ago"]))
+            [runner.describe() for runner in runners]
+            + [consumer().describe(), f"last lag report {report_age:.0f} s ago"]))
 
     app.checks.append((LIVENESS_INTERVAL_S, check_progress))  # from start: recoveries included
 

@@ -5,6 +5,10 @@ commits past the offsets that hold none.
   transaction, an offset without a record. The worker ends exact, counts the markers, finds
   no records missing, and commits up to the last marker of each partition (one marker short of
   the log end: docs/operations.md, "Known limits of the metrics").
+- Retention, before the first commit: every record of a partition deleted before a new
+  consumer group read any. Nothing waits there: the worker reports no lag and no stall (it
+  reported the deleted records as waiting, and its watchdog restarted it again and again), and
+  reads the records that come next.
 - Retention: records deleted from the log while the worker was stopped, past its committed
   offset. The worker reads again from its committed offset to be sure, then goes on from the
   first record left, says so, and commits to the log end (before, its commits stopped at the
@@ -15,6 +19,7 @@ Worker metrics port: 19170."""
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,14 +33,14 @@ from kafka.structs import TopicPartition as KafkaTopicPartition
 from streams.clickhouse.migrate import migrate
 from streams.settings import Settings
 from streams.tools.oracle import expected
-from streams.tools.simulate import SimulationConfig, generate, publish
+from streams.tools.simulate import SimulationConfig, generate, publish, recent_day_start_ms
 from streams.topics import ensure_topics
 from tests.support.exact import source_lag, wait_for_exact
-from tests.support.upstream import RETENTION_MS, LibrdkafkaPublisher, simulated_day_start_ms, upstream_publisher
+from tests.support.upstream import RETENTION_MS, LibrdkafkaPublisher, upstream_publisher
 from tests.support.worker import Worker, wait_until
 
 METRICS_PORT = 19170
-CONFIG = SimulationConfig(seed=17, customers=200, events=3_000, start_ms=simulated_day_start_ms())
+CONFIG = SimulationConfig(seed=17, customers=200, events=3_000, start_ms=recent_day_start_ms())
 
 
 @pytest.fixture()
@@ -90,6 +95,7 @@ def test_records_deleted_past_the_committed_offset_are_skipped_and_said(settings
     clicks = settings.input_topics["click"]
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
     committed = committed_offset(settings, clicks, 0)
+    assert committed, f"no commit on {clicks}-0"
     deleted_to = committed + 20
     futures = admin.delete_records([TopicPartition(clicks, 0, deleted_to)])
     assert futures[TopicPartition(clicks, 0, deleted_to)].result(30).low_watermark == deleted_to
@@ -103,12 +109,44 @@ def test_records_deleted_past_the_committed_offset_are_skipped_and_said(settings
     assert f"{said}: going on from {deleted_to}" in log
 
 
-def committed_offset(settings: Settings, topic: str, partition: int) -> int:
+def test_records_deleted_before_the_first_commit_are_not_waiting(settings: Settings, worker: Worker) -> None:
+    records = generate(CONFIG)
+    half = len(records) // 2
+    publisher = upstream_publisher("kafka-python", settings)
+    publish(records[:half], publisher, settings)
+    clicks = settings.input_topics["click"]
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    deleted_to = log_end(settings, clicks, 0)
+    futures = admin.delete_records([TopicPartition(clicks, 0, deleted_to)])
+    assert futures[TopicPartition(clicks, 0, deleted_to)].result(30).low_watermark == deleted_to > 0
+
+    worker.start()
+    wait_until(lambda: source_lag(worker, METRICS_PORT) == 0, timeout_s=120)
+    for _ in range(5):  # not stalled: at most the time since the last check (every second)
+        assert worker.metric(METRICS_PORT, "streams_stalled_seconds") < 2
+        time.sleep(1)
+
+    publish(records[half:], publisher, settings)
+    publisher.close()
+    wait_until(lambda: source_lag(worker, METRICS_PORT) == 0 and committed_offset(settings, clicks, 0)
+               == log_end(settings, clicks, 0) > deleted_to, timeout_s=120)
+    assert offset_gaps(worker)["missing"] == 0  # the deleted records were never expected
+
+
+def log_end(settings: Settings, topic: str, partition: int) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    try:
+        tp = KafkaTopicPartition(topic, partition)
+        return int(consumer.end_offsets([tp])[tp])
+    finally:
+        consumer.close()
+
+
+def committed_offset(settings: Settings, topic: str, partition: int) -> int | None:
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.app_id,
                              enable_auto_commit=False)
     try:
         offset = consumer.committed(KafkaTopicPartition(topic, partition))
     finally:
         consumer.close()
-    assert offset, f"no commit on {topic}-{partition}"
-    return int(offset)
+    return offset

@@ -3,7 +3,7 @@ changes; /healthz and the watchdog turn unhealthy at the timeout, or when the ch
 
 from __future__ import annotations
 
-from streams.runtime.liveness import Liveness, StallRule
+from streams.runtime.liveness import Liveness, StallRule, records_waiting
 
 
 class Clock:
@@ -25,6 +25,16 @@ def test_stalled_time_counts_only_while_records_wait_without_progress() -> None:
     # New records: counted from the last check that saw none (they came in since).
     assert rule.observe(55, progress=2, waiting=True) == 5
     assert rule.observe(70, progress=2, waiting=True) == 20
+
+
+def test_records_wait_from_the_committed_offset_or_the_log_start_whichever_is_later() -> None:
+    assert records_waiting(log_start=0, log_end=500, committed=None) == 500  # never committed: all of them
+    assert records_waiting(log_start=0, log_end=500, committed=120) == 380
+    # Retention deleted records before they were read: those are not waiting.
+    assert records_waiting(log_start=500, log_end=500, committed=None) == 0
+    assert records_waiting(log_start=300, log_end=500, committed=120) == 200
+    assert records_waiting(log_start=300, log_end=500, committed=450) == 50
+    assert records_waiting(log_start=0, log_end=500, committed=500) == 0
 
 
 def test_health_turns_unhealthy_at_the_timeout_and_says_what_waits() -> None:
