@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
-from streams.core.windows import DAY_MS, HOUR_MS
+from streams.core.windows import HOUR_MS
 from streams.publisher import Publisher
 from streams.settings import Settings
 from streams.tools import humanize
@@ -27,7 +27,7 @@ from streams.tools.humanize import count, duration
 from streams.tools.journey import Journey, stitched_journey
 from streams.tools.oracle import expected
 from streams.tools.report import write_report
-from streams.tools.simulate import SimulationConfig, generate, publish
+from streams.tools.simulate import SimulationConfig, generate, publish, recent_day_start_ms
 from streams.topics import ensure_topics
 
 #: Longest the demo waits for the accepted events to be visible in ClickHouse.
@@ -119,9 +119,7 @@ def run_demo(settings: Settings, customers: int, events: int, *, report_path: st
              prometheus_url: str) -> int:
     ensure_topics(settings)
     migrate(settings, echo=lambda _: None)
-    # The UTC day before yesterday: whole days show in the charts, and every record's Kafka
-    # timestamp stays in the past (the publisher refuses timestamps over 1 h ahead of the clock).
-    start_ms = (int(time.time() * 1000) // DAY_MS - 2) * DAY_MS
+    start_ms = recent_day_start_ms()  # whole days show in the charts
     run = int(time.time())
     # Identity traffic in the mix (anonymous visits, identifies, conflicts, sentinel ids), and
     # one scripted stitched journey shown at the end.

@@ -22,6 +22,7 @@ import functools
 import itertools
 import json
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -188,6 +189,15 @@ class RawPublisher(Protocol):
     ) -> Any: ...
 
     def flush(self) -> Any: ...
+
+
+def recent_day_start_ms() -> int:
+    """The start (UTC) of the day before yesterday, for traffic published to Kafka: a day
+    starting then, with what runs past its end (follow-ups, clock-skewed events), lies in the
+    past at any hour, as the publisher requires (at most 1 h ahead; a day starting yesterday
+    did not between midnight and about 02:00 UTC), and within the input topics' retention,
+    which deletes records stamped earlier (:data:`DEFAULT_START_MS` soon falls out of it)."""
+    return (int(time.time() * 1000) // DAY_MS - 2) * DAY_MS
 
 
 def generate(config: SimulationConfig) -> list[SimRecord]:

@@ -27,7 +27,7 @@ from clickhouse_driver import Client
 from streams.clickhouse.client import connect
 from streams.core.events import EventType
 from streams.settings import Settings, load_settings
-from streams.tools.simulate import SimulationConfig
+from streams.tools.simulate import SimulationConfig, recent_day_start_ms
 from tests.bench import ceilings, pyspy
 from tests.bench.freshness import clean_messages, measure_freshness
 from tests.bench.landing import Landing, PipelineFailed, wait_until_landed
@@ -41,7 +41,6 @@ from tests.bench.workload import (
     published_run,
 )
 from tests.conftest import local_environ
-from tests.support.upstream import simulated_day_start_ms
 
 FULL = {"events": 200_000, "customers": 100_000, "runs": 3, "freshness_s": 30.0}
 QUICK = {"events": 20_000, "customers": 10_000, "runs": 1, "freshness_s": 10.0}
@@ -114,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     base = load_settings(local_environ(), topic_partitions=options.partitions)
     config = SimulationConfig.for_settings(base, seed=options.seed, customers=options.customers,
-                                           events=options.events, start_ms=simulated_day_start_ms(),
+                                           events=options.events, start_ms=recent_day_start_ms(),
                                            span_ms=int(options.span_hours * 3_600_000),
                                            anonymous_visits=options.anonymous_visits)
     measured_on = machine(base)  # before the runs: the work tree may change while they go

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.settings import Settings, load_settings
-from streams.tools.simulate import SimulationConfig
+from streams.tools.simulate import SimulationConfig, recent_day_start_ms
 from tests.bench.lag_watch import LagWatch
 from tests.bench.landing import PipelineFailed, wait_until_landed
 from tests.bench.pipeline_bench import clickhouse
@@ -40,7 +40,6 @@ from tests.bench.scaling import efficiency, events_per_core, hot_versus_rest, pa
 from tests.bench.worker_process import WorkerGroup
 from tests.bench.workload import Workload, bench_name, build_workload, published_run
 from tests.conftest import local_environ
-from tests.support.upstream import simulated_day_start_ms
 
 PHASES = ("uniform", "skewed", "one-key")
 
@@ -103,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for phase in options.phases:
         skew, events, counts = plans[phase]
         config = SimulationConfig.for_settings(base, seed=options.seed, customers=options.customers, events=events,
-                                               start_ms=simulated_day_start_ms(), span_ms=86_400_000, **skew)
+                                               start_ms=recent_day_start_ms(), span_ms=86_400_000, **skew)
         print(f"[{phase}] generating {events:,} events for {options.customers:,} customers and the oracle's answer ...")
         workload = build_workload(config, base)
         runs = measure_phase(options, f"{name}_{phase.replace('-', '')}", workload, counts, log_dir,

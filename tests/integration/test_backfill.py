@@ -24,12 +24,12 @@ from streams.publisher import event_to_json
 from streams.settings import PREFIX, Settings
 from streams.tools.backfill import after_cutover
 from streams.tools.oracle import expected
-from streams.tools.simulate import SimRecord, SimulationConfig, generate, history
+from streams.tools.simulate import SimRecord, SimulationConfig, generate, history, recent_day_start_ms
 from streams.topics import ensure_topics
 from tests.support.clickhouse_rows import read_final_rows
 from tests.support.compare import compare_all
 from tests.support.exact import wait_for_exact
-from tests.support.upstream import RETENTION_MS, publish_records, simulated_day_start_ms
+from tests.support.upstream import RETENTION_MS, publish_records
 from tests.support.worker import Worker, wait_until
 
 # The live traffic's simulated ingest times lie two days back, the import's are now: a touch
@@ -76,7 +76,7 @@ def scenario(settings: Settings, tmp_path: Path, seed: int, live_events: int, hi
     """Live traffic from the cut-over on, 90 days of history before it; the file holds also
     ``exported_again`` events of the first half of the live traffic that occurred before the
     cut-over (late ones)."""
-    cutover = simulated_day_start_ms()
+    cutover = recent_day_start_ms()
     live = generate(SimulationConfig(seed=seed, customers=300, events=live_events, start_ms=cutover,
                                      anonymous_visits=0.2, sentinel_ids=0.005))
     past = history(SimulationConfig(seed=seed + 1, customers=300, events=history_events, span_ms=90 * DAY_MS,

@@ -23,7 +23,7 @@ from streams.clickhouse.cluster import drop_database
 from streams.clickhouse.migrate import load_migrations, migrate
 from streams.settings import PREFIX, Settings, load_settings
 from streams.tools.oracle import Expected, expected
-from streams.tools.simulate import SimRecord, SimulationConfig, generate
+from streams.tools.simulate import SimRecord, SimulationConfig, generate, recent_day_start_ms
 from streams.topics import ensure_topics
 from tests.conftest import unique
 from tests.support.analyst import as_analyst
@@ -38,12 +38,12 @@ from tests.support.cluster import (
     whole_cluster,
 )
 from tests.support.exact import wait_for_exact
-from tests.support.upstream import RETENTION_MS, publish_records, simulated_day_start_ms
+from tests.support.upstream import RETENTION_MS, publish_records
 from tests.support.worker import Worker, wait_until
 
 __all__ = ["cluster_stack", "whole_cluster"]  # fixtures, used by name
 
-CONFIG = SimulationConfig(seed=11, customers=300, events=6_000, start_ms=simulated_day_start_ms(),
+CONFIG = SimulationConfig(seed=11, customers=300, events=6_000, start_ms=recent_day_start_ms(),
                           anonymous_visits=0.2)
 FIRST_PORT, SECOND_PORT = 23150, 23151
 

@@ -26,17 +26,17 @@ from streams.core.erasure import keyed_hash
 from streams.settings import Settings, require_erasure_key
 from streams.tools.erase import request_erasure
 from streams.tools.oracle import Erasure, erased_people, expected
-from streams.tools.simulate import SimulationConfig, generate
+from streams.tools.simulate import SimulationConfig, generate, recent_day_start_ms
 from streams.topics import ensure_topics
 from tests.support.analyst import as_analyst
 from tests.support.clickhouse_rows import read_final_rows
 from tests.support.compare import compare_all
 from tests.support.erasure import people_to_erase
 from tests.support.exact import wait_for_exact
-from tests.support.upstream import RETENTION_MS, publish_records, simulated_day_start_ms
+from tests.support.upstream import RETENTION_MS, publish_records
 from tests.support.worker import Worker, wait_until
 
-CONFIG = SimulationConfig(seed=23, customers=200, events=4_000, start_ms=simulated_day_start_ms(),
+CONFIG = SimulationConfig(seed=23, customers=200, events=4_000, start_ms=recent_day_start_ms(),
                           anonymous_visits=0.2, identity_conflicts=0.0)
 WORKER_PORT, ERASER_PORT = 24150, 19190
 PROMETHEUS = "http://127.0.0.1:19090"  # the local stack's, which scrapes ERASER_PORT

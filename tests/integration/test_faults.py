@@ -25,16 +25,16 @@ from streams.clickhouse.migrate import migrate
 from streams.publisher import Publisher
 from streams.settings import PREFIX, Settings
 from streams.tools.oracle import Expected, expected
-from streams.tools.simulate import SimRecord, SimulationConfig, generate, publish
+from streams.tools.simulate import SimRecord, SimulationConfig, generate, publish, recent_day_start_ms
 from streams.topics import ensure_topics
 from tests.conftest import STACK
 from tests.support.exact import source_lag, wait_for_exact
 from tests.support.services import service_pid
-from tests.support.upstream import RETENTION_MS, simulated_day_start_ms
+from tests.support.upstream import RETENTION_MS
 from tests.support.worker import Worker, wait_until
 
 METRICS_PORT = 22150
-CONFIG = SimulationConfig(seed=7, customers=300, events=6_000, start_ms=simulated_day_start_ms())
+CONFIG = SimulationConfig(seed=7, customers=300, events=6_000, start_ms=recent_day_start_ms())
 CLICKHOUSE_DOWN_S = 60
 CLICKHOUSE_HUNG_S = 45
 BROKER_DOWN_S = 20

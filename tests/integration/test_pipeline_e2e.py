@@ -23,7 +23,7 @@ from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
 from streams.settings import PREFIX, Settings
 from streams.tools.oracle import Expected, expected
-from streams.tools.simulate import SimRecord, SimulationConfig, generate, publish
+from streams.tools.simulate import SimRecord, SimulationConfig, generate, publish, recent_day_start_ms
 from streams.topics import ensure_topics
 from tests.support.clickhouse_rows import read_final_rows
 from tests.support.compare import compare_all
@@ -32,14 +32,13 @@ from tests.support.upstream import (
     RETENTION_MS,
     UPSTREAM_CLIENTS,
     publish_records,
-    simulated_day_start_ms,
     upstream_publisher,
 )
 from tests.support.worker import Worker, wait_until
 
 # Identity traffic in the mix: anonymous visits on several devices per customer, identifies
 # before, during and long after them, replayed and conflicting identifies, sentinel ids.
-CONFIG = SimulationConfig(seed=42, customers=300, events=6_000, start_ms=simulated_day_start_ms(),
+CONFIG = SimulationConfig(seed=42, customers=300, events=6_000, start_ms=recent_day_start_ms(),
                           anonymous_visits=0.2, sentinel_ids=0.005)
 
 

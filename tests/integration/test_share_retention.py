@@ -11,14 +11,14 @@ from pathlib import Path
 from streams.clickhouse.migrate import migrate
 from streams.settings import Settings
 from streams.tools.oracle import expected
-from streams.tools.simulate import SimulationConfig, generate
+from streams.tools.simulate import SimulationConfig, generate, recent_day_start_ms
 from streams.topics import ensure_topics
 from tests.support.exact import wait_for_exact
-from tests.support.upstream import RETENTION_MS, publish_records, simulated_day_start_ms
+from tests.support.upstream import RETENTION_MS, publish_records
 from tests.support.worker import Worker, wait_until
 
 SHARE_RETENTION_MS = 2 * 3_600_000  # of the simulated day's ingest times
-CONFIG = SimulationConfig(seed=43, customers=300, events=6_000, start_ms=simulated_day_start_ms())
+CONFIG = SimulationConfig(seed=43, customers=300, events=6_000, start_ms=recent_day_start_ms())
 RETIRED = "streams_referral_shares_retired_total"
 
 

@@ -15,8 +15,9 @@ from streams.clickhouse.client import connect
 from streams.clickhouse.migrate import migrate
 from streams.publisher import Publisher
 from streams.settings import PREFIX, Settings
-from streams.tools.simulate import SimulationConfig, generate, publish
+from streams.tools.simulate import SimulationConfig, generate, publish, recent_day_start_ms
 from streams.topics import ensure_topics
+from tests.support.upstream import RETENTION_MS
 from tests.support.worker import Worker
 
 METRICS_PORT = 22155
@@ -26,11 +27,13 @@ EXIT_TIMEOUT_S = 120
 
 @pytest.fixture()
 def worker(clickhouse_settings: Settings, tmp_path: Path) -> Iterator[Worker]:
-    settings = dataclasses.replace(clickhouse_settings, metrics_port=METRICS_PORT, table_dir=str(tmp_path / "state"))
+    settings = dataclasses.replace(clickhouse_settings, metrics_port=METRICS_PORT, table_dir=str(tmp_path / "state"),
+                                   input_retention_ms=RETENTION_MS)
     ensure_topics(settings)
     migrate(settings)
     with Publisher(settings) as publisher:
-        publish(generate(SimulationConfig(seed=3, customers=50, events=500)), publisher, settings)
+        publish(generate(SimulationConfig(seed=3, customers=50, events=500, start_ms=recent_day_start_ms())), publisher,
+                settings)
     worker = Worker(settings, tmp_path / "worker.log")
     yield worker
     worker.stop()

@@ -16,10 +16,9 @@ from streams.clickhouse.migrate import migrate
 from streams.publisher import Publisher
 from streams.runtime.liveness import STALL_EXIT_CODE
 from streams.settings import PREFIX, Settings
-from streams.tools.simulate import SimulationConfig, generate, publish
+from streams.tools.simulate import SimulationConfig, generate, publish, recent_day_start_ms
 from streams.topics import ensure_topics
 from tests.support.services import service_pid
-from tests.support.upstream import simulated_day_start_ms
 from tests.support.worker import Worker, wait_until
 
 METRICS_PORT = 21152
@@ -35,7 +34,7 @@ def busy_worker(clickhouse_settings: Settings, tmp_path: Path) -> Iterator[Worke
     ensure_topics(settings)
     migrate(settings)
     with Publisher(settings) as publisher:
-        publish(generate(SimulationConfig(seed=3, customers=200, events=4_000, start_ms=simulated_day_start_ms())),
+        publish(generate(SimulationConfig(seed=3, customers=200, events=4_000, start_ms=recent_day_start_ms())),
                 publisher, settings)
     worker = Worker(settings, tmp_path / "worker.log")
     # The stall timeout may be short only with a short ClickHouse timeout and backoff (settings).

@@ -33,10 +33,10 @@ from streams.publisher import Publisher
 from streams.runtime.runner import BatchSender
 from streams.settings import Settings
 from streams.stages.records import OutMessage
-from streams.tools.simulate import SimulationConfig, generate, publish
+from streams.tools.simulate import SimulationConfig, generate, publish, recent_day_start_ms
 from streams.topics import ensure_topics
 from tests.conftest import unique
-from tests.support.upstream import RETENTION_MS, simulated_day_start_ms
+from tests.support.upstream import RETENTION_MS
 from tests.support.worker import Worker, wait_until
 
 STARTS = 20
@@ -85,7 +85,7 @@ def database(clickhouse_settings: Settings) -> Iterator[Settings]:
 
 
 def test_fresh_workers_on_new_topics_make_progress_every_time(database: Settings, tmp_path: Path) -> None:
-    records = generate(SimulationConfig(seed=7, customers=40, events=300, start_ms=simulated_day_start_ms()))
+    records = generate(SimulationConfig(seed=7, customers=40, events=300, start_ms=recent_day_start_ms()))
     for start in range(STARTS):
         name = unique(f"start{start}")
         # New topics and a new consumer group (and so new changelog topics) every time. No

@@ -6,13 +6,11 @@ records (``streams.tools.simulate.publish`` takes any of them)."""
 from __future__ import annotations
 
 import random
-import time
 import zlib
 from typing import Any
 
 from confluent_kafka import Producer
 
-from streams.core.windows import DAY_MS
 from streams.publisher import Publisher
 from streams.settings import Settings
 from streams.tools.simulate import SimRecord, publish
@@ -24,14 +22,6 @@ UPSTREAM_CLIENTS = ("kafka-python", "librdkafka", "librdkafka-random-partitions"
 # simulator's old shares are stamped 8-10 days back: Kafka rolls them into a segment of their
 # own, which the default 7-day retention would delete at its next check, mid-run.
 RETENTION_MS = Settings().erasure_deadline_s * 1000
-
-
-def simulated_day_start_ms() -> int:
-    """The start (UTC) of the day before yesterday: a simulated day starting then, with what
-    runs past its end (follow-ups, clock-skewed events), lies in the past at any hour, as the
-    publisher requires (at most 1 h ahead). A day starting yesterday did not between midnight
-    and about 02:00 UTC."""
-    return (int(time.time() * 1000) // DAY_MS - 2) * DAY_MS
 
 
 class LibrdkafkaPublisher:
