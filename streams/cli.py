@@ -11,6 +11,7 @@ message naming the variable.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -108,8 +109,9 @@ def _cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from streams.tools.simulate import SimulationConfig, generate, publish, recent_day_start_ms, write_jsonl
 
-    records = generate(SimulationConfig(seed=args.seed, customers=args.customers, events=args.events,
-                                        start_ms=recent_day_start_ms()))
+    # Published: recent, within the topics' retention. Written to a file: the same for a seed on any day.
+    config = SimulationConfig(seed=args.seed, customers=args.customers, events=args.events)
+    records = generate(config if args.out else dataclasses.replace(config, start_ms=recent_day_start_ms()))
     if args.out:
         print(f"wrote {write_jsonl(records, args.out)} records to {args.out}")
     else:
@@ -194,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "imported, the live topics carry the rest")
     backfill.add_argument("--max-rate", type=float, default=0.0, help="events per second at most (0: no limit)")
     backfill.set_defaults(run=_cmd_backfill)
-    simulate = sub.add_parser("simulate", help="generate seeded traffic over the UTC day before yesterday "
-                                               "(to Kafka, or --out FILE)")
+    simulate = sub.add_parser("simulate", help="generate seeded traffic: to Kafka over the UTC day "
+                                               "before yesterday, or --out FILE over 2026-11-01")
     for name, default in (("seed", 1), ("customers", 1_000), ("events", 20_000)):
         simulate.add_argument(f"--{name}", type=int, default=default)
     simulate.add_argument("--out", help="write JSON lines here instead of publishing")

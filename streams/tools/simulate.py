@@ -195,8 +195,10 @@ def recent_day_start_ms() -> int:
     """The start (UTC) of the day before yesterday, for traffic published to Kafka: a day
     starting then, with what runs past its end (follow-ups, clock-skewed events), lies in the
     past at any hour, as the publisher requires (at most 1 h ahead; a day starting yesterday
-    did not between midnight and about 02:00 UTC), and within the input topics' retention,
-    which deletes records stamped earlier (:data:`DEFAULT_START_MS` soon falls out of it)."""
+    did not between midnight and about 02:00 UTC), and within the input topics' default
+    retention (7 days), which deletes records stamped earlier: :data:`DEFAULT_START_MS` falls
+    out of it. The shares made before the span are stamped 8-10 days earlier still: topics
+    that must keep them need a longer retention."""
     return (int(time.time() * 1000) // DAY_MS - 2) * DAY_MS
 
 

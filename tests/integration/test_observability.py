@@ -46,6 +46,7 @@ from tests.support.observability import (
     rules,
     targets,
 )
+from tests.support.upstream import RETENTION_MS
 from tests.support.worker import Worker
 
 METRICS_PORT = 19101
@@ -167,7 +168,8 @@ def running(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
     name = unique("t")
     settings = dataclasses.replace(
         load_settings(local_environ(), topic_prefix=name, app_id=name, clickhouse_database=name),
-        metrics_port=METRICS_PORT, table_dir=str(tmp / "state"), broker_session_timeout_s=6.0)
+        metrics_port=METRICS_PORT, table_dir=str(tmp / "state"), broker_session_timeout_s=6.0,
+        input_retention_ms=RETENTION_MS)
     ensure_topics(settings)
     migrate(settings)
     records = live_records(int(time.time() * 1000))
