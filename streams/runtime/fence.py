@@ -27,7 +27,8 @@ State read or written:
   ``_n_acked``, ``_commit_every``, ``_unacked_messages``, ``_waiting_for_ack``,
   ``_buffered_partitions``, ``_paused_partitions``, ``_thread`` (its ``_ensure_consumer`` and ``call_thread``),
   ``_to_message``, ``_wait_next_records``
-- aiokafka's consumer ``_fetch_max_wait_ms`` and ``_fetch_min_bytes``; Faust's producer ``_ensure_producer``
+- aiokafka's consumer ``_fetch_max_wait_ms``, ``_fetch_min_bytes`` and ``_subscription``;
+  Faust's producer ``_ensure_producer``
 - Faust's memory store ``_key_partition``; its RocksDB store ``_dbs``, ``_db_for_partition``,
   ``_try_open_db_for_partition``
 """
@@ -176,6 +177,17 @@ class Consumer(aiokafka.Consumer):
         self._read_offset[tp] = offset if offset else None
 
 
+    async def read_positions(self) -> dict[TP, int]:
+        """:func:`consumed_positions` of the aiokafka consumer, read in its thread."""
+        thread = self._thread
+        consumer = thread._ensure_consumer()
+
+        async def in_thread() -> dict[TP, int]:
+            return consumed_positions(consumer)
+
+        return cast(dict[TP, int], await thread.call_thread(in_thread))
+
+
 class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
     """Faust's consumer thread, with the creation of its aiokafka consumer made public."""
 
@@ -191,6 +203,17 @@ def set_fetch_wait(consumer: AIOKafkaConsumer, max_wait_ms: int, min_bytes: int)
     reads both when it starts."""
     consumer._fetch_max_wait_ms = max_wait_ms
     consumer._fetch_min_bytes = min_bytes
+
+
+def consumed_positions(consumer: AIOKafkaConsumer) -> dict[TP, int]:
+    """Per assigned partition whose position is known, the offset the consumer reads next: past
+    the transaction markers it fetched too, for which it returns no record. aiokafka's
+    ``position()`` would wait for the unknown ones."""
+    subscription = consumer._subscription.subscription
+    if subscription is None or subscription.assignment is None:
+        return {}
+    return {TP(tp.topic, tp.partition): consumed.offset
+            for tp, consumed in subscription.assignment.all_consumed_offsets().items()}
 
 
 def aiokafka_producer(producer: Any) -> AIOKafkaProducer:

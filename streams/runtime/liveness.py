@@ -25,10 +25,22 @@ STALL_EXIT_CODE = 70  # EX_SOFTWARE (sysexits.h)
 _UNSET = object()
 
 
-def records_waiting(log_start: int, log_end: int, committed: int | None) -> int:
+def records_waiting(log_start: int, log_end: int, committed: int | None,
+                    hands_over_from: int | None = None, reads_from: int | None = None) -> int:
     """Records of a partition a consumer has still to read: from its committed offset (none:
     the partition's first) to the log end. Records that retention deleted before they were
-    read are not waiting: reading goes on from the log start (auto_offset_reset=earliest)."""
+    read are not waiting: reading goes on from the log start (auto_offset_reset=earliest).
+
+    ``hands_over_from`` and ``reads_from``, when known: the offset of the next record the
+    consumer hands over, and the offset it reads next. When every record handed over is
+    committed and reading has reached the log end, the offsets left hold no records: the
+    commit markers a transactional producer leaves, which no commit passes until a record
+    follows them. Records handed over and not committed yet wait, deleted since or not."""
+    if committed is not None and hands_over_from is not None:
+        if hands_over_from > committed:
+            return max(0, log_end - committed)
+        if reads_from is not None and reads_from >= log_end:
+            return 0
     return max(0, log_end - max(log_start, committed or 0))
 
 
@@ -73,7 +85,7 @@ class Liveness:
         (called only while stalled). Returns the seconds stalled."""
         now = self.clock()
         stalled = self._rule.observe(now, progress, waiting > 0)
-        self._detail = detail() if stalled else ""
+        self._detail = _described(detail) if stalled else ""
         self._waiting = waiting
         self._stalled_s = stalled
         self._checked_at = now
@@ -94,6 +106,14 @@ class Liveness:
                           f"no progress for {self._stalled_s:.0f} s while {self._waiting} records wait "
                           f"(committed offsets, changelog restore and sink retries all still): {self._detail}")
         return Health(True, self._stalled_s, self._waiting, "")
+
+
+def _described(detail: Callable[[], str]) -> str:
+    """What ``detail`` says; a detail that fails must not stop the checks that call it."""
+    try:
+        return detail()
+    except Exception as error:  # any failure, said in its place
+        return f"(the detail failed: {error!r})"
 
 
 def start_watchdog(liveness: Liveness, exit: Callable[[int], object] = os._exit,

@@ -173,7 +173,7 @@ class Consumer(fence.Consumer):
         self.seek_lock = asyncio.Lock()  # Faust's recovery and a rebalance's fetch both seek
         self.fetched_while_seeking: set[TP] = set()
         self.offset_gaps: Counter[str] = Counter()  # by outcome: "re-read", "marker", "missing"
-        self.fetched_up_to: dict[TP, int] = {}  # per input partition, the last offset fetched
+        self.fetched_up_to: dict[TP, int] = {}  # per input partition, the last offset fetched to hand over
 
     def new_consumer_thread(self) -> ConsumerThread:
         self.fetching = ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -210,6 +210,7 @@ class Consumer(fence.Consumer):
                 first_offsets = await self.earliest_offsets(*uncommitted) if uncommitted else {}
                 self.next_offsets = {tp: read_offsets.get(tp) or first_offsets.get(tp, 0) for tp in inputs}
                 self.read_again_from.clear()
+                self.fetched_up_to = {tp: up_to for tp, up_to in self.fetched_up_to.items() if tp in self.next_offsets}
             except IllegalStateError:
                 # The assignment changed while Faust sought (aiokafka's seek_to_committed awaits
                 # each committed offset before its seek): the rebalance under way ends with a seek.
@@ -230,20 +231,30 @@ class Consumer(fence.Consumer):
     def batch_channels(self) -> Mapping[str, ChannelT[Fetched]]:
         return cast(Mapping[str, ChannelT[Fetched]], getattr(self.app, "batch_channels", {}))
 
+    def log_end(self, tp: TP) -> int | None:
+        """The log end of ``tp`` the fetches reported, if any; None once it is no longer assigned
+        (aiokafka asserts it is: the assignment changes in the consumer's thread)."""
+        try:
+            return self.highwater(tp)
+        except (AssertionError, KeyError):
+            return None
+
     def describe(self) -> str:
-        """Where the input records stand, for the message of a stalled worker: up to where
-        each partition is fetched, and from where records are handed over to the agents."""
-        paused = self.paused_partitions
+        """Where the input records stand, for the message of a stalled worker: for each input
+        partition with records past the next offset to hand over, up to where it is fetched."""
+        paused, held_back = self.paused_partitions, self.fetching.held_back
+        inputs = sorted(tp for tp in self.assignment() if tp.topic in self.batch_channels)
+        ends_and_next = [(tp, self.log_end(tp), self.next_offsets.get(tp)) for tp in inputs]
+        behind = [(tp, end, next_offset) for tp, end, next_offset in ends_and_next if end is None or end != next_offset]
         partitions = [
-            f"{tp.topic}[{tp.partition}] log end {self.highwater(tp)}, "
-            f"fetched up to {self.fetched_up_to.get(tp, 'none')}, "
-            f"next to hand over {self.next_offsets.get(tp, 'unknown (not sought yet)')}"
-            f"{', paused' if tp in paused else ''}{', held back' if tp in self.fetching.held_back else ''}"
-            for tp in sorted(tp for tp in self.assignment() if tp.topic in self.batch_channels)]
+            f"{tp.topic}[{tp.partition}] log end {end}, fetched up to {self.fetched_up_to.get(tp, 'none')}, "
+            f"next to hand over {'unknown (not sought yet)' if next_offset is None else next_offset}"
+            f"{', paused' if tp in paused else ''}{', held back' if tp in held_back else ''}"
+            for tp, end, next_offset in behind]
+        partitions.append(f"{len(inputs) - len(behind)} input partitions handed over to their log end")
         queued = sum(cast(FetchChannel, channel).queue.qsize() for channel in self.batch_channels.values())
-        return (f"consumer: flow {'active' if self.flow_active else 'suspended'}"
-                f"{', seeking' if self.seeking else ''}, {queued} fetches queued for the agents; "
-                + "; ".join(partitions or ["no input partitions assigned"]))
+        flow = f"flow {'active' if self.flow_active else 'suspended'}{', seeking' if self.seeking else ''}"
+        return f"consumer: {flow}, {queued} fetches queued for the agents; " + "; ".join(partitions)
 
     def committable_offset(self, tp: TP) -> int | None:
         acked = self.acked_offsets(tp)

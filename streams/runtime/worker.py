@@ -112,27 +112,33 @@ def build_worker(settings: Settings, metrics: Metrics, liveness: Liveness,
         metrics.profiles.set(await profiles.count_with_prefix("c:"))
 
     lag_reported: set[tuple[str, str]] = set()
-    # As of the last lag report: the check sees records not fetched yet, and not those deleted.
+    # As of the last lag report: the check sees records not fetched yet, not those deleted, and
+    # not the transaction markers read past.
     log_ends: dict[TP, int] = {}
     log_starts: dict[TP, int] = {}
+    positions: dict[TP, int] = {}
+
+    def waiting_in(tp: TP, log_end: int, committed: Mapping[TP, int | None]) -> int:
+        return records_waiting(log_starts.get(tp, 0), log_end, committed.get(tp),
+                               consumer().next_offsets.get(tp), positions.get(tp))
     log_ends_at = time.monotonic()
 
     @app.timer(LAG_INTERVAL_S)
     async def report_lag() -> None:
         nonlocal log_ends_at
         assigned = consumer().assignment()
-        ends = await consumer().highwaters(*assigned) if assigned else {}
-        starts = await consumer().earliest_offsets(*assigned) if assigned else {}
-        log_ends.clear()
-        log_ends.update(ends)
-        log_starts.clear()
-        log_starts.update(starts)
+        ends, starts = await asyncio.gather(consumer().highwaters(*assigned), consumer().earliest_offsets(*assigned)) \
+            if assigned else ({}, {})
+        read = await consumer().read_positions() if assigned else {}
+        for known, new in ((log_ends, ends), (log_starts, starts), (positions, read)):
+            known.clear()
+            known.update(new)
         log_ends_at = time.monotonic()
         committed = consumer().committed_offsets
         reported = set()
         for tp, end in ends.items():
             labels = (tp.topic, str(tp.partition))
-            metrics.lag.labels(*labels).set(records_waiting(starts.get(tp, 0), end, committed.get(tp)))
+            metrics.lag.labels(*labels).set(waiting_in(tp, end, committed))
             reported.add(labels)
         # A partition that moved to another worker is that worker's to report.
         for labels in lag_reported - reported:
@@ -149,8 +155,7 @@ def build_worker(settings: Settings, metrics: Metrics, liveness: Liveness,
         # that only a blocked event loop stops the check.
         committed = consumer().committed_offsets
         inputs = frozenset(tp for tp in consumer().assignment() if tp.topic in app.batch_channels)
-        waiting = sum(records_waiting(log_starts.get(tp, 0), max(consumer().highwater(tp) or 0, log_ends.get(tp, 0)),
-                                      committed.get(tp))
+        waiting = sum(waiting_in(tp, max(consumer().log_end(tp) or 0, log_ends.get(tp, 0)), committed)
                       for tp in inputs)
         recovery = cast(faust.tables.TableManager, app.tables).recovery
         if app.in_recovery:

@@ -1,11 +1,13 @@
 """No silent stalls: a worker that has records waiting and makes no progress says what is
 stuck and exits non-zero, so that its supervisor restarts it. Kafka is paused (SIGSTOP) under a
-busy worker: nothing can be sent, delivered or committed."""
+busy worker: nothing can be sent, delivered or committed. The message names what the runners
+wait on and where each input partition stands (fetched, handed over)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from streams.settings import PREFIX, Settings
 from streams.tools.simulate import SimulationConfig, generate, publish, recent_day_start_ms
 from streams.topics import ensure_topics
 from tests.support.services import service_pid
+from tests.support.upstream import RETENTION_MS
 from tests.support.worker import Worker, wait_until
 
 METRICS_PORT = 21152
@@ -30,7 +33,8 @@ EXIT_TIMEOUT_S = 120
 @pytest.fixture()
 def busy_worker(clickhouse_settings: Settings, tmp_path: Path) -> Iterator[Worker]:
     """A worker with a backlog it works through in one-event batches: still busy when Kafka stops."""
-    settings = dataclasses.replace(clickhouse_settings, metrics_port=METRICS_PORT, table_dir=str(tmp_path / "state"))
+    settings = dataclasses.replace(clickhouse_settings, metrics_port=METRICS_PORT, table_dir=str(tmp_path / "state"),
+                                   input_retention_ms=RETENTION_MS)
     ensure_topics(settings)
     migrate(settings)
     with Publisher(settings) as publisher:
@@ -59,3 +63,5 @@ def test_a_worker_stalled_by_a_hung_broker_says_why_and_exits(busy_worker: Worke
     stalled = [line for line in log.splitlines() if "Worker stalled" in line]
     assert stalled and "ERROR" in stalled[0] and "records wait" in stalled[0], log[-4000:]
     assert "waiting" in stalled[0] and "for Kafka" in stalled[0], stalled[0]
+    # Where the input stands: fetched and handed over, per partition.
+    assert re.search(r"\.clicks\[\d\] log end \d+, fetched up to \d+, next to hand over \d+", stalled[0]), stalled[0]

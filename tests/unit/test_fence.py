@@ -18,7 +18,7 @@ from typing import Any
 import faust
 import faust.tables
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.stores import memory, rocksdb
 from faust.transport.drivers import aiokafka
 from faust.types import TP
@@ -80,7 +80,7 @@ def test_the_consumer_state_the_fence_reads_has_its_shape(app: faust.App) -> Non
     tp = TP("clicks", 0)
     assert consumer.read_offsets[tp] is None and consumer.committed_offsets[tp] is None
     assert consumer.acked_offsets(tp) == []
-    assert consumer.buffered_partitions == set()
+    assert consumer.buffered_partitions == set() and consumer.paused_partitions == set()
     assert consumer.commit_due() is False  # no broker_commit_every by default
     for name, kind in [("_acked_index", dict), ("_n_acked", int), ("_unacked_messages", object)]:
         assert isinstance(getattr(consumer, name), kind), name
@@ -120,6 +120,18 @@ def test_the_fetch_wait_is_the_attributes_aiokafka_reads() -> None:
         assert (consumer._fetch_max_wait_ms, consumer._fetch_min_bytes) == (500, 1)
         fence.set_fetch_wait(consumer, 100, 65536)
         assert (consumer._fetch_max_wait_ms, consumer._fetch_min_bytes) == (100, 65536)
+
+    asyncio.run(scenario())
+
+
+def test_consumed_positions_are_those_aiokafka_knows() -> None:
+    async def scenario() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
+        assert fence.consumed_positions(consumer) == {}  # nothing assigned
+        clicks, shares = TopicPartition("clicks", 0), TopicPartition("shares", 1)
+        consumer._subscription.assign_from_user({clicks, shares})
+        consumer._subscription.subscription.assignment.state_value(clicks).seek(42)
+        assert fence.consumed_positions(consumer) == {TP("clicks", 0): 42}  # shares: position unknown
 
     asyncio.run(scenario())
 

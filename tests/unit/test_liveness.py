@@ -37,6 +37,22 @@ def test_records_wait_from_the_committed_offset_or_the_log_start_whichever_is_la
     assert records_waiting(log_start=0, log_end=500, committed=500) == 0
 
 
+def test_transaction_markers_past_the_last_record_are_not_waiting() -> None:
+    # Records up to 498 handed over and committed; 499 is a commit marker, read past.
+    assert records_waiting(0, 500, committed=499, hands_over_from=499, reads_from=500) == 0
+    # Not yet read past it, or positions not known yet: it counts.
+    assert records_waiting(0, 500, committed=499, hands_over_from=499, reads_from=499) == 1
+    assert records_waiting(0, 500, committed=499) == 1
+    # Records handed over and not committed yet wait, whatever was read.
+    assert records_waiting(0, 500, committed=400, hands_over_from=499, reads_from=500) == 100
+    # A record appended since reading reached the old log end waits.
+    assert records_waiting(0, 501, committed=499, hands_over_from=499, reads_from=500) == 2
+    # Handed over and not committed while retention deleted them: they still wait.
+    assert records_waiting(500, 500, committed=450, hands_over_from=499, reads_from=500) == 50
+    # Nothing committed yet: the records wait.
+    assert records_waiting(0, 500, committed=None, hands_over_from=None, reads_from=500) == 500
+
+
 def test_health_turns_unhealthy_at_the_timeout_and_says_what_waits() -> None:
     clock = Clock()
     liveness = Liveness(timeout_s=60, clock=clock)
