@@ -25,21 +25,23 @@ STALL_EXIT_CODE = 70  # EX_SOFTWARE (sysexits.h)
 _UNSET = object()
 
 
-def records_waiting(log_start: int, log_end: int, committed: int | None,
-                    hands_over_from: int | None = None, reads_from: int | None = None) -> int:
+def records_waiting(log_start: int, log_end: int, committed: int | None, hands_over_from: int | None = None,
+                    reads_from: int | None = None, fetched_up_to: int | None = None) -> int:
     """Records of a partition a consumer has still to read: from its committed offset (none:
     the partition's first) to the log end. Records that retention deleted before they were
     read are not waiting: reading goes on from the log start (auto_offset_reset=earliest).
 
-    ``hands_over_from`` and ``reads_from``, when known: the offset of the next record the
-    consumer hands over, and the offset it reads next. When every record handed over is
-    committed and reading has reached the log end, the offsets left hold no records: the
-    commit markers a transactional producer leaves, which no commit passes until a record
-    follows them. Records handed over and not committed yet wait, deleted since or not."""
+    ``hands_over_from``, ``reads_from`` and ``fetched_up_to``, when known: the offset of the
+    next record the consumer hands over, the offset it reads next, and the offset of the last
+    record it fetched. When it has handed over every record it fetched, all of them are
+    committed, and it reads from the log end on, the offsets left hold no records: the commit
+    markers a transactional producer leaves, which no commit passes until a record follows
+    them. Records handed over and not committed yet wait, deleted since or not."""
     if committed is not None and hands_over_from is not None:
         if hands_over_from > committed:
             return max(0, log_end - committed)
-        if reads_from is not None and reads_from >= log_end:
+        handed_over_all = fetched_up_to is None or fetched_up_to < hands_over_from
+        if handed_over_all and reads_from is not None and reads_from >= log_end:
             return 0
     return max(0, log_end - max(log_start, committed or 0))
 

@@ -173,7 +173,7 @@ class Consumer(fence.Consumer):
         self.seek_lock = asyncio.Lock()  # Faust's recovery and a rebalance's fetch both seek
         self.fetched_while_seeking: set[TP] = set()
         self.offset_gaps: Counter[str] = Counter()  # by outcome: "re-read", "marker", "missing"
-        self.fetched_up_to: dict[TP, int] = {}  # per input partition, the last offset fetched to hand over
+        self.fetched_up_to: dict[TP, int] = {}  # per input partition, the last record's offset fetched
 
     def new_consumer_thread(self) -> ConsumerThread:
         self.fetching = ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -239,22 +239,21 @@ class Consumer(fence.Consumer):
         except (AssertionError, KeyError):
             return None
 
-    def describe(self) -> str:
-        """Where the input records stand, for the message of a stalled worker: for each input
-        partition with records past the next offset to hand over, up to where it is fetched."""
+    def describe(self, waiting: Mapping[TP, int], positions: Mapping[TP, int]) -> str:
+        """Where the input records stand, for the message of a stalled worker: for each
+        partition with records ``waiting``, its log end, the last record fetched, the offset the
+        consumer reads next (``positions``) and the offset of the next record to hand over."""
         paused, held_back = self.paused_partitions, self.fetching.held_back
-        inputs = sorted(tp for tp in self.assignment() if tp.topic in self.batch_channels)
-        ends_and_next = [(tp, self.log_end(tp), self.next_offsets.get(tp)) for tp in inputs]
-        behind = [(tp, end, next_offset) for tp, end, next_offset in ends_and_next if end is None or end != next_offset]
         partitions = [
-            f"{tp.topic}[{tp.partition}] log end {end}, fetched up to {self.fetched_up_to.get(tp, 'none')}, "
-            f"next to hand over {'unknown (not sought yet)' if next_offset is None else next_offset}"
+            f"{tp.topic}[{tp.partition}] {count} waiting: log end {self.log_end(tp)}, "
+            f"fetched up to {self.fetched_up_to.get(tp, 'none')}, reads from {positions.get(tp, 'unknown')}, "
+            f"next to hand over {self.next_offsets.get(tp, 'unknown (not sought yet)')}"
             f"{', paused' if tp in paused else ''}{', held back' if tp in held_back else ''}"
-            for tp, end, next_offset in behind]
-        partitions.append(f"{len(inputs) - len(behind)} input partitions handed over to their log end")
+            for tp, count in sorted(waiting.items()) if count]
         queued = sum(cast(FetchChannel, channel).queue.qsize() for channel in self.batch_channels.values())
         flow = f"flow {'active' if self.flow_active else 'suspended'}{', seeking' if self.seeking else ''}"
-        return f"consumer: {flow}, {queued} fetches queued for the agents; " + "; ".join(partitions)
+        return f"consumer: {flow}, {queued} fetches queued for the agents; " + "; ".join(
+            partitions or ["no input partition has records waiting"])
 
     def committable_offset(self, tp: TP) -> int | None:
         acked = self.acked_offsets(tp)
@@ -307,6 +306,9 @@ class Consumer(fence.Consumer):
 
     async def hand_over(self, records: Mapping[TP, Sequence[Any]], active_partitions: set[TP] | None,
                         batch_channels: Mapping[str, ChannelT[Fetched]]) -> None:
+        # Before anything awaits: the consumer's position is past these records from now on.
+        self.fetched_up_to.update((tp, tp_records[-1].offset) for tp, tp_records in records.items()
+                                  if tp.topic in batch_channels and tp_records)
         if not self.flow_active:
             await self.perform_seek()  # as Faust's getmany: a rebalance began, re-read later
             return
@@ -328,7 +330,6 @@ class Consumer(fence.Consumer):
             if channel is None:
                 delivered = await self.hand_over_one_by_one([self.to_message(tp, record) for record in new])
             else:
-                self.fetched_up_to[tp] = new[-1].offset
                 if self.seeking or tp not in self.next_offsets:
                     self.fetched_while_seeking.add(tp)  # sought again when the seek is done
                     continue

@@ -119,8 +119,8 @@ def build_worker(settings: Settings, metrics: Metrics, liveness: Liveness,
     positions: dict[TP, int] = {}
 
     def waiting_in(tp: TP, log_end: int, committed: Mapping[TP, int | None]) -> int:
-        return records_waiting(log_starts.get(tp, 0), log_end, committed.get(tp),
-                               consumer().next_offsets.get(tp), positions.get(tp))
+        return records_waiting(log_starts.get(tp, 0), log_end, committed.get(tp), consumer().next_offsets.get(tp),
+                               positions.get(tp), consumer().fetched_up_to.get(tp))
     log_ends_at = time.monotonic()
 
     @app.timer(LAG_INTERVAL_S)
@@ -155,8 +155,9 @@ def build_worker(settings: Settings, metrics: Metrics, liveness: Liveness,
         # that only a blocked event loop stops the check.
         committed = consumer().committed_offsets
         inputs = frozenset(tp for tp in consumer().assignment() if tp.topic in app.batch_channels)
-        waiting = sum(waiting_in(tp, max(consumer().log_end(tp) or 0, log_ends.get(tp, 0)), committed)
-                      for tp in inputs)
+        waiting_by_input = {tp: waiting_in(tp, max(consumer().log_end(tp) or 0, log_ends.get(tp, 0)), committed)
+                            for tp in inputs}
+        waiting = sum(waiting_by_input.values())
         recovery = cast(faust.tables.TableManager, app.tables).recovery
         if app.in_recovery:
             waiting += recovery.active_remaining_total()
@@ -170,7 +171,7 @@ def build_worker(settings: Settings, metrics: Metrics, liveness: Liveness,
             waiting = max(waiting, 1)
         liveness.observe(progress, waiting, lambda: "; ".join(
             [runner.describe() for runner in runners]
-            + [consumer().describe(), f"last lag report {report_age:.0f} s ago"]))
+            + [consumer().describe(waiting_by_input, positions), f"last lag report {report_age:.0f} s ago"]))
 
     app.checks.append((LIVENESS_INTERVAL_S, check_progress))  # from start: recoveries included
 

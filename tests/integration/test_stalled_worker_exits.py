@@ -63,5 +63,6 @@ def test_a_worker_stalled_by_a_hung_broker_says_why_and_exits(busy_worker: Worke
     stalled = [line for line in log.splitlines() if "Worker stalled" in line]
     assert stalled and "ERROR" in stalled[0] and "records wait" in stalled[0], log[-4000:]
     assert "waiting" in stalled[0] and "for Kafka" in stalled[0], stalled[0]
-    # Where the input stands: fetched and handed over, per partition.
-    assert re.search(r"\.clicks\[\d\] log end \d+, fetched up to \d+, next to hand over \d+", stalled[0]), stalled[0]
+    # Where the input stands, for each partition with records waiting: fetched, read, handed over.
+    where = r"\[\d+\] \d+ waiting: log end \d+, fetched up to (\d+|none), reads from (\d+|unknown), next to hand over"
+    assert re.search(where, stalled[0]), stalled[0]

@@ -43,6 +43,9 @@ def test_transaction_markers_past_the_last_record_are_not_waiting() -> None:
     # Not yet read past it, or positions not known yet: it counts.
     assert records_waiting(0, 500, committed=499, hands_over_from=499, reads_from=499) == 1
     assert records_waiting(0, 500, committed=499) == 1
+    # Records fetched and not handed over yet (the agents' channel is full) wait.
+    assert records_waiting(0, 500, committed=450, hands_over_from=450, reads_from=500, fetched_up_to=498) == 50
+    assert records_waiting(0, 500, committed=499, hands_over_from=499, reads_from=500, fetched_up_to=498) == 0
     # Records handed over and not committed yet wait, whatever was read.
     assert records_waiting(0, 500, committed=400, hands_over_from=499, reads_from=500) == 100
     # A record appended since reading reached the old log end waits.
