@@ -176,7 +176,6 @@ class Consumer(aiokafka.Consumer):
         await thread.call_thread(thread._ensure_consumer().seek, TopicPartition(tp.topic, tp.partition), offset)
         self._read_offset[tp] = offset if offset else None
 
-
     async def read_positions(self) -> dict[TP, int]:
         """:func:`consumed_positions` of the aiokafka consumer, read in its thread."""
         thread = self._thread

@@ -117,11 +117,11 @@ def build_worker(settings: Settings, metrics: Metrics, liveness: Liveness,
     log_ends: dict[TP, int] = {}
     log_starts: dict[TP, int] = {}
     positions: dict[TP, int] = {}
+    log_ends_at = time.monotonic()
 
     def waiting_in(tp: TP, log_end: int, committed: Mapping[TP, int | None]) -> int:
         return records_waiting(log_starts.get(tp, 0), log_end, committed.get(tp), consumer().next_offsets.get(tp),
                                positions.get(tp), consumer().fetched_up_to.get(tp))
-    log_ends_at = time.monotonic()
 
     @app.timer(LAG_INTERVAL_S)
     async def report_lag() -> None:
