@@ -38,6 +38,7 @@ from tests.support.cluster import (
     whole_cluster,
 )
 from tests.support.exact import wait_for_exact
+from tests.support.referral_trace import missing_credits_trace
 from tests.support.upstream import RETENTION_MS, publish_records
 from tests.support.worker import Worker, wait_until
 
@@ -98,7 +99,8 @@ def events_written(settings: Settings) -> int:
 
 
 def assert_exact_on_every_node(settings: Settings, truth: Expected) -> None:
-    assert wait_for_exact(settings, truth, timeout_s=180) == {}
+    problems = wait_for_exact(settings, truth, timeout_s=180)
+    assert problems == {}, missing_credits_trace(settings, truth) if "referral_credits" in problems else ""
     # First the replicas: a query through a Distributed table reads one replica per shard, and a
     # restarted one answers short until it has caught up (docs/cluster.md).
     assert replica_differences(settings) == []
