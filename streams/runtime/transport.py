@@ -21,7 +21,9 @@ Registered as the ``exact`` transport (entry point ``faust.transports``; broker 
   changelog recovery (partitions already resumed) that range held records still being
   processed, and a commit could pass records a crash would then lose. Here each input
   partition's next offset is one past the last record delivered; a seek sets it to the
-  committed offset, or to the partition's first offset when it has none. Records before it
+  committed offset, or to the partition's first offset when it has none, and it holds only for
+  the consumer generation of that seek: after a rebalance nothing is delivered until the
+  rebalance's own seek has run (:meth:`Consumer.sought`). Records before it
   were delivered already and are dropped. A fetch that starts past it is not delivered: the
   consumer's position went past records nobody received (a fetch a rebalance cut short,
   records fetched while the seek of a recovery ran), and delivering later records first would
@@ -169,6 +171,8 @@ class Consumer(fence.Consumer):
         # seek set it), and the offset it was last read again from.
         self.next_offsets: dict[TP, int] = {}
         self.read_again_from: dict[TP, int] = {}
+        # The consumer generation whose seek set next_offsets: they hold only for it (sought()).
+        self.sought_generation: int | None = None
         self.seeking = False  # perform_seek is running
         self.seek_lock = asyncio.Lock()  # Faust's recovery and a rebalance's fetch both seek
         self.fetched_while_seeking: set[TP] = set()
@@ -202,6 +206,7 @@ class Consumer(fence.Consumer):
         # sought again once every partition's next offset is known.
         async with self.seek_lock:
             self.seeking = True
+            generation = self.app.consumer_generation_id
             try:
                 await super().perform_seek()
                 read_offsets = self.read_offsets
@@ -210,6 +215,7 @@ class Consumer(fence.Consumer):
                 first_offsets = await self.earliest_offsets(*uncommitted) if uncommitted else {}
                 self.next_offsets = {tp: read_offsets.get(tp) or first_offsets.get(tp, 0) for tp in inputs}
                 self.read_again_from.clear()
+                self.sought_generation = generation
                 self.fetched_up_to = {tp: up_to for tp, up_to in self.fetched_up_to.items() if tp in self.next_offsets}
             except IllegalStateError:
                 # The assignment changed while Faust sought (aiokafka's seek_to_committed awaits
@@ -226,6 +232,17 @@ class Consumer(fence.Consumer):
                 for tp in sought_again:
                     if tp in self.next_offsets:
                         await self.seek_in_thread(tp, self.next_offsets[tp])
+
+    def sought(self, tp: TP, generation: int) -> bool:
+        """Whether ``tp``'s next offset is known for consumer generation ``generation``, the
+        current one: set by a seek of that generation that has ended. An earlier generation's is
+        not. A partition kept through a rebalance was committed up to the first record its runner
+        had not processed, and the runner drops every record delivered under the old generation,
+        so the old next offset can be past the committed one: records delivered from there before
+        the rebalance's seek were processed before the ones the seek reads again below them (a
+        share read after its touches, which then waited for it for good)."""
+        return (not self.seeking and generation == self.sought_generation == self.app.consumer_generation_id
+                and tp in self.next_offsets)
 
     @property
     def batch_channels(self) -> Mapping[str, ChannelT[Fetched]]:
@@ -320,30 +337,41 @@ class Consumer(fence.Consumer):
             if active_partitions is not None and tp not in active_partitions \
                     and tp not in self.buffered_partitions:
                 continue
+            channel = batch_channels.get(tp.topic)
+            if channel is not None and not self.sought(tp, generation):
+                self.fetched_while_seeking.add(tp)  # sought again when the seek is done
+                continue
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             new = unread(tp_records, read_offsets[tp])
             if not new:
                 continue
             if self.commit_due():
                 await self.commit()
-            channel = batch_channels.get(tp.topic)
-            if channel is None:
-                delivered = await self.hand_over_one_by_one([self.to_message(tp, record) for record in new])
-            else:
-                if self.seeking or tp not in self.next_offsets:
-                    self.fetched_while_seeking.add(tp)  # sought again when the seek is done
-                    continue
-                new = await self.in_order(tp, new)
-                if not new:
-                    continue
-                delivered = len(new) if await self.hand_over_batch(channel, Fetched(tp, new, generation)) else 0
-                if delivered:
-                    self.next_offsets[tp] = new[-1].offset + 1
-                    self.read_again_from.pop(tp, None)
+            if channel is not None:
+                if not await self.hand_over_in_order(tp, new, channel, generation):
+                    return  # flow was suspended
+                continue
+            delivered = await self.hand_over_one_by_one([self.to_message(tp, record) for record in new])
             if delivered:
                 read_offsets[tp] = new[delivered - 1].offset
             if delivered < len(new):
                 return  # flow was suspended
+
+    async def hand_over_in_order(self, tp: TP, records: Sequence[Any], channel: ChannelT[Fetched],
+                                 generation: int) -> bool:
+        """Put ``tp``'s records from its next offset on (:meth:`in_order`) in its agent's channel;
+        False when flow was suspended first. A rebalance that came while this waited drops them
+        (they carry its generation), and its seek says where the partition goes on from."""
+        new = await self.in_order(tp, records)
+        if not new:
+            return True
+        if not await self.hand_over_batch(channel, Fetched(tp, new, generation)):
+            return False
+        if self.sought(tp, generation):
+            self.next_offsets[tp] = new[-1].offset + 1
+            self.read_again_from.pop(tp, None)
+            self.read_offsets[tp] = new[-1].offset
+        return True
 
     async def in_order(self, tp: TP, records: Sequence[Any]) -> Sequence[Any]:
         """The records of ``tp`` to deliver (:func:`in_order`): when they start past its next

@@ -1,10 +1,14 @@
 """The consumer's rules for which fetched records are new: at or after the read offset (Faust's
 rule), so records fetched again after a seek back are not delivered twice; and, for input
-partitions, from the partition's next offset on, in order, none skipped."""
+partitions, from the partition's next offset on, in order, none skipped, and only once the
+seek of the current consumer generation set that offset."""
 
 from __future__ import annotations
 
-from streams.runtime.transport import Ordered, in_order, unread
+import faust
+from faust.types import TP
+
+from streams.runtime.transport import Consumer, Fetched, Ordered, in_order, unread
 from streams.stages.records import InputRecord
 
 
@@ -54,3 +58,60 @@ def test_offsets_between_the_records_of_one_fetch_hold_nothing() -> None:
     # A transaction's commit marker takes one offset in each partition it wrote to.
     fetched = records(5, 6, 8, 9, 12)
     assert in_order(fetched, 5, False) == Ordered(fetched, False, [(7, 7), (10, 11)])
+
+
+# The consumer's hand-over across a rebalance: a partition's next offset holds only for the
+# consumer generation whose seek set it.
+
+class Channel:
+    """An agent's channel: what was put in it."""
+
+    def __init__(self) -> None:
+        self.fetches: list[Fetched] = []
+
+    async def put(self, fetched: Fetched) -> None:
+        self.fetches.append(fetched)
+
+
+def kept_through_a_rebalance(app: faust.App) -> tuple[Consumer, TP, Channel]:
+    """A consumer that handed over records 100 to 119 of a partition in generation 2, whose
+    runner processed none of them: the rebalance to generation 3 committed 100."""
+    consumer = app.consumer
+    assert isinstance(consumer, Consumer)
+    tp = TP("t", 0)
+    consumer.next_offsets, consumer.sought_generation = {tp: 120}, 2
+    app.consumer_generation_id = 3
+    setattr(consumer, "highwater", lambda tp: 200)  # noqa: B010 - no broker in a unit test
+    return consumer, tp, Channel()
+
+
+def test_records_fetched_after_a_rebalance_wait_for_its_seek(app: faust.App) -> None:
+    consumer, tp, channel = kept_through_a_rebalance(app)
+    # Fetched from the committed offset before the rebalance's seek ran: none is delivered (records
+    # 120 on would be processed before 100 to 119, read again after the seek).
+    app.loop.run_until_complete(consumer.hand_over({tp: records(*range(100, 130))}, None, {"t": channel}))  # type: ignore[dict-item]
+    assert channel.fetches == [] and consumer.fetched_while_seeking == {tp}
+    assert consumer.next_offsets[tp] == 120
+
+
+def test_after_the_rebalance_s_seek_records_are_delivered_from_the_committed_offset(app: faust.App) -> None:
+    consumer, tp, channel = kept_through_a_rebalance(app)
+    consumer.next_offsets, consumer.sought_generation = {tp: 100}, 3  # what the seek sets
+    app.loop.run_until_complete(consumer.hand_over({tp: records(*range(100, 130))}, None, {"t": channel}))  # type: ignore[dict-item]
+    assert [(f.generation, f.records[0].offset, f.records[-1].offset) for f in channel.fetches] == [(3, 100, 129)]
+    assert consumer.next_offsets[tp] == 130
+
+
+def test_records_delivered_while_a_rebalance_came_leave_the_next_offset_to_its_seek(app: faust.App) -> None:
+    consumer, tp, channel = kept_through_a_rebalance(app)
+    consumer.next_offsets, consumer.sought_generation = {tp: 100}, 3
+
+    class Rebalanced(Channel):
+        async def put(self, fetched: Fetched) -> None:
+            await super().put(fetched)
+            app.consumer_generation_id = 4  # the runner drops what generation 3 delivered
+
+    channel = Rebalanced()
+    app.loop.run_until_complete(consumer.hand_over({tp: records(*range(100, 130))}, None, {"t": channel}))  # type: ignore[dict-item]
+    assert [f.generation for f in channel.fetches] == [3]
+    assert consumer.next_offsets[tp] == 100
