@@ -261,10 +261,11 @@ class Consumer(fence.Consumer):
         partition with records ``waiting``, its log end, the last record fetched, the offset the
         consumer reads next (``positions``) and the offset of the next record to hand over."""
         paused, held_back = self.paused_partitions, self.fetching.held_back
+        generation = self.app.consumer_generation_id
         partitions = [
             f"{tp.topic}[{tp.partition}] {count} waiting: log end {self.log_end(tp)}, "
             f"fetched up to {self.fetched_up_to.get(tp, 'none')}, reads from {positions.get(tp, 'unknown')}, "
-            f"next to hand over {self.next_offsets.get(tp, 'unknown (not sought yet)')}"
+            f"next to hand over {self.next_offsets[tp] if self.sought(tp, generation) else 'unknown (not sought yet)'}"
             f"{', paused' if tp in paused else ''}{', held back' if tp in held_back else ''}"
             for tp, count in sorted(waiting.items()) if count]
         queued = sum(cast(FetchChannel, channel).queue.qsize() for channel in self.batch_channels.values())
@@ -348,6 +349,9 @@ class Consumer(fence.Consumer):
             if self.commit_due():
                 await self.commit()
             if channel is not None:
+                if not self.sought(tp, generation):  # a seek started while the commit ran
+                    self.fetched_while_seeking.add(tp)
+                    continue
                 if not await self.hand_over_in_order(tp, new, channel, generation):
                     return  # flow was suspended
                 continue

@@ -6,8 +6,10 @@ seek of the current consumer generation set that offset."""
 from __future__ import annotations
 
 import faust
+import pytest
 from faust.types import TP
 
+from streams.runtime import fence
 from streams.runtime.transport import Consumer, Fetched, Ordered, in_order, unread
 from streams.stages.records import InputRecord
 
@@ -99,7 +101,7 @@ def test_after_the_rebalance_s_seek_records_are_delivered_from_the_committed_off
     consumer.next_offsets, consumer.sought_generation = {tp: 100}, 3  # what the seek sets
     app.loop.run_until_complete(consumer.hand_over({tp: records(*range(100, 130))}, None, {"t": channel}))  # type: ignore[dict-item]
     assert [(f.generation, f.records[0].offset, f.records[-1].offset) for f in channel.fetches] == [(3, 100, 129)]
-    assert consumer.next_offsets[tp] == 130
+    assert consumer.next_offsets[tp] == 130 and consumer.read_offsets[tp] == 129
 
 
 def test_records_delivered_while_a_rebalance_came_leave_the_next_offset_to_its_seek(app: faust.App) -> None:
@@ -114,4 +116,39 @@ def test_records_delivered_while_a_rebalance_came_leave_the_next_offset_to_its_s
     channel = Rebalanced()
     app.loop.run_until_complete(consumer.hand_over({tp: records(*range(100, 130))}, None, {"t": channel}))  # type: ignore[dict-item]
     assert [f.generation for f in channel.fetches] == [3]
-    assert consumer.next_offsets[tp] == 100
+    assert consumer.next_offsets[tp] == 100 and consumer.read_offsets[tp] is None
+
+
+def test_changelog_records_are_handed_over_before_the_rebalance_s_seek(app: faust.App) -> None:
+    # Recovery reads the changelogs before that seek: they take Faust's path, ungated.
+    consumer, _, channel = kept_through_a_rebalance(app)
+    changelog = TP("t-changelog", 0)
+    handed: list[InputRecord] = []
+
+    async def one_by_one(messages: list[InputRecord]) -> int:
+        handed.extend(messages)
+        return len(messages)
+
+    setattr(consumer, "to_message", lambda tp, record: record)  # noqa: B010
+    setattr(consumer, "hand_over_one_by_one", one_by_one)  # noqa: B010
+    app.loop.run_until_complete(consumer.hand_over({changelog: records(7, 8)}, None, {"t": channel}))  # type: ignore[dict-item]
+    assert [r.offset for r in handed] == [7, 8] and consumer.read_offsets[changelog] == 8
+
+
+def test_a_seek_overtaken_by_a_rebalance_opens_no_partition(app: faust.App, monkeypatch: pytest.MonkeyPatch) -> None:
+    consumer, tp, channel = kept_through_a_rebalance(app)
+    setattr(app, "batch_channels", {"t": channel})  # noqa: B010 - the input topics
+
+    async def seek_to_committed(self: Consumer) -> None:
+        self.read_offsets[tp] = 100
+        app.consumer_generation_id = 4  # the group rebalanced again while the seek ran
+
+    async def seek_in_thread(tp: TP, offset: int) -> None:
+        return None
+
+    monkeypatch.setattr(fence.Consumer, "perform_seek", seek_to_committed)
+    setattr(consumer, "assignment", lambda: {tp})  # noqa: B010
+    setattr(consumer, "seek_in_thread", seek_in_thread)  # noqa: B010
+    app.loop.run_until_complete(consumer.perform_seek())
+    assert consumer.next_offsets == {tp: 100} and consumer.sought_generation == 3
+    assert not consumer.sought(tp, 4)
