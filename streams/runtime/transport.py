@@ -209,11 +209,13 @@ class Consumer(fence.Consumer):
             generation = self.app.consumer_generation_id
             try:
                 await super().perform_seek()
-                read_offsets = self.read_offsets
                 inputs = [tp for tp in self.assignment() if tp.topic in self.batch_channels]
-                uncommitted = [tp for tp in inputs if not read_offsets.get(tp)]
+                # The committed offsets this seek read, before the next await: a seek of an older
+                # hand-over may move a read offset meanwhile.
+                committed = {tp: self.read_offsets.get(tp) for tp in inputs}
+                uncommitted = [tp for tp in inputs if not committed[tp]]
                 first_offsets = await self.earliest_offsets(*uncommitted) if uncommitted else {}
-                self.next_offsets = {tp: read_offsets.get(tp) or first_offsets.get(tp, 0) for tp in inputs}
+                self.next_offsets = {tp: committed[tp] or first_offsets.get(tp, 0) for tp in inputs}
                 self.read_again_from.clear()
                 self.sought_generation = generation
                 self.fetched_up_to = {tp: up_to for tp, up_to in self.fetched_up_to.items() if tp in self.next_offsets}
