@@ -109,9 +109,11 @@ def _cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from streams.tools.simulate import SimulationConfig, generate, publish, recent_day_start_ms, write_jsonl
 
-    # Published: recent, within the topics' retention. Written to a file: the same for a seed on any day.
+    # Published: recent, and within the topics' retention (so without the shares made before the
+    # span). Written to a file: the same for a seed on any day.
     config = SimulationConfig(seed=args.seed, customers=args.customers, events=args.events)
-    records = generate(config if args.out else dataclasses.replace(config, start_ms=recent_day_start_ms()))
+    records = generate(config if args.out else
+                       dataclasses.replace(config, start_ms=recent_day_start_ms(), old_shares=False))
     if args.out:
         print(f"wrote {write_jsonl(records, args.out)} records to {args.out}")
     else:

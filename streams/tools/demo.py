@@ -125,7 +125,7 @@ def run_demo(settings: Settings, customers: int, events: int, *, report_path: st
     # one scripted stitched journey shown at the end.
     journey = stitched_journey(str(run), start_ms + 9 * HOUR_MS, settings.currency)
     records = generate(SimulationConfig(seed=run, customers=customers, events=events, start_ms=start_ms,
-                                        anonymous_visits=0.2, sentinel_ids=0.002))
+                                        anonymous_visits=0.2, sentinel_ids=0.002, old_shares=False))
     records = sorted(records + journey.records, key=attrgetter("ingest_ms"))
     accepted = len(expected(records, settings).accepted)
     client = connect(settings)

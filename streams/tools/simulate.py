@@ -135,6 +135,11 @@ class SimulationConfig:
     replayed_identifies: float = 0.1
     identity_conflicts: float = 0.05
     sentinel_ids: float = 0.0
+    # Shares made before the span, older than the attribution window at its start, which the
+    # outside_window visits follow. Traffic published to topics with the default 7-day retention
+    # leaves them out: a share older than the 7-day window is older than the retention too, and
+    # Kafka deletes it at its next check, before or after the worker read it.
+    old_shares: bool = True
 
     @classmethod
     def for_settings(cls, settings: Settings, **fields: Any) -> SimulationConfig:
@@ -197,8 +202,8 @@ def recent_day_start_ms() -> int:
     past at any hour, as the publisher requires (at most 1 h ahead; a day starting yesterday
     did not between midnight and about 02:00 UTC), and within the input topics' default
     retention (7 days), which deletes records stamped earlier: :data:`DEFAULT_START_MS` falls
-    out of it. The shares made before the span are stamped 8-10 days earlier still: topics
-    that must keep them need a longer retention."""
+    out of it. The shares made before the span are stamped 8-10 days earlier still: traffic
+    published to topics of the default retention leaves them out (``SimulationConfig.old_shares``)."""
     return (int(time.time() * 1000) // DAY_MS - 2) * DAY_MS
 
 
@@ -402,7 +407,7 @@ class _World:
 
     def run(self) -> None:
         """Generate activities until exactly ``config.events`` events exist."""
-        if self.config.events:
+        if self.config.events and self.config.old_shares:
             self.make_old_shares(max(1, self.config.events // 500))
         if self.config.viral_share and self.config.events:
             self.make_viral_share()
@@ -490,7 +495,7 @@ class _World:
             product: str | None = self.product()
             tags.append(Tag.UNKNOWN_SHARE)
         else:
-            old = roll < config.unknown_share + config.outside_window
+            old = config.old_shares and roll < config.unknown_share + config.outside_window
             draft = self.drafts[rng.choice(self.old_shares if old else self.shares)]
             share = draft.event
             assert isinstance(share, Share)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,15 @@ def test_self_referrals_click_their_own_links(records: list[SimRecord]) -> None:
 def test_outside_window_touches_come_too_late(records: list[SimRecord]) -> None:
     for _, touch, _, share in linked(records, Tag.OUTSIDE_WINDOW):
         assert touch.occurred_at_ms - share.occurred_at_ms > CONFIG.attribution_window_ms
+
+
+def test_without_old_shares_every_record_lies_within_a_week_of_the_span(records: list[SimRecord]) -> None:
+    # Published to topics of the default 7-day retention, nothing is stamped before the span.
+    recent = generate(dataclasses.replace(CONFIG, old_shares=False))
+    assert not any({Tag.OLD_SHARE, Tag.OUTSIDE_WINDOW} & set(r.tags) for r in recent)
+    assert min(r.ingest_ms for r in recent) >= CONFIG.start_ms
+    assert min(r.ingest_ms for r in records) < CONFIG.start_ms - CONFIG.attribution_window_ms  # the default has them
+    assert sum(r.event is not None and Tag.DUPLICATE not in r.tags for r in recent) == CONFIG.events
 
 
 def test_touches_published_before_their_share(records: list[SimRecord]) -> None:
