@@ -13,6 +13,7 @@ from typing import Any, cast
 import faust
 import faust.tables
 from aiokafka import AIOKafkaProducer
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 from mode.types.signals import BaseSignalT
 from prometheus_client import CollectorRegistry
@@ -66,6 +67,15 @@ def build_worker(settings: Settings, metrics: Metrics, liveness: Liveness,
 
     def consumer() -> Consumer:
         return transport_consumer
+
+    def assignment() -> frozenset[TP] | None:
+        """The consumer's partitions; None until its thread has started. Start-up waits for
+        Kafka: the lag report and the progress check then do not run, and the watchdog says so
+        once that lasts the stall timeout (Liveness.health), rather than crashing the worker."""
+        try:
+            return frozenset(consumer().assignment())
+        except ConsumerNotStarted:
+            return None
 
     profiles = TableState(pipeline.profiles)
     shares = TableState(pipeline.share_index)
@@ -126,7 +136,9 @@ def build_worker(settings: Settings, metrics: Metrics, liveness: Liveness,
     @app.timer(LAG_INTERVAL_S)
     async def report_lag() -> None:
         nonlocal log_ends_at
-        assigned = consumer().assignment()
+        assigned = assignment()
+        if assigned is None:
+            return
         ends, starts = await asyncio.gather(consumer().highwaters(*assigned), consumer().earliest_offsets(*assigned)) \
             if assigned else ({}, {})
         read = await consumer().read_positions() if assigned else {}
@@ -153,8 +165,11 @@ def build_worker(settings: Settings, metrics: Metrics, liveness: Liveness,
     async def check_progress() -> None:
         # No broker request here (log ends come from the fetcher and the last lag report), so
         # that only a blocked event loop stops the check.
+        assigned = assignment()
+        if assigned is None:
+            return
         committed = consumer().committed_offsets
-        inputs = frozenset(tp for tp in consumer().assignment() if tp.topic in app.batch_channels)
+        inputs = frozenset(tp for tp in assigned if tp.topic in app.batch_channels)
         waiting_by_input = {tp: waiting_in(tp, max(consumer().log_end(tp) or 0, log_ends.get(tp, 0)), committed)
                             for tp in inputs}
         waiting = sum(waiting_by_input.values())
