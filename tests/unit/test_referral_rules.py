@@ -6,7 +6,6 @@ test_referral_expiry.py; here are the rules of one share id's record.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import orjson
@@ -69,7 +68,7 @@ def test_a_credit_carries_the_touch_id_sharer_referred_customer_share_type_time_
 
 
 def test_a_touch_by_an_identified_visitor_names_its_customer_even_after_waiting() -> None:
-    visit = dataclasses.replace(touch("t-3", customer="dev-1"), anonymous=True, person="c-7")
+    visit = touch("t-3", customer="dev-1")._replace(anonymous=True, person="c-7")
     assert RULES.credit(SHARE, visit, T0).referred_person == "c-7"
     index = ShareIndex()
     index.on_touch(visit, 0, RULES)  # waits for its share, through the changelog
@@ -77,7 +76,7 @@ def test_a_touch_by_an_identified_visitor_names_its_customer_even_after_waiting(
     credit, = restored.on_share(SHARE, 1, T0, RULES)
     assert (credit.referred_customer_id, credit.referred_anonymous, credit.referred_person) == ("dev-1", True, "c-7")
     # Not yet identified when read: no person, the toucher's partition resolves it.
-    assert RULES.credit(SHARE, dataclasses.replace(visit, person=None), T0).referred_person is None
+    assert RULES.credit(SHARE, visit._replace(person=None), T0).referred_person is None
 
 
 def test_a_touch_waits_for_its_share_at_most_the_ttl_of_ingest_time() -> None:
@@ -239,7 +238,7 @@ def test_a_credit_counts_only_after_the_last_counted_from_its_index_partition() 
 
 def test_a_touch_sent_again_from_its_lane_earns_nothing_and_does_not_wait_twice() -> None:
     def sent(credit_id: str, lane_offset: int, lane: str = "clicks>0") -> Touch:
-        return dataclasses.replace(touch(credit_id), lane=lane, lane_offset=lane_offset)
+        return touch(credit_id)._replace(lane=lane, lane_offset=lane_offset)
 
     waiting = ShareIndex()
     waiting.on_touch(sent("t1", 5), 0, RULES)
