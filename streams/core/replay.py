@@ -29,7 +29,7 @@ it may be ahead, which is exactly the replay case above.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 RECENT_WINDOW = 200_000  # offsets of one topic partition
@@ -37,7 +37,7 @@ RECENT_KEPT = 1_000  # ids per topic and key, a memory cap for very active keys
 DROPPED_KEPT = 32
 
 
-class Admission(Enum):
+class Admission(StrEnum):  # a str: batch counts use it as a label as it is
     NEW = "new"  # apply it
     DUPLICATE = "duplicate"  # same id seen before at another offset: drop it
     REPLAYED = "replayed"  # already applied: do not apply, re-send its output

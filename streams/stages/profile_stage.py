@@ -307,7 +307,7 @@ class _ProfileBatch(ErasureSteps):
         if admission is Admission.NEW:
             profile.apply_credit(credit.touch_type, self.stage.referee_key(credit.referred_customer_id),
                                  credit.amount_cents)
-        self.out.counts[("credit", admission.value)] += 1
+        self.out.counts[("credit", admission)] += 1
 
     def on_anonymous_touch_credit(self, record: SourceRecord, credit: Credit) -> None:
         """On the toucher's partition: keep the credit to resend once the visitor is identified,
@@ -348,7 +348,7 @@ class _ProfileBatch(ErasureSteps):
         the customer from then on (replayed, the identify sends them again)."""
         anonymous = self.profile(event.anonymous_id, partition, anonymous=True)
         admission = anonymous.book.admit(lane, record.offset, event.event_id)
-        self.out.counts[("admission", record.topic, admission.value)] += 1
+        self.out.counts[("admission", record.topic, admission)] += 1
         if admission is Admission.NEW:
             outcome = identify(anonymous, event.customer_id)
             self.out.counts[("identify", outcome.value)] += 1
@@ -416,7 +416,8 @@ class _ProfileBatch(ErasureSteps):
         try:
             event = self.stage.decode(record.value or b"", topic_type)
             self.stage.validate(event)
-            if record.key != event.actor_id.encode():
+            actor_id = event.actor_id
+            if record.key != actor_id.encode():
                 raise ValidationError("key", "record key differs from the event's customer_id or anonymous_id",
                                       reason="key_mismatch")
             if history:
@@ -428,15 +429,17 @@ class _ProfileBatch(ErasureSteps):
                 self.dead_letter(record, error)
             return
         # An identify's actor is its anonymous id.
-        if self.dropped_as_erased(record, event.actor_id, isinstance(event, Identify) or event.anonymous):
-            return
         if isinstance(event, Identify):
-            self.on_identify(record, event, partition, lane)
+            if not self.dropped_as_erased(record, actor_id, anonymous=True):
+                self.on_identify(record, event, partition, lane)
+            return
+        anonymous = event.anonymous
+        if self.dropped_as_erased(record, actor_id, anonymous):
             return
         time = self.event_time(event, record.timestamp, history)
-        profile = self.profile(event.actor_id, partition, event.anonymous)
+        profile = self.profile(actor_id, partition, anonymous)
         admission = profile.book.admit(lane, record.offset, event.event_id)
-        self.out.counts[("admission", record.topic, admission.value)] += 1
+        self.out.counts[("admission", record.topic, admission)] += 1
         if admission not in (Admission.NEW, Admission.REPLAYED):
             return
         if admission is Admission.NEW:
@@ -447,9 +450,9 @@ class _ProfileBatch(ErasureSteps):
         else:
             if admission is Admission.NEW:
                 profile.apply(event, time.occurred_at_ms, time.late, time.history)
-                if event.anonymous and not keep_pending(profile, kept_event(record, lane)):
+                if anonymous and not keep_pending(profile, kept_event(record, lane)):
                     self.out.counts[("identity_not_kept",)] += 1
-            self.note_buckets(state_key(event.actor_id, event.anonymous), time)
+            self.note_buckets(state_key(actor_id, anonymous), time)
         self.emit_accepted(record, event, time, partition, lane, profile.identified_as)
 
     def send_pending(self, anonymous: Profile) -> None:
