@@ -349,22 +349,19 @@ def _bump(counters: list[int], column: int, revenue: int) -> None:
     counters[REVENUE] += revenue
 
 
+# The scores are computed for every snapshot row: comparisons written out, where a loop over
+# the thresholds cost several times as much.
 def _threshold_score(value: int, thresholds: tuple[int, int, int, int]) -> int:
     """5 when value reaches thresholds[0], 4 for thresholds[1], ... else 1."""
-    for score, threshold in zip((5, 4, 3, 2), thresholds, strict=True):
-        if value >= threshold:
-            return score
-    return 1
+    five, four, three, two = thresholds
+    return 5 if value >= five else 4 if value >= four else 3 if value >= three else 2 if value >= two else 1
 
 
 def recency_score(last_purchase_at: int | None, as_of: int) -> int:
     if last_purchase_at is None:
         return 1
     days = (as_of - last_purchase_at) // DAY_MS
-    for score, limit in ((5, 6), (4, 13), (3, 29), (2, 89)):
-        if days <= limit:
-            return score
-    return 1
+    return 5 if days <= 6 else 4 if days <= 13 else 3 if days <= 29 else 2 if days <= 89 else 1
 
 
 def scores(last_purchase_at: int | None, first_seen_at: int, last_seen_at: int, purchases: int,
