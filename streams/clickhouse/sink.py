@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import operator
 import random
@@ -93,10 +94,16 @@ def _datetime_from_ms(value: Any) -> Any:
 def _date_from_ms(value: Any) -> Any:
     """Epoch ms -> ``date`` (its UTC day); a ``date`` passes through."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return _EPOCH + dt.timedelta(days=value // _DAY_MS)
+        return _day(value // _DAY_MS)
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value
     raise TypeError("expected epoch milliseconds (int) or a date")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _day(days_since_epoch: int) -> dt.date:
+    # Rows fall on a few days: a cached date costs a lookup, a new one a timedelta and an add.
+    return _EPOCH + dt.timedelta(days=days_since_epoch)
 
 
 def _converters(table: Table) -> tuple[tuple[int, str, Callable[[Any], Any]], ...]:

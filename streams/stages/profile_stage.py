@@ -49,7 +49,7 @@ from streams.stages.records import (
     encode_state,
     state_key,
 )
-from streams.stages.rows import error_row, event_row
+from streams.stages.rows import error_row, event_row, minute_totals_row
 
 # Per-minute totals are held until no on-time event can reach them any more (see
 # evict_old_minutes); this cap only guards memory when an input topic stays idle.
@@ -62,6 +62,8 @@ WATERMARK_INTERVAL_S = 1.0
 TOUCH_CREDITS_KEPT = 10_000
 # Identified anonymous ids remembered as having had their kept events forwarded by this process.
 PENDING_SENT_KEPT = 100_000
+# Events that can touch a share (a tuple: `Click | Purchase` would build a union per call).
+_TOUCHES = (Click, Purchase)
 Decoder = Callable[[bytes, EventType | None], AnyEvent]  # None: any type (the backfill topic)
 Validator = Callable[[AnyEvent], None]
 
@@ -91,6 +93,7 @@ class ProfileStage:
         # Backfilled history is never on time for them either (docs/definitions.md, history).
         self.timed_topics = {topic for topic, t in self.topic_types.items() if t not in (EventType.IDENTIFY, None)}
         self.credits_topic = settings.referral_credits_topic
+        self.index_topic = settings.referral_index_topic  # a Settings property builds the name per call
         self.erasures_topic = settings.erasures_topic
         # Checked at the worker's start (require_erasure_key); any key hashes consistently.
         self.erasure_key = settings.erasure_key.reveal().encode()
@@ -196,7 +199,7 @@ class ProfileStage:
                 continue
             self.clocks_sent[origin] = clocks
             value = encode_state({"k": "clock", "p": origin, "ms": clocks[0], "t": clocks[1]})
-            messages.extend(OutMessage(self.settings.referral_index_topic, partition, None, value)
+            messages.extend(OutMessage(self.index_topic, partition, None, value)
                             for partition in range(self.settings.topic_partitions))
         return messages
 
@@ -544,7 +547,7 @@ class _ProfileBatch(ErasureSteps):
             message = {"k": "share", **SharePost(event.share_id, event.actor_id, time.occurred_at_ms,
                                                  event.network, event.anonymous).to_json()}
             share_id = event.share_id
-        elif isinstance(event, Click | Purchase) and event.referrer_share_id:
+        elif isinstance(event, _TOUCHES) and event.referrer_share_id:
             share_id = event.referrer_share_id
             amount = event.amount_cents if isinstance(event, Purchase) else 0
             message = {"k": "touch", **Touch(event.event_id, event.actor_id, share_id,
@@ -554,7 +557,7 @@ class _ProfileBatch(ErasureSteps):
             key = share_id.encode()
             # The index keeps the source's ingest time: it is the join's clock for expiry.
             self.out.messages.append(OutMessage(
-                self.settings.referral_index_topic,
+                self.stage.index_topic,
                 partition_for(key, self.settings.topic_partitions), key, encode_state(message),
                 timestamp_ms=record.timestamp))
 
@@ -612,12 +615,7 @@ class _ProfileBatch(ErasureSteps):
             totals = self.minutes[(partition, minute_ms)]["t"].get(type_channel)
             if totals is None:  # a replayed duplicate whose original went into no total
                 continue
-            events, revenue = totals
-            event_type, channel = type_channel.split("|", 1)
-            out.rows.append(("minute_totals", {
-                "minute_start": minute_ms, "event_type": event_type, "channel": channel,
-                "source_partition": partition, "events": events, "revenue_cents": revenue,
-                "version": events}))
+            out.rows.append(("minute_totals", minute_totals_row(minute_ms, type_channel, partition, *totals)))
         for partition in {partition for partition, _ in self.minutes}:
             self.evict_old_minutes(partition)
         out.messages.extend(self.stage.watermarks())

@@ -61,6 +61,7 @@ class ReferralStage:
 
     def __init__(self, settings: Settings, store: StateReader, erased_at_start: Collection[str] = ()) -> None:
         self.settings = settings
+        self.credits_topic = settings.referral_credits_topic  # a Settings property builds the name per call
         self.store = store
         # Ids whose erasure was requested before this process started: their shares and touches
         # read again from the index topic (a state rebuilt from scratch) join nothing.
@@ -228,7 +229,7 @@ class ReferralStage:
             if credit.referred_anonymous:
                 message = resolved_credit(message, credit.referred_person, credit.referred_customer_id)
         out.messages.append(OutMessage(
-            self.settings.referral_credits_topic, partition_for(key, self.settings.topic_partitions), key,
+            self.credits_topic, partition_for(key, self.settings.topic_partitions), key,
             encode_state(message)))
         out.rows.append(("referral_credits", credit.row()))
         out.counts[("credit_emitted", credit.touch_type)] += 1

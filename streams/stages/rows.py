@@ -1,4 +1,5 @@
-"""The rows of the raw ``events`` and ``ingestion_errors`` tables, built from a source record."""
+"""The rows of the raw ``events`` and ``ingestion_errors`` tables, built from a source record, and
+of ``minute_totals``."""
 
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ def event_row(record: SourceRecord, event: Event, time: EventTime) -> tuple[Any,
             event.session_id, product_id, referrer_share_id, share_id, network, promotion_id, order_id,
             amount_cents, currency, ticket_id, action, support_channel, satisfaction, page,
             int(time.late), int(time.clamped), record.topic, record.partition, record.offset)
+
+
+def minute_totals_row(minute_ms: int, type_channel: str, partition: int, events: int,
+                      revenue_cents: int) -> tuple[Any, ...]:
+    """One row of ``minute_totals`` in the table's column order (about one per event in a
+    backlog: most of a batch's events fall in a minute, type and channel of their own). Its
+    version is its count, which only grows."""
+    event_type, channel = type_channel.split("|", 1)
+    return (minute_ms, event_type, channel, partition, events, revenue_cents, events)
 
 
 def error_row(record: SourceRecord, kind: str, reason: str, error_class: str, message: str,

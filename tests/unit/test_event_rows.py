@@ -1,5 +1,6 @@
-"""The raw ``events`` row of an accepted event (``streams.stages.rows.event_row``): a tuple in the
-table's column order, so each value must sit under the column that names it."""
+"""The raw ``events`` row of an accepted event (``streams.stages.rows.event_row``) and the
+``minute_totals`` row: tuples in their table's column order, so each value must sit under the
+column that names it."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from typing import Any
 import pytest
 
 from streams.clickhouse.sink import ClickHouseSink
-from streams.clickhouse.tables import EVENTS
+from streams.clickhouse.tables import EVENTS, MINUTE_TOTALS
 from streams.core.events import Click, Event, Purchase, Share, Support, TicketAction
 from streams.core.windows import EventTime
 from streams.errors import SinkError
 from streams.settings import load_settings
 from streams.stages.records import InputRecord
-from streams.stages.rows import event_row
+from streams.stages.rows import event_row, minute_totals_row
 
 RECORD = InputRecord("t.purchases", 3, 41, b"cust-1", b"", 1_700_000_000_123)
 TIME = EventTime(1_700_000_000_000, late=True, clamped=False)
@@ -57,3 +58,10 @@ def test_the_sink_takes_an_event_row_and_refuses_one_of_another_length() -> None
     assert sink.buffered("events") == [dict(zip(EVENTS.column_names, values, strict=True))]
     with pytest.raises(SinkError, match="24 values for 25 columns"):
         sink.add("events", values[:-1])
+
+
+def test_a_minute_totals_row_holds_each_value_under_its_column() -> None:
+    values = minute_totals_row(1_700_000_040_000, "purchase|mobile|app", 3, 7, 1_250)
+    assert dict(zip(MINUTE_TOTALS.column_names, values, strict=True)) == {
+        "minute_start": 1_700_000_040_000, "event_type": "purchase", "channel": "mobile|app",
+        "source_partition": 3, "events": 7, "revenue_cents": 1_250, "version": 7}
