@@ -167,13 +167,10 @@ class Profile:
             self._apply_support(event, occurred_at)
         _bump(self.counts, column, revenue)
         if history:
-            _bump(self.history_daily.setdefault(floor_to(occurred_at, DAY_MS), [0] * 6), column, revenue)
-            keep_newest(self.history_daily, DAILY_KEPT)
+            _bump_bucket(self.history_daily, floor_to(occurred_at, DAY_MS), column, revenue, DAILY_KEPT)
         elif not late:
-            _bump(self.hourly.setdefault(floor_to(occurred_at, HOUR_MS), [0] * 6), column, revenue)
-            _bump(self.daily.setdefault(floor_to(occurred_at, DAY_MS), [0] * 6), column, revenue)
-            keep_newest(self.hourly, HOURLY_KEPT)
-            keep_newest(self.daily, DAILY_KEPT)
+            _bump_bucket(self.hourly, floor_to(occurred_at, HOUR_MS), column, revenue, HOURLY_KEPT)
+            _bump_bucket(self.daily, floor_to(occurred_at, DAY_MS), column, revenue, DAILY_KEPT)
 
     def _apply_support(self, event: Support, occurred_at: int) -> None:
         ticket = self.tickets.get(event.ticket_id)
@@ -347,6 +344,18 @@ def _bump(counters: list[int], column: int, revenue: int) -> None:
     counters[EVENTS] += 1
     counters[column] += 1
     counters[REVENUE] += revenue
+
+
+def _bump_bucket(buckets: dict[int, list[int]], start: int, column: int, revenue: int, kept: int) -> None:
+    """Count an event in the bucket starting at ``start``, then keep the newest ``kept`` buckets
+    (only a new bucket can pass the limit: most events find theirs and skip the check)."""
+    counters = buckets.get(start)
+    if counters is None:
+        counters = buckets[start] = [0] * 6
+        _bump(counters, column, revenue)
+        keep_newest(buckets, kept)
+    else:
+        _bump(counters, column, revenue)
 
 
 # The scores are computed for every snapshot row: comparisons written out, where a loop over

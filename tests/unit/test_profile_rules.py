@@ -15,6 +15,7 @@ from streams.clickhouse.tables import CUSTOMER_DAILY, CUSTOMER_HOURLY, CUSTOMER_
 from streams.core.events import Click, Event, Purchase, Share, Support, TicketAction
 from streams.core.profile import (
     DAILY_KEPT,
+    EVENTS,
     HOURLY_KEPT,
     OPTIONAL_JSON_KEYS,
     TICKETS_KEPT,
@@ -213,6 +214,15 @@ def test_only_the_newest_hourly_buckets_are_kept() -> None:
 def test_only_the_newest_daily_buckets_are_kept() -> None:
     profile = fold(*(click(T0 + d * DAY_MS) for d in range(DAILY_KEPT + 1)))
     assert sorted(profile.daily) == [T0 + d * DAY_MS for d in range(1, DAILY_KEPT + 1)]
+
+
+def test_with_every_bucket_kept_an_older_event_is_counted_in_no_bucket_and_a_newer_one_in_its_own() -> None:
+    full = [click(T0 + h * HOUR_MS) for h in range(1, HOURLY_KEPT + 1)]
+    kept = [T0 + h * HOUR_MS for h in range(1, HOURLY_KEPT + 1)]
+    older = fold(*full, click(T0))
+    assert sorted(older.hourly) == kept and older.counts[EVENTS] == HOURLY_KEPT + 1
+    again = fold(*full, click(T0 + HOUR_MS + 1))  # an hour already kept: nothing is dropped
+    assert sorted(again.hourly) == kept and again.hourly[T0 + HOUR_MS][EVENTS] == 2
 
 
 # --- referral credits -----------------------------------------------------------------------------
