@@ -35,9 +35,9 @@ def event_row(record: SourceRecord, event: Event, time: EventTime) -> tuple[Any,
 
 def minute_totals_row(minute_ms: int, type_channel: str, partition: int, events: int,
                       revenue_cents: int) -> tuple[Any, ...]:
-    """One row of ``minute_totals`` in the table's column order (about one per event in a
-    backlog: most of a batch's events fall in a minute, type and channel of their own). Its
-    version is its count, which only grows."""
+    """One row of ``minute_totals`` in the table's column order (a batch writes one per minute,
+    type, channel and partition its events fell in). Its version is its count, which only
+    grows."""
     event_type, channel = type_channel.split("|", 1)
     return (minute_ms, event_type, channel, partition, events, revenue_cents, events)
 

@@ -216,7 +216,7 @@ def test_only_the_newest_daily_buckets_are_kept() -> None:
     assert sorted(profile.daily) == [T0 + d * DAY_MS for d in range(1, DAILY_KEPT + 1)]
 
 
-def test_with_every_bucket_kept_an_older_event_is_counted_in_no_bucket_and_a_newer_one_in_its_own() -> None:
+def test_with_every_hour_kept_an_older_event_is_in_no_hourly_bucket_and_one_in_a_kept_hour_is_in_it() -> None:
     full = [click(T0 + h * HOUR_MS) for h in range(1, HOURLY_KEPT + 1)]
     kept = [T0 + h * HOUR_MS for h in range(1, HOURLY_KEPT + 1)]
     older = fold(*full, click(T0))
