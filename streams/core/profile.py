@@ -347,15 +347,14 @@ def _bump(counters: list[int], column: int, revenue: int) -> None:
 
 
 def _bump_bucket(buckets: dict[int, list[int]], start: int, column: int, revenue: int, kept: int) -> None:
-    """Count an event in the bucket starting at ``start``, then keep the newest ``kept`` buckets
-    (only a new bucket can pass the limit: most events find theirs and skip the check)."""
+    """Count an event in the bucket starting at ``start``, keeping the newest ``kept`` buckets.
+    Only a new bucket can pass the limit, so most events skip the check; a new bucket older
+    than every kept one is dropped at once, and counting into it then changes nothing."""
     counters = buckets.get(start)
     if counters is None:
         counters = buckets[start] = [0] * 6
-        _bump(counters, column, revenue)
         keep_newest(buckets, kept)
-    else:
-        _bump(counters, column, revenue)
+    _bump(counters, column, revenue)
 
 
 # The scores are computed for every snapshot row: comparisons written out, where a loop over

@@ -101,7 +101,7 @@ class ErasureSteps(ABC):
         index_erase = encode_state({"k": "erase", "ids": ids, "ack": ack})
         profiles_forget = encode_state({"k": "forget", "ids": ids, "ack": ack})
         for other in range(self.settings.topic_partitions):
-            self.out.messages.append(OutMessage(self.stage.index_topic, other, None, index_erase))
+            self.out.messages.append(OutMessage(stage.index_topic, other, None, index_erase))
             self.out.messages.append(OutMessage(stage.credits_topic, other, None, profiles_forget))
         self.out.rows.append(("erased_customers", {"customer_id": person, "customer_hash": id_hash,
                                                    "request_hash": request_hash, "erased_at_ms": record.timestamp}))
