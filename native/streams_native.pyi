@@ -15,3 +15,7 @@ class RecordReader:
     def read(self, value: bytes, start: int) -> Any:
         """The object built from the body in ``value[start:]``; ValueError names the field when
         the body does not fit the schema."""
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 of ``data`` (``org.apache.kafka.common.utils.Utils.murmur2``), as an
+    unsigned 32-bit int."""

@@ -1,4 +1,5 @@
-//! Avro binary record bodies decoded straight into Python objects.
+//! The pipeline's compiled hot path: Avro binary record bodies decoded straight into Python
+//! objects, and Kafka's murmur2 partitioner hash (`murmur2.rs`).
 //!
 //! A `RecordReader` compiles a writer schema once. `read` decodes one body: the record's
 //! wanted fields become the arguments of one call to the caller's `build` (an event class),
@@ -15,6 +16,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::Value;
+
+mod murmur2;
 
 /// A compiled Avro type. `int` and `long` share a node: both are zigzag varints.
 #[derive(Clone)]
@@ -405,5 +408,6 @@ impl RecordReader {
 
 #[pymodule]
 fn streams_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    module.add_class::<RecordReader>()
+    module.add_class::<RecordReader>()?;
+    module.add_function(wrap_pyfunction!(murmur2::murmur2, module)?)
 }

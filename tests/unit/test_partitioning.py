@@ -1,4 +1,5 @@
-"""Which partition owns a key: Kafka's murmur2, as the Java client and kafka-python compute it."""
+"""Which partition owns a key: Kafka's murmur2 (compiled, native/src/murmur2.rs), as the Java client and
+kafka-python compute it."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import random
 
 import pytest
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
+from streams_native import murmur2
 
-from streams.stages.partitioning import murmur2, partition_for
+from streams.stages.partitioning import partition_for
 
 # Apache Kafka's UtilsTest.testMurmur2: the Java client's values (signed 32-bit).
 JAVA_CLIENT = {
