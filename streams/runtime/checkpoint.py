@@ -95,7 +95,7 @@ class Checkpoint:
         owed.settled.extend(settled)
         owed.ingest_times.extend(ingest_times)
         self.metrics.sink_buffered.labels(self.name).set(self.sink.buffered_rows)
-        if self.sink.full:
+        if self.sink.full or len(owed.acks) == 1:  # full, or the first owed: when is the commit due?
             self.wake.set()
 
     @property
@@ -104,14 +104,22 @@ class Checkpoint:
                                          or time.monotonic() - self.last_commit >= self.flush_wait_s)
 
     async def run(self, poll_s: float) -> None:
-        """Commit whenever a commit is due, until the worker stops; a failed commit raises."""
+        """Commit whenever a commit is due, until the worker stops; a failed commit raises.
+
+        Between commits it sleeps until the next one is due, ``poll_s`` at most (a pause is
+        seen by looking): rows wait ``flush_wait_s``, not up to a poll more."""
         while True:
             if not self.due:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), poll_s)
+                    await asyncio.wait_for(self.wake.wait(), self._until_due(poll_s))
                 self.wake.clear()
                 continue
             await self.commit()
+
+    def _until_due(self, poll_s: float) -> float:
+        if not self.owed.acks:
+            return poll_s  # owe() wakes the loop for the first batch
+        return min(poll_s, max(0.0, self.last_commit + self.flush_wait_s - time.monotonic()))
 
     async def wait_for_room(self) -> None:
         """Return once the sink's buffer has room: a full one waits for the commit that empties it."""
