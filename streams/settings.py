@@ -94,7 +94,7 @@ class Settings:
     app_id: str = _setting("interaction-pipeline", "Faust application id (consumer group, changelog topic prefix)")
     table_dir: str = _setting(".state/worker", "directory of the table store (rocksdb), one subdirectory per app_id")
     store: str = _setting("rocksdb://", "table store: rocksdb:// (on disk, restarts replay the changelog's tail) or memory://")
-    batch_max_events: int = _setting(2000, "events processed as one batch", minimum=1)
+    batch_max_events: int = _setting(1000, "events processed as one batch", minimum=1)
     batch_max_wait_ms: int = _setting(200, "longest wait before a partial batch is processed", minimum=1)
     broker_session_timeout_s: float = _setting(10.0, "how soon a dead worker's partitions move", minimum=6.0)
     group_instance_id: str = _setting(

@@ -1,7 +1,7 @@
 """Processing-stage micro-benchmark: ``python -m tests.bench.stage_bench [--events N] [--anonymous-visits F]``.
 
 Runs the profile and referral stages over simulated traffic in memory (no Kafka, no
-ClickHouse: ``tests.support.inmemory``), with the worker's batch size, and reports the CPU
+ClickHouse: ``tests.support.inmemory``), in a backlog's batches, and reports the CPU
 time the stages spend per input record (decode, fold, state encoding, rows, messages), plus
 the time to put their rows into a :class:`ClickHouseSink` buffer and to build the insert
 columns. Median of several rounds; the result is checked against the oracle, so a faster
@@ -25,6 +25,7 @@ from streams.settings import load_settings
 from streams.stages.records import BatchOutput, SourceRecord
 from streams.tools.oracle import expected
 from streams.tools.simulate import SimulationConfig, generate
+from tests.bench.stage_instructions import BACKLOG_BATCH
 from tests.support.compare import compare_all
 from tests.support.inmemory import InMemoryPipeline
 
@@ -91,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--customers", type=int, default=25_000)
-    parser.add_argument("--batch", type=int, default=load_settings({}).batch_max_events)
+    parser.add_argument("--batch", type=int, default=BACKLOG_BATCH, help=f"records per batch ({BACKLOG_BATCH:,})")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--anonymous-visits", type=float, default=0.0,
                         help="share of visits made anonymously, with their identifies (identity traffic; 0)")
