@@ -147,6 +147,15 @@ def test_only_the_newest_tickets_are_kept() -> None:
     profile = fold(*(support(T0 + n, TicketAction.OPENED, f"t{n}") for n in range(TICKETS_KEPT + 1)))
     assert len(profile.tickets) == TICKETS_KEPT
     assert "t0" not in profile.tickets and f"t{TICKETS_KEPT}" in profile.tickets
+    assert set(profile.to_json()["t"]) == set(profile.tickets)  # the evicted one leaves the record too
+
+
+def test_the_state_record_holds_each_ticket_as_its_newest_event_left_it() -> None:
+    profile = fold(support(T0, TicketAction.OPENED, "a"), support(T0 + 100, TicketAction.REPLIED, "a"),
+                   support(T0 + 500, TicketAction.RESOLVED, "a", satisfaction=5), support(T0, TicketAction.OPENED, "b"))
+    restored = Profile.from_json(orjson.loads(orjson.dumps(profile.to_json())))
+    assert restored.tickets == profile.tickets
+    assert restored.tickets["a"].status == "resolved" and restored.tickets["a"].first_reply_at == T0 + 100
 
 
 # --- satisfaction ---------------------------------------------------------------------------------
