@@ -23,7 +23,8 @@ before the rows are written would let a commit pass events a crash then loses; d
 settled state before the rows are written would lose the totals for good.
 
 Commits run one at a time beside the processing of the next batches, which owe the next one;
-a commit is due when rows have waited ``flush_wait_s``, when the sink's buffer is full, and
+a commit is due ``flush_wait_s`` after the one before it started (so rows wait at most that long
+for their flush), when the sink's buffer is full, and
 at once while processing is paused (a rebalance waits for the acks).
 """
 

@@ -195,7 +195,7 @@ class ReferralStage:
                 raw = self.store.get(key) or b""
                 if not any(needle in raw for needle in needles) and not orjson.loads(raw).get("p"):
                     continue  # names none of the ids, and not paged
-            # Only then its partition: a murmur2 in Python for every share id was most of a scan.
+            # Only then its partition: a hash per share id, skipped for most of a scan.
             if self._partition(share_id) != partition:
                 continue
             index = loaded[share_id][1] if share_id in loaded else self.load(share_id)

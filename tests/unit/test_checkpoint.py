@@ -228,7 +228,7 @@ def test_a_commit_starts_once_its_rows_have_waited_flush_wait_not_at_the_next_po
         checkpoint = steps.checkpoint(flush_wait_s=0.05)
         running = asyncio.ensure_future(checkpoint.run(poll_s=30))  # a poll would come far too late
         await asyncio.sleep(0.01)  # the loop sleeps, nothing owed
-        owe(checkpoint, steps, 0)  # the first batch owed wakes it: due at once, it has been idle
+        owe(checkpoint, steps, 0)  # the first batch owed wakes it: due flush_wait after the start
         await asyncio.wait_for(_acked(steps, [0]), 5)
         owe(checkpoint, steps, 1)  # due flush_wait after the commit before started
         await asyncio.wait_for(_acked(steps, [0, 1]), 5)
