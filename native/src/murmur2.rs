@@ -9,7 +9,8 @@ const M: u32 = 0x5BD1_E995;
 const R: u32 = 24;
 
 /// The hash of `data` as an unsigned 32-bit int.
-pub fn hash(data: &[u8]) -> u32 {
+#[pyfunction]
+pub fn murmur2(data: &[u8]) -> u32 {
     let mut h = SEED ^ data.len() as u32;
     let mut words = data.chunks_exact(4);
     for word in &mut words {
@@ -32,9 +33,4 @@ pub fn hash(data: &[u8]) -> u32 {
     h ^= h >> 13;
     h = h.wrapping_mul(M);
     h ^ (h >> 15)
-}
-
-#[pyfunction]
-pub fn murmur2(data: &[u8]) -> u32 {
-    hash(data)
 }

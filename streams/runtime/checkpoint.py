@@ -24,8 +24,8 @@ settled state before the rows are written would lose the totals for good.
 
 Commits run one at a time beside the processing of the next batches, which owe the next one;
 a commit is due ``flush_wait_s`` after the one before it started (so rows wait at most that long
-for their flush), when the sink's buffer is full, and
-at once while processing is paused (a rebalance waits for the acks).
+for their flush), when the sink's buffer is full, and at once while processing is paused (a
+rebalance waits for the acks).
 """
 
 from __future__ import annotations
