@@ -280,9 +280,12 @@ def freshness_figures(bench: Bench, settings: Settings, client: Client, run: int
     cores, us_per_event = cpu_s / seconds, cpu_s / max(result.published, 1) * 1e6
     print(f"[r{run}] freshness p50 {result.p50_ms:,.0f} ms, p99 {result.p99_ms:,.0f} ms "
           f"(achieved {result.achieved_rate:,.0f}/s, {result.missing} never seen; "
-          f"worker {cores:.2f} of a core, {us_per_event:,.0f} us CPU per event)")
+          f"worker {cores:.2f} of a core, {us_per_event:,.0f} us CPU per event); p50 of the first third "
+          f"{result.p50_first_third_ms:,.0f} ms, of the last {result.p50_last_third_ms:,.0f} ms")
     return {"freshness_target_rate": rate, "freshness_rate": result.achieved_rate,
             "freshness_p50_ms": result.p50_ms, "freshness_p99_ms": result.p99_ms,
+            "freshness_p50_first_third_ms": result.p50_first_third_ms,
+            "freshness_p50_last_third_ms": result.p50_last_third_ms,
             "freshness_max_ms": result.max_ms, "freshness_missing": result.missing,
             "freshness_worker_cores": cores, "freshness_cpu_us_per_event": us_per_event}
 

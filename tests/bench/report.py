@@ -55,6 +55,9 @@ FIGURES: tuple[Figure, ...] = (
     Figure("freshness_p50_ms", "freshness: publish -> visible p50", "ms"),
     Figure("freshness_p99_ms", "freshness: publish -> visible p99", "ms"),
     Figure("freshness_max_ms", "freshness: publish -> visible max", "ms"),
+    Figure("freshness_p50_first_third_ms", "freshness: p50 of the events sent in the first third", "ms"),
+    Figure("freshness_p50_last_third_ms", "freshness: p50 of the events sent in the last third (larger: "
+           "the worker fell behind)", "ms"),
     Figure("freshness_missing", "freshness: events never seen", "events"),
     Figure("freshness_worker_cores", "freshness: worker CPU, cores used", "cores", 2),
     Figure("freshness_cpu_us_per_event", "freshness: worker CPU per event", "us"),

@@ -65,6 +65,7 @@ class SoakMeter:
         if self.tracker.latencies_ms:
             self._interval.update(self.tracker.latencies_ms)
             self.tracker.latencies_ms.clear()
+            self.tracker.landed.clear()
             self.last_seen = time.monotonic()
 
     @property

@@ -10,7 +10,7 @@ import pytest
 
 from streams.settings import Settings
 from streams.tools.simulate import SimulationConfig, Tag, generate
-from tests.bench.freshness import LandingTracker
+from tests.bench.freshness import LandingTracker, medians_by_third
 from tests.bench.soak_figures import Sample, at_fraction, growth_after, quantile, summarize, warm_sample
 from tests.bench.soak_workload import Tally, on_time_records, one_click_each, simulated
 from tests.bench.tally_check import expected_totals, mismatches
@@ -83,6 +83,27 @@ def test_the_landing_tracker_forgets_what_no_poll_asks_for_again() -> None:
     assert tracker.outstanding == Counter({1_005: 1})
     tracker.record(1_400, [(1_005, 2)])
     assert tracker.latencies_ms[-2:] == [195, 395] and not tracker.outstanding
+
+
+def test_the_landing_tracker_keeps_each_millisecond_seen_with_its_latency() -> None:
+    tracker = LandingTracker(since_ms=1_000)
+    tracker.absorb(deque([1_000, 1_000, 1_001]))
+    tracker.record(1_100, [(1_000, 2)])
+    tracker.record(1_250, [(1_001, 1)])
+    assert tracker.landed == [(1_000, 100, 2), (1_001, 249, 1)]
+
+
+def test_a_worker_falling_behind_shows_a_larger_median_in_the_last_third_than_in_the_first() -> None:
+    steady = [(ms, 500, 10) for ms in range(0, 30_000, 100)]
+    assert medians_by_third(steady) == (500, 500)
+    # Latency grows by 100 ms per second of sends: the first third's events waited 0.5-1.5 s,
+    # the last third's 2.5-3.5 s.
+    behind = [(ms, 500 + ms // 10, 10) for ms in range(0, 30_000, 100)]
+    first, last = medians_by_third(behind)
+    assert 900 <= first <= 1_100 and 2_900 <= last <= 3_100
+    # Events are weighted by how many landed in each millisecond, not by millisecond.
+    assert medians_by_third([(0, 100, 1), (1, 900, 5), (2, 100, 1), (3, 100, 1)])[0] == 900
+    assert medians_by_third([]) == (0, 0)
 
 
 def test_quantiles_are_nearest_rank_over_a_histogram() -> None:
