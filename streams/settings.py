@@ -104,6 +104,10 @@ class Settings:
     commit_interval_s: float = _setting(1.0, "how often consumed offsets are committed", minimum=0.1)
     metrics_host: str = _setting("127.0.0.1", "address the /metrics and /healthz endpoint binds to")
     metrics_port: int = _setting(19100, "port of the /metrics and /healthz endpoint", minimum=1, maximum=65535)
+    producer_batch_bytes: int = _setting(
+        512 * 1024, "largest batch of records the worker sends to one partition at once; at most the "
+        "topics' max.message.bytes (1 MiB by default). The producer sends one batch per partition per "
+        "request, so a batch's records that do not fit wait for a round trip each", minimum=16_384)
     producer_timeout_s: float = _setting(
         60.0, "longest a produced record may take to reach Kafka (metadata, queueing, retries); "
         "past it the send fails and the worker exits", minimum=1.0)

@@ -23,6 +23,7 @@ from streams.settings import Settings
 # How long new topics may take to get a leader for every partition. kafka-python waits 10 s by
 # default; a broker that has just started, on a busy machine, took longer.
 TOPICS_READY_TIMEOUT_S = 60
+MESSAGE_LIMIT = "max.message.bytes"  # the largest record batch a topic takes
 
 
 class TopicsError(StreamsError):
@@ -170,9 +171,24 @@ def unfit_for_worker(specs: list[TopicSpec], metadata: Mapping[str, Mapping[str,
     return problems
 
 
+def batches_too_large(batch_bytes: int, message_limits: Mapping[str, int]) -> list[str]:
+    """The topics whose ``max.message.bytes`` is below the worker's batch size: Kafka would refuse
+    a full batch sent there, and the worker would stop."""
+    return [f"{topic} takes record batches of up to {limit:,} bytes (max.message.bytes), "
+            f"STREAMS_PRODUCER_BATCH_BYTES is {batch_bytes:,}"
+            for topic, limit in sorted(message_limits.items()) if limit < batch_bytes]
+
+
+def _message_limits(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name, [MESSAGE_LIMIT]) for name in names]
+    described = admin.describe_configs(resources, config_filter="all")["topic"]
+    return {name: int(entries[MESSAGE_LIMIT]["value"]) for name, entries in described.items()}
+
+
 def require_topics(settings: Settings, **admin_config: Any) -> None:
     """Raise :class:`TopicsError`, saying what to fix, unless every planned topic exists with
-    ``settings.topic_partitions`` partitions. Run by a worker before it starts."""
+    ``settings.topic_partitions`` partitions and takes the worker's batches. Run by a worker
+    before it starts."""
     specs = plan_topics(settings)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers,
                              client_id=f"{settings.app_id}-topics", **admin_config)
@@ -180,6 +196,7 @@ def require_topics(settings: Settings, **admin_config: Any) -> None:
         present = set(admin.list_topics())
         found = [s.name for s in specs if s.name in present]
         metadata = {t["name"]: t for t in admin.describe_topics(found)} if found else {}
+        limits = _message_limits(admin, found) if found else {}
     finally:
         admin.close()
     problems = unfit_for_worker(specs, metadata)
@@ -187,3 +204,8 @@ def require_topics(settings: Settings, **admin_config: Any) -> None:
         raise TopicsError("; ".join(problems) + ". Run `streams topics` to create missing topics; a topic "
                           "with another partition count must be recreated (or STREAMS_TOPIC_PARTITIONS set "
                           "to match every topic).")
+    oversized = batches_too_large(settings.producer_batch_bytes, limits)
+    if oversized:
+        raise TopicsError("; ".join(oversized) + ". Set STREAMS_PRODUCER_BATCH_BYTES to at most the smallest "
+                          "of these, or raise the topics' max.message.bytes (the changelog topics take the "
+                          "broker's message.max.bytes).")

@@ -1,11 +1,14 @@
 """A worker refuses to start on topics it cannot be exact with, saying what to fix: topics that
 do not exist (an upgrade that added one, `streams topics` not run) and topics partitioned
-unlike ``STREAMS_TOPIC_PARTITIONS`` (a key would own different partitions in different topics)."""
+unlike ``STREAMS_TOPIC_PARTITIONS`` (a key would own different partitions in different topics),
+and topics that would refuse its batches (``max.message.bytes`` below ``STREAMS_PRODUCER_BATCH_BYTES``)."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
 from streams.settings import PREFIX, Settings
 from streams.topics import ensure_topics
@@ -38,3 +41,18 @@ def test_a_partition_count_unlike_the_setting_stops_the_worker(settings: Setting
     assert code == 1
     assert f"{settings.input_topics['click']} has {settings.topic_partitions} partitions, " \
            "STREAMS_TOPIC_PARTITIONS is 2" in log
+
+
+def test_a_topic_that_refuses_the_workers_batches_stops_the_worker(settings: Settings, tmp_path: Path) -> None:
+    ensure_topics(settings)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, settings.repartition_topic,
+                                            configs={"max.message.bytes": "100000"})])
+    finally:
+        admin.close()
+    code, log = exit_of(settings, tmp_path)
+    assert code == 1
+    assert f"{settings.repartition_topic} takes record batches of up to 100,000 bytes (max.message.bytes), " \
+           f"STREAMS_PRODUCER_BATCH_BYTES is {settings.producer_batch_bytes:,}" in log
+    assert "Set STREAMS_PRODUCER_BATCH_BYTES to at most" in log

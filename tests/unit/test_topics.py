@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streams.settings import load_settings
-from streams.topics import TopicDrift, plan_topics, unfit_for_worker
+from streams.topics import TopicDrift, batches_too_large, plan_topics, unfit_for_worker
 
 
 def test_plan_has_inputs_backfill_erasures_dead_letters_and_internal_topics() -> None:
@@ -68,3 +68,12 @@ def test_a_worker_needs_every_planned_topic_with_the_planned_partitions() -> Non
         "interactions.clicks has 6 partitions, STREAMS_TOPIC_PARTITIONS is 4",
         "interactions.repartition is missing",
     ]
+
+
+def test_a_worker_needs_topics_that_take_its_batches() -> None:
+    limits = {"interactions.repartition": 100_000, "interactions.dlq": 1_048_588, "interactions.clicks": 524_288}
+    assert batches_too_large(524_288, limits) == [
+        "interactions.repartition takes record batches of up to 100,000 bytes (max.message.bytes), "
+        "STREAMS_PRODUCER_BATCH_BYTES is 524,288"]
+    assert batches_too_large(65_536, limits) == []
+    assert batches_too_large(524_288, {}) == []
