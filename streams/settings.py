@@ -107,7 +107,8 @@ class Settings:
     producer_batch_bytes: int = _setting(
         512 * 1024, "largest batch of records the worker sends to one partition at once; at most the "
         "topics' max.message.bytes (1 MiB by default). The producer sends one batch per partition per "
-        "request, so a batch's records that do not fit wait for a round trip each", minimum=16_384)
+        "request, so each further batch a partition needs waits a round trip (a larger record goes "
+        "alone)", minimum=16_384)
     producer_timeout_s: float = _setting(
         60.0, "longest a produced record may take to reach Kafka (metadata, queueing, retries); "
         "past it the send fails and the worker exits", minimum=1.0)

@@ -179,16 +179,30 @@ def batches_too_large(batch_bytes: int, message_limits: Mapping[str, int]) -> li
             for topic, limit in sorted(message_limits.items()) if limit < batch_bytes]
 
 
+def _written_topics(settings: Settings) -> set[str]:
+    """The planned topics a worker produces to (it only reads the input and backfill topics)."""
+    return {settings.erasures_topic, settings.dead_letter_topic, settings.repartition_topic,
+            settings.referral_index_topic, settings.referral_credits_topic}
+
+
 def _message_limits(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
     resources = [ConfigResource(ConfigResourceType.TOPIC, name, [MESSAGE_LIMIT]) for name in names]
     described = admin.describe_configs(resources, config_filter="all")["topic"]
-    return {name: int(entries[MESSAGE_LIMIT]["value"]) for name, entries in described.items()}
+    limits = {}
+    for name in names:
+        # kafka-python leaves out a topic's error: a topic it could not describe has no entries.
+        entry = described.get(name, {}).get(MESSAGE_LIMIT)
+        if entry is None:
+            raise TopicsError(f"could not read {MESSAGE_LIMIT} of {name}: the worker's Kafka user needs "
+                              "DescribeConfigs on the topics it writes")
+        limits[name] = int(entry["value"])
+    return limits
 
 
 def require_topics(settings: Settings, **admin_config: Any) -> None:
     """Raise :class:`TopicsError`, saying what to fix, unless every planned topic exists with
-    ``settings.topic_partitions`` partitions and takes the worker's batches. Run by a worker
-    before it starts."""
+    ``settings.topic_partitions`` partitions, and every topic the worker writes takes its
+    batches. Run by a worker before it starts."""
     specs = plan_topics(settings)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers,
                              client_id=f"{settings.app_id}-topics", **admin_config)
@@ -196,7 +210,8 @@ def require_topics(settings: Settings, **admin_config: Any) -> None:
         present = set(admin.list_topics())
         found = [s.name for s in specs if s.name in present]
         metadata = {t["name"]: t for t in admin.describe_topics(found)} if found else {}
-        limits = _message_limits(admin, found) if found else {}
+        written = [name for name in found if name in _written_topics(settings)]
+        limits = _message_limits(admin, written) if written else {}
     finally:
         admin.close()
     problems = unfit_for_worker(specs, metadata)

@@ -182,7 +182,8 @@ def measure_freshness(settings: Settings, client: Client, messages: Iterable[Mes
 
 def medians_by_third(landed: Sequence[tuple[int, int, int]]) -> tuple[float, float]:
     """The median latency of the events published in the first third of the sends' time span,
-    and of those published in its last third (``LandingTracker.landed``; 0 when none landed)."""
+    and of those published in its last third (``LandingTracker.landed``; 0 when none landed).
+    Only landed events count: those never seen are reported apart (``Freshness.missing``)."""
     if not landed:
         return 0.0, 0.0
     first_ms, last_ms = min(ms for ms, _, _ in landed), max(ms for ms, _, _ in landed)
