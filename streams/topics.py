@@ -210,7 +210,7 @@ def require_topics(settings: Settings, **admin_config: Any) -> None:
         present = set(admin.list_topics())
         found = [s.name for s in specs if s.name in present]
         metadata = {t["name"]: t for t in admin.describe_topics(found)} if found else {}
-        written = [name for name in found if name in _written_topics(settings)]
+        written = sorted(_written_topics(settings).intersection(found))
         limits = _message_limits(admin, written) if written else {}
     finally:
         admin.close()
